@@ -1,0 +1,41 @@
+# Two entry points (README): `make demo` runs the main job on its embedded default,
+# `make test` runs the test suite. Both create/reuse .venv and install pinned deps.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+WORKDIR ?= runs/demo
+
+.PHONY: venv demo test lint data bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,data]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Fashion-MNIST ships as a Debian package (offline); install it when missing.
+data:
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Installing Debian package dataset-fashion-mnist (Fashion-MNIST IDX files)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q dataset-fashion-mnist || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist; }; \
+	fi
+
+demo: venv data
+	$(BIN)/python -m experiments.classification --preset=default --workdir=$(WORKDIR)
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: venv
+	$(BIN)/python -m pip install -q -e '.[bench]'
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

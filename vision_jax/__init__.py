@@ -1,0 +1,27 @@
+"""vision_jax: ten computer-vision / ML papers as pure, jit-compiled JAX/Flax functions.
+
+Sub-packages (each re-exports its public names):
+
+- ``vision_jax.train``   one sharded train loop (TrainState, make_train_step, orbax checkpoints)
+- ``vision_jax.data``    TF-free TFDS builders -> array_record -> grain pipelines
+- ``vision_jax.models``  flax.linen backbones (ResNet, LightCNN, ConvNet)
+- ``vision_jax.losses``  optax-style per-example losses (margin softmax family, IR-Softmax, ...)
+- ``vision_jax.metrics`` on-device accumulators and host-side NumPy evaluation protocols
+- ``vision_jax.search``  anisotropic vector quantization / MIPS index
+- ``vision_jax.linalg``  low-rank principal eigenmatrix analysis
+- ``vision_jax.hashing`` deep hashing (DMUH, DPSH, CSQ) and packed-bit Hamming search
+
+Sub-packages are imported lazily so that ``import vision_jax`` stays cheap.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBPACKAGES = ("train", "data", "models", "losses", "metrics", "search", "linalg", "hashing", "utils")
+
+
+def __getattr__(name):
+  if name in _SUBPACKAGES:
+    return importlib.import_module(f"vision_jax.{name}")
+  raise AttributeError(f"module 'vision_jax' has no attribute {name!r}")
