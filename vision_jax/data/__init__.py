@@ -1,1 +1,27 @@
-"""vision_jax.data."""
+"""vision_jax.data: TF-free TFDS builders -> array_record -> grain pipelines.
+
+Importing this package registers the ``vj_*`` TFDS builders.
+"""
+
+from vision_jax.data.builders import (
+  FASHION_MNIST_CLASSES,
+  ManualDirBuilder,
+  VjFashionMnist,
+  decode_image,
+  encode_png,
+)
+from vision_jax.data.idx import read_idx, write_idx
+from vision_jax.data.sources import default_data_dir, fashion_mnist, load
+
+__all__ = [
+  "FASHION_MNIST_CLASSES",
+  "ManualDirBuilder",
+  "VjFashionMnist",
+  "decode_image",
+  "default_data_dir",
+  "encode_png",
+  "fashion_mnist",
+  "load",
+  "read_idx",
+  "write_idx",
+]

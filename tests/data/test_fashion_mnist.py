@@ -1,0 +1,104 @@
+"""IDX reader and the TF-free Fashion-MNIST builder on tiny gzip'ed IDX fixtures."""
+
+import gzip
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+import vision_jax.data as vd
+
+
+def _write_idx_by_hand(path, array):
+  """Independent IDX writer (not vd.write_idx): magic 0x0000 08 ndim, big-endian uint32 dims."""
+  header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def fmnist_dir(tmp_path_factory):
+  d = tmp_path_factory.mktemp("fmnist_raw")
+  rng = np.random.default_rng(0)
+  arrays = {
+    "train": (rng.integers(0, 256, (13, 28, 28), dtype=np.uint8), rng.integers(0, 10, 13).astype(np.uint8)),
+    "t10k": (rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5).astype(np.uint8)),
+  }
+  for prefix, (images, labels) in arrays.items():
+    _write_idx_by_hand(d / f"{prefix}-images-idx3-ubyte.gz", images)
+    _write_idx_by_hand(d / f"{prefix}-labels-idx1-ubyte.gz", labels)
+  return d, arrays
+
+
+def test_read_idx_matches_hand_written(fmnist_dir):
+  d, arrays = fmnist_dir
+  images = vd.read_idx(d / "train-images-idx3-ubyte.gz")
+  labels = vd.read_idx(d / "train-labels-idx1-ubyte.gz")
+  np.testing.assert_array_equal(images, arrays["train"][0])
+  np.testing.assert_array_equal(labels, arrays["train"][1])
+  assert images.shape == (13, 28, 28) and images.dtype == np.uint8
+
+
+def test_write_idx_roundtrip_and_bytes(tmp_path):
+  a = np.arange(24, dtype=np.int32).reshape(2, 3, 4) - 5
+  vd.write_idx(tmp_path / "a.idx", a)
+  raw = (tmp_path / "a.idx").read_bytes()
+  assert raw[:4] == b"\x00\x00\x0c\x03" and struct.unpack(">3I", raw[4:16]) == (2, 3, 4)
+  np.testing.assert_array_equal(vd.read_idx(tmp_path / "a.idx"), a)
+
+
+def test_read_idx_rejects_truncated(tmp_path):
+  p = tmp_path / "bad-idx1-ubyte.gz"
+  with gzip.open(p, "wb") as f:
+    f.write(b"\x00\x00\x08\x01" + struct.pack(">I", 10) + b"\x01\x02")
+  with pytest.raises(ValueError, match="10"):
+    vd.read_idx(p)
+
+
+def test_builder_roundtrip_without_tensorflow(fmnist_dir, tmp_path):
+  d, arrays = fmnist_dir
+  for split, prefix in (("train", "train"), ("test", "t10k")):
+    src = vd.fashion_mnist(split, data_dir=tmp_path, manual_dir=d)
+    images, labels = arrays[prefix]
+    assert len(src) == len(labels)
+    for i in range(len(labels)):
+      ex = src[i]
+      assert ex["image"].dtype == np.uint8 and ex["image"].shape == (28, 28, 1)
+      np.testing.assert_array_equal(ex["image"][..., 0], images[i])
+      assert int(ex["label"]) == int(labels[i])
+  # The array_record files exist and TF never got imported (it is not installed here).
+  assert list((tmp_path / "vj_fashion_mnist" / "1.0.0").glob("*.array_record*"))
+  assert "tensorflow" not in sys.modules
+
+
+def test_builder_via_tfds_data_source(fmnist_dir, tmp_path):
+  import tensorflow_datasets as tfds
+
+  d, arrays = fmnist_dir
+  vd.fashion_mnist("train", data_dir=tmp_path, manual_dir=d)  # build
+  src = tfds.data_source("vj_fashion_mnist", split="train", data_dir=tmp_path, download=False)
+  batch = src.__getitems__([3, 0])
+  np.testing.assert_array_equal(batch[0]["image"][..., 0], arrays["train"][0][3])
+  np.testing.assert_array_equal(batch[1]["image"][..., 0], arrays["train"][0][0])
+
+
+def test_missing_files_error_names_path_and_fix(tmp_path):
+  empty = tmp_path / "nowhere"
+  empty.mkdir()
+  with pytest.raises(FileNotFoundError) as e:
+    vd.fashion_mnist("train", data_dir=tmp_path / "store", manual_dir=empty)
+  msg = str(e.value)
+  assert str(empty / "train-images-idx3-ubyte.gz") in msg
+  assert "apt-get install dataset-fashion-mnist" in msg
+  assert "VISION_JAX_FASHION_MNIST_DIR" in msg
+
+
+def test_env_var_manual_dir(fmnist_dir, tmp_path, monkeypatch):
+  d, arrays = fmnist_dir
+  monkeypatch.setenv("VISION_JAX_FASHION_MNIST_DIR", str(d))
+  monkeypatch.setenv("VISION_JAX_DATA_DIR", str(tmp_path / "store"))
+  assert vd.default_data_dir() == str(tmp_path / "store")
+  src = vd.fashion_mnist("test")
+  assert len(src) == 5
+  assert int(src[4]["label"]) == int(arrays["t10k"][1][4])
