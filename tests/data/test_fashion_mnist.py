@@ -12,7 +12,9 @@ import vision_jax.data as vd
 
 def _write_idx_by_hand(path, array):
   """Independent IDX writer (not vd.write_idx): magic 0x0000 08 ndim, big-endian uint32 dims."""
-  header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+  header = (
+    b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+  )
   with gzip.open(path, "wb") as f:
     f.write(header + array.astype(np.uint8).tobytes())
 
@@ -22,8 +24,14 @@ def fmnist_dir(tmp_path_factory):
   d = tmp_path_factory.mktemp("fmnist_raw")
   rng = np.random.default_rng(0)
   arrays = {
-    "train": (rng.integers(0, 256, (13, 28, 28), dtype=np.uint8), rng.integers(0, 10, 13).astype(np.uint8)),
-    "t10k": (rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5).astype(np.uint8)),
+    "train": (
+      rng.integers(0, 256, (13, 28, 28), dtype=np.uint8),
+      rng.integers(0, 10, 13).astype(np.uint8),
+    ),
+    "t10k": (
+      rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+      rng.integers(0, 10, 5).astype(np.uint8),
+    ),
   }
   for prefix, (images, labels) in arrays.items():
     _write_idx_by_hand(d / f"{prefix}-images-idx3-ubyte.gz", images)
@@ -102,3 +110,18 @@ def test_env_var_manual_dir(fmnist_dir, tmp_path, monkeypatch):
   src = vd.fashion_mnist("test")
   assert len(src) == 5
   assert int(src[4]["label"]) == int(arrays["t10k"][1][4])
+
+
+def test_builder_source_feeds_pipeline(fmnist_dir, tmp_path):
+  d, arrays = fmnist_dir
+  src = vd.fashion_mnist("train", data_dir=tmp_path, manual_dir=d)
+  ds = vd.train_dataset(src, global_batch_size=4, seed=0, process_count=1, process_index=0)
+  batch = next(vd.prefetch_iterator(ds, 2, num_threads=1, buffer=1))
+  assert batch["image"].shape == (4, 28, 28, 1) and batch["image"].dtype == np.uint8
+  # Each batch row is some fixture row with its own label.
+  for img, lab in zip(batch["image"], batch["label"]):
+    i = int(np.flatnonzero((arrays["train"][0] == img[..., 0]).all(axis=(1, 2)))[0])
+    assert int(lab) == int(arrays["train"][1][i])
+  ev = list(vd.eval_batches(src, global_batch_size=8, process_count=1, process_index=0))
+  assert [int(b["mask"].sum()) for b in ev] == [8, 5]
+  np.testing.assert_array_equal(np.concatenate([b["label"] for b in ev])[:13], arrays["train"][1])

@@ -11,9 +11,27 @@ from vision_jax.data.builders import (
   encode_png,
 )
 from vision_jax.data.idx import read_idx, write_idx
+from vision_jax.data.pipeline import (
+  ArraySource,
+  SubsetSource,
+  eval_batches,
+  num_eval_batches,
+  prefetch_iterator,
+  synthetic_source,
+  to_global_arrays,
+  train_dataset,
+)
 from vision_jax.data.sources import default_data_dir, fashion_mnist, load
 
 __all__ = [
+  "ArraySource",
+  "SubsetSource",
+  "eval_batches",
+  "num_eval_batches",
+  "prefetch_iterator",
+  "synthetic_source",
+  "to_global_arrays",
+  "train_dataset",
   "FASHION_MNIST_CLASSES",
   "ManualDirBuilder",
   "VjFashionMnist",

@@ -131,10 +131,12 @@ class VjFashionMnist(ManualDirBuilder):
     return tfds.core.DatasetInfo(
       builder=self,
       description="Fashion-MNIST: 28x28 grayscale images of 10 clothing classes.",
-      features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(28, 28, 1), encoding_format="png"),
-        "label": tfds.features.ClassLabel(names=FASHION_MNIST_CLASSES),
-      }),
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(28, 28, 1), encoding_format="png"),
+          "label": tfds.features.ClassLabel(names=FASHION_MNIST_CLASSES),
+        }
+      ),
       supervised_keys=("image", "label"),
       disable_shuffling=True,
       homepage="https://github.com/zalandoresearch/fashion-mnist",

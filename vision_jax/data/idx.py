@@ -43,7 +43,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   with _open(path, "rb") as f:
     data = f.read()
   if len(data) < 4 or data[0] != 0 or data[1] != 0:
-    raise ValueError(f"{path}: not an IDX file (magic bytes {data[:4]!r}; expected 00 00 <type> <ndim>).")
+    raise ValueError(
+      f"{path}: not an IDX file (magic bytes {data[:4]!r}; expected 00 00 <type> <ndim>)."
+    )
   code, ndim = data[2], data[3]
   if code not in _IDX_DTYPES:
     raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}; known: {sorted(_IDX_DTYPES)}.")
@@ -73,7 +75,11 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
   array = np.asarray(array)
   be = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
   if be not in _DTYPE_CODES:
-    raise ValueError(f"write_idx: dtype {array.dtype} has no IDX code; use one of uint8, int8, int16, int32, float32, float64.")
-  header = bytes([0, 0, _DTYPE_CODES[be], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    raise ValueError(
+      f"write_idx: dtype {array.dtype} has no IDX code; use one of uint8, int8, int16, int32, float32, float64."
+    )
+  header = bytes([0, 0, _DTYPE_CODES[be], array.ndim]) + struct.pack(
+    f">{array.ndim}I", *array.shape
+  )
   with _open(path, "wb") as f:
     f.write(header + np.ascontiguousarray(array, dtype=be).tobytes())

@@ -15,7 +15,9 @@ def default_data_dir() -> str:
   ``$VISION_JAX_DATA_DIR`` if set, else ``~/.cache/vision_jax/tensorflow_datasets``.
   """
   d = os.environ.get(DATA_DIR_ENV)
-  return os.path.expanduser(d) if d else os.path.expanduser("~/.cache/vision_jax/tensorflow_datasets")
+  return (
+    os.path.expanduser(d) if d else os.path.expanduser("~/.cache/vision_jax/tensorflow_datasets")
+  )
 
 
 def load(
