@@ -11,6 +11,11 @@ from vision_jax.data.builders import (
   encode_png,
 )
 from vision_jax.data.idx import read_idx, write_idx
+from vision_jax.data.longtail import (
+  head_medium_tail_split,
+  long_tailed_counts,
+  long_tailed_indices,
+)
 from vision_jax.data.pipeline import (
   ArraySource,
   SubsetSource,
@@ -39,6 +44,9 @@ __all__ = [
   "default_data_dir",
   "encode_png",
   "fashion_mnist",
+  "head_medium_tail_split",
+  "long_tailed_counts",
+  "long_tailed_indices",
   "load",
   "read_idx",
   "write_idx",
