@@ -1,1 +1,29 @@
-"""vision_jax.train."""
+"""The shared, sharded train loop (one jit'd step, orbax checkpoints, resumable)."""
+
+from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
+from vision_jax.train.loop import NonFiniteError, evaluate, setup_runtime, train_and_evaluate
+from vision_jax.train.mesh import (
+  DATA,
+  MODEL,
+  batch_sharding,
+  make_mesh,
+  replicated,
+  to_global_batch,
+)
+from vision_jax.train.optim import make_optimizer, make_schedule
+from vision_jax.train.state import TrainState
+from vision_jax.train.step import (
+  Task,
+  create_train_state,
+  make_eval_step,
+  make_train_step,
+  state_shardings,
+)
+from vision_jax.train.writers import MetricWriter, plot_curves, read_metrics
+
+__all__ = [
+  "DATA", "MODEL", "Checkpointer", "MetricWriter", "NonFiniteError", "Task", "TrainState",
+  "abstract_with_shardings", "batch_sharding", "create_train_state", "evaluate", "make_eval_step",
+  "make_mesh", "make_optimizer", "make_schedule", "make_train_step", "plot_curves", "read_metrics",
+  "replicated", "setup_runtime", "state_shardings", "to_global_batch", "train_and_evaluate",
+]

@@ -1,0 +1,279 @@
+"""The one train loop every experiment uses.
+
+``train_and_evaluate(cfg, workdir, task, train_data, eval_data)``:
+
+- builds the mesh (``cfg.mesh.model``; ``data`` takes the rest), the optimizer (``cfg.optim``) and
+  the state, born sharded;
+- resumes from the latest readable checkpoint in ``workdir/checkpoints`` (data position included:
+  batch ``t`` is ``train_data[t]``, a pure function of the seed and ``t``, so resuming at step ``t``
+  replays exactly the batches an uninterrupted run would have seen — bitwise-identical params);
+- runs the jitted step with a background prefetch thread, a tqdm bar (steps, examples/s, ETA),
+  ``metrics.jsonl`` + TensorBoard, eval every ``eval_every`` steps, async checkpoints every
+  ``checkpoint_every`` steps (keep ``keep_checkpoints``);
+- stops with :class:`NonFiniteError` naming the step and the metric if the loss or gradients are
+  not finite (the update is skipped in the step, and no checkpoint is written after it);
+- on SIGTERM/SIGINT saves a checkpoint and returns ``{"preempted": True, ...}``;
+- writes ``config.json``, ``versions.json``, ``summary.json`` and ``curves.png`` in ``workdir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from vision_jax.train import mesh as mesh_lib
+from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
+from vision_jax.train.optim import make_optimizer
+from vision_jax.train.step import Task, create_train_state, make_eval_step, make_train_step
+from vision_jax.train.writers import MetricWriter, plot_curves
+from vision_jax.utils.runinfo import package_versions, save_json
+
+
+class NonFiniteError(FloatingPointError):
+  """Raised when a train step produced a non-finite loss or gradient."""
+
+
+def setup_runtime(*, distributed: bool = False, compilation_cache: str | None = None) -> None:
+  """Process-level JAX setup: ``jax.distributed.initialize()`` (multi-host, behind a flag) and the
+  persistent compilation cache."""
+  if distributed:
+    jax.distributed.initialize()
+  if compilation_cache:
+    os.makedirs(compilation_cache, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", compilation_cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+class _Prefetcher:
+  """Produces ``data[t]`` for ``t = start, start+1, ...`` in a background thread."""
+
+  def __init__(self, data, start: int, stop: int, buffer: int = 2):
+    self._q: queue.Queue = queue.Queue(maxsize=max(buffer, 1))
+    self._stop = threading.Event()
+
+    def work():
+      try:
+        for t in range(start, stop):
+          if self._stop.is_set():
+            return
+          item = data[t]
+          while not self._stop.is_set():
+            try:
+              self._q.put((t, item, None), timeout=0.1)
+              break
+            except queue.Full:
+              continue
+      except BaseException as e:  # surfaced in the main thread
+        self._q.put((None, None, e))
+
+    self._thread = threading.Thread(target=work, daemon=True)
+    self._thread.start()
+
+  def get(self):
+    t, item, err = self._q.get()
+    if err is not None:
+      raise err
+    return t, item
+
+  def close(self):
+    self._stop.set()
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+  """Sets the returned event on SIGTERM/SIGINT (main thread only) instead of dying mid-step."""
+  event = threading.Event()
+  old = {}
+  if threading.current_thread() is threading.main_thread():
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      old[sig] = signal.getsignal(sig)
+      signal.signal(sig, lambda signum, frame: event.set())
+  try:
+    yield event
+  finally:
+    for sig, h in old.items():
+      signal.signal(sig, h)
+
+
+def _to_host(x):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+def evaluate(eval_step, state, eval_data: Iterable, mesh, summarize) -> dict[str, float]:
+  """Runs ``eval_step`` over padded batches, drops padding via ``mask`` and summarizes on host."""
+  chunks: dict[str, list[np.ndarray]] = {}
+  for local in eval_data:
+    batch = mesh_lib.to_global_batch(local, mesh)
+    out = eval_step(state, batch)
+    out = dict(out, mask=batch["mask"])
+    for k, v in out.items():
+      chunks.setdefault(k, []).append(_to_host(v))
+  if not chunks:
+    raise ValueError("eval_data yielded no batches")
+  outputs = {k: np.concatenate(v) for k, v in chunks.items()}
+  mask = outputs.pop("mask").astype(bool)
+  outputs = {k: v[mask] for k, v in outputs.items()}
+  return summarize(outputs) if summarize is not None else {}
+
+
+def train_and_evaluate(
+  cfg: ml_collections.ConfigDict,
+  workdir: str,
+  task: Task,
+  train_data,
+  eval_data: Callable[[], Iterable] | None = None,
+  *,
+  mesh=None,
+  global_batch_size: int | None = None,
+  progress: bool = True,
+) -> dict[str, Any]:
+  """Trains ``task`` for ``cfg.train.num_steps`` steps; see the module docstring.
+
+  Args:
+    cfg: config with ``seed``, ``train`` (num_steps, log_every, eval_every, checkpoint_every,
+      keep_checkpoints, prefetch) and ``optim`` (see :func:`make_optimizer`); optional ``mesh.model``.
+    workdir: output directory (created); re-running with the same workdir resumes.
+    task: the method (:class:`Task`).
+    train_data: random access ``train_data[t]`` -> this process's numpy batch for step ``t``.
+    eval_data: ``eval_data()`` -> iterable of padded numpy batches with a boolean ``mask``.
+    mesh: optional mesh (default ``make_mesh(model=cfg.mesh.model)``).
+    global_batch_size: for the examples/s readout (default: inferred from the first batch).
+    progress: show a tqdm bar (process 0 only).
+
+  Returns:
+    The summary dict (also written to ``workdir/summary.json``).
+  """
+  tcfg = cfg.train
+  num_steps = int(tcfg.num_steps)
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if is_main:
+    save_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+    save_json(os.path.join(workdir, "versions.json"), package_versions())
+
+  if mesh is None:
+    model_axis = int(cfg.get("mesh", {}).get("model", 1)) if "mesh" in cfg else 1
+    mesh = mesh_lib.make_mesh(model=model_axis)
+  tx, schedule = make_optimizer(cfg.optim, num_steps)
+  rng = jax.random.PRNGKey(int(cfg.seed))
+
+  first_local = train_data[0]
+  example = mesh_lib.to_global_batch(first_local, mesh)
+  if global_batch_size is None:
+    global_batch_size = int(jax.tree.leaves(example)[0].shape[0])
+
+  state, shardings = create_train_state(task, tx, rng, example, mesh)
+  ckpt = Checkpointer(
+    os.path.join(workdir, "checkpoints"), keep=int(tcfg.get("keep_checkpoints", 3))
+  )
+  abstract = abstract_with_shardings(jax.eval_shape(lambda s: s, state), shardings)
+  restored = ckpt.restore_latest(abstract)
+  if restored is not None:
+    state, _, _ = restored
+    if is_main:
+      print(f"Resumed from {ckpt.directory} at step {int(state.step)}")
+  start = int(state.step)
+
+  train_step = make_train_step(task, tx, schedule, mesh, shardings)
+  eval_step = make_eval_step(task, mesh, shardings) if task.eval_fn is not None else None
+  writer = MetricWriter(workdir, resume_step=start, enabled=is_main)
+  log_every = int(tcfg.get("log_every", 50))
+  eval_every = int(tcfg.get("eval_every", 0))
+  ckpt_every = int(tcfg.get("checkpoint_every", 0))
+  meta = {"config": cfg.to_dict(), "versions": package_versions()}
+
+  def do_eval(step):
+    if eval_step is None or eval_data is None:
+      return {}
+    t0 = time.perf_counter()
+    res = evaluate(eval_step, state, eval_data(), mesh, task.summarize)
+    res = {k: float(v) for k, v in res.items()}
+    writer.write(step, dict(res, eval_seconds=time.perf_counter() - t0), split="eval")
+    return res
+
+  bar = tqdm(total=num_steps, initial=start, unit="step", disable=not (progress and is_main),
+             dynamic_ncols=True, mininterval=1.0)
+  summary: dict[str, Any] = {"preempted": False}
+  last_eval: dict[str, float] = {}
+  pending = None  # (step, metrics) of the previous step, read one step late to keep dispatch async
+  t_last, n_last = time.perf_counter(), 0
+  prefetch = _Prefetcher(train_data, start, num_steps, buffer=int(tcfg.get("prefetch", 2)))
+
+  def check(step, metrics):
+    host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if host.get("nonfinite", 0.0) > 0:
+      bad = [k for k in ("loss", "grad_norm") if not np.isfinite(host.get(k, 0.0))]
+      raise NonFiniteError(
+        f"non-finite {' and '.join(bad) or 'value'} at step {step} "
+        f"(loss={host.get('loss')}, grad_norm={host.get('grad_norm')}); the update was not "
+        f"applied and the last good checkpoint in {ckpt.directory} is intact. Lower the learning "
+        f"rate, enable optim.grad_clip, or check the data."
+      )
+    return host
+
+  try:
+    with _stop_on_signals() as stop_event:
+      step = start
+      while step < num_steps:
+        t, local = prefetch.get()
+        assert t == step, (t, step)
+        batch = mesh_lib.to_global_batch(local, mesh)
+        state, metrics = train_step(state, batch)
+        if pending is not None:
+          prev_step, prev_metrics = pending
+          host = check(prev_step, prev_metrics)
+          if (prev_step + 1) % log_every == 0 or prev_step == start:
+            writer.write(prev_step + 1, host)
+            bar.set_postfix(loss=f"{host['loss']:.4f}", lr=f"{host.get('lr', 0):.3g}", refresh=False)
+        pending = (step, metrics)
+        step += 1
+        n_last += 1
+        bar.update(1)
+        now = time.perf_counter()
+        if now - t_last > 5.0:
+          bar.set_postfix_str(f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False)
+          t_last, n_last = now, 0
+        if ckpt_every and step % ckpt_every == 0 and step < num_steps:
+          check(*pending)  # never checkpoint a state whose last step is unchecked
+          ckpt.save(step, state, meta)
+        if eval_every and step % eval_every == 0 and step < num_steps:
+          last_eval = do_eval(step)
+          bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
+        if stop_event.is_set():
+          check(*pending)
+          ckpt.save(step, state, meta, wait=True)
+          bar.write(f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting.")
+          summary.update(preempted=True, step=step)
+          return summary
+      if pending is not None:
+        host = check(*pending)
+        writer.write(pending[0] + 1, host)
+        summary["final_train"] = host
+    ckpt.save(num_steps, state, meta)
+    last_eval = do_eval(num_steps) if eval_step is not None else {}
+    summary.update(step=num_steps, eval=last_eval, seconds=bar.format_dict.get("elapsed", 0.0))
+    if is_main:
+      save_json(os.path.join(workdir, "summary.json"), summary)
+      plot_curves(workdir)
+    return summary
+  finally:
+    prefetch.close()
+    bar.close()
+    writer.close()
+    ckpt.close()

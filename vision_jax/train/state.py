@@ -1,0 +1,30 @@
+"""The explicit train state pytree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step reads and writes; checkpointed as one pytree.
+
+  Attributes:
+    step: int32 scalar, number of optimizer updates applied so far.
+    params: trainable parameters (flax ``params`` collection).
+    model_state: non-trainable model collections, e.g. ``{"batch_stats": ...}``.
+    opt_state: optax state.
+    rng: base PRNG key; step ``t`` uses ``jax.random.fold_in(rng, t)``.
+    extra: method-specific state that is neither trained by gradients nor part of the model:
+      IR-Softmax class centres, an EMA (momentum) copy of the network, NAS architecture logits.
+  """
+
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  rng: jax.Array
+  extra: Any = flax.struct.field(default_factory=dict)
