@@ -1,0 +1,206 @@
+"""IR-Softmax: margin-softmax losses whose class weights are the class centres.
+
+The classifier weight of class j is replaced by the direction of its feature centre
+:math:`c_j`, a non-trainable running mean of L2-normalised features (its own variable
+collection, e.g. ``"class_centers"``, checkpointed with the train state):
+
+.. math::
+  \\hat W_j = \\operatorname{sg}\\!\\Big(\\frac{c_j}{\\lVert c_j\\rVert}\\Big), \\qquad
+  c_j \\leftarrow \\mu\\, c_j + (1-\\mu)\\, \\frac{1}{n_j}\\sum_{i: y_i=j} \\frac{x_i}{\\lVert x_i\\rVert}
+  \\quad (n_j > 0)
+
+where sg is stop-gradient. Any margin head then applies unchanged: IR-A-Softmax and
+IR-AM-Softmax are the paper's two, IR-ArcFace is ours.
+
+References:
+  H. Zhu, Y. Yuan, G. Hu, X. Wu, N. Robertson. Imbalance Robust Softmax for Deep Embedding
+  Learning. ACCV 2020. arXiv:2011.11155.
+
+Choice: the paper's exact centre update is not available to us (no public code; see
+``docs/ir_softmax.md``). We use a per-batch EMA of L2-normalised features (centre-loss style),
+updated only for classes present in the batch, with the momentum a config field
+(``ir_center_momentum`` gives an optional linear warm-up of the momentum from 0).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from vision_jax.losses import margin as _m
+from vision_jax.losses._validate import check_scalar, validate_head_inputs
+
+Array = jax.Array
+
+
+def init_class_centers(key, num_classes: int, dim: int, *, out_sharding=None) -> Array:
+  """Initial class centres: i.i.d. Gaussian rows normalised to unit length, ``[C, D]`` float32.
+
+  Choice: random unit vectors (the direction distribution of a freshly initialised normalised
+  FC layer), so that IR logits at step 0 look like those of a NormFace head at init and every
+  class has a distinct, nearly orthogonal direction before its first update. Zeros would give
+  all unseen classes logit 0 and ties.
+
+  Args:
+    key: PRNG key.
+    num_classes: C >= 1. dim: D >= 1.
+    out_sharding: optional ``jax.sharding.Sharding`` (e.g. ``NamedSharding(mesh, P("model",
+      None))``); the centres are then created already sharded (never materialised whole on one
+      device), which is what a 1M-class head needs.
+
+  Returns:
+    ``[num_classes, dim]`` float32 unit rows.
+  """
+  if int(num_classes) < 1 or int(dim) < 1:
+    raise ValueError(f"num_classes={num_classes} and dim={dim} must both be >= 1.")
+
+  def init(k):
+    return _m.l2_normalize(jax.random.normal(k, (num_classes, dim), jnp.float32))
+
+  return jax.jit(init, out_shardings=out_sharding)(key)
+
+
+def ir_weights(centers: Array) -> Array:
+  """Classifier weights from centres: ``stop_gradient(normalize(centers))`` ``[C, D]`` float32."""
+  return lax.stop_gradient(_m.l2_normalize(jnp.asarray(centers, jnp.float32)))
+
+
+def ir_center_momentum(step, *, momentum: float, warmup_steps: int = 0) -> Array:
+  """EMA momentum with an optional linear warm-up: ``momentum * min(1, step / warmup_steps)``.
+
+  Choice: during warm-up the centres track the current batch means closely (momentum near 0)
+  because the features move fast early in training; after warm-up the EMA averages over about
+  ``1 / (1 - momentum)`` appearances of each class. ``warmup_steps=0`` disables it.
+  """
+  check_scalar("momentum", momentum, low=0.0, high=1.0)
+  mu = jnp.asarray(momentum, jnp.float32)
+  if warmup_steps <= 0:
+    return mu
+  return mu * jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / float(warmup_steps))
+
+
+def class_sums(embeddings, labels, num_classes: int, *, where=None, class_offset=0):
+  """Per-class sums of L2-normalised features ``[C, D]`` and counts ``[C]`` (float32).
+
+  Labels outside ``[class_offset, class_offset + num_classes)`` are dropped, so a class-parallel
+  shard sums only its own classes.
+  """
+  x = _m.l2_normalize(jnp.asarray(embeddings, jnp.float32))
+  keep = jnp.ones(x.shape[:1], jnp.float32)
+  if where is not None:
+    keep = jnp.asarray(where, bool).astype(jnp.float32)
+    x = jnp.where(keep[:, None] > 0, x, 0.0)
+  local = jnp.asarray(labels) - class_offset
+  local = jnp.where((local >= 0) & (local < num_classes), local, num_classes)  # -> dropped
+  sums = jax.ops.segment_sum(x, local, num_segments=num_classes)
+  counts = jax.ops.segment_sum(keep, local, num_segments=num_classes)
+  return sums, counts
+
+
+def ema_centers(centers, sums, counts, momentum):
+  """``mu c + (1 - mu) sums / counts`` where ``counts > 0``; other rows unchanged."""
+  centers = jnp.asarray(centers)
+  mean = sums / jnp.maximum(counts, 1.0)[:, None]
+  mu = jnp.asarray(momentum, jnp.float32)
+  new = mu * centers.astype(jnp.float32) + (1.0 - mu) * mean
+  return jnp.where((counts > 0)[:, None], new, centers.astype(jnp.float32)).astype(centers.dtype)
+
+
+def update_class_centers(centers, embeddings, labels, *, momentum, where=None) -> Array:
+  """EMA update of the class centres from one batch.
+
+  .. math::
+    c_j \\leftarrow \\mu\\, c_j + (1-\\mu)\\,\\bar x_j, \\qquad
+    \\bar x_j = \\frac{1}{n_j} \\sum_{i: y_i = j} \\frac{x_i}{\\lVert x_i \\rVert},
+    \\qquad c_j \\text{ unchanged if } n_j = 0
+
+  Args:
+    centers: ``[num_classes, dim]`` current centres (see ``init_class_centers``).
+    embeddings: ``[batch, dim]`` features (gradient is not needed; they are not stopped here,
+      wrap the call in ``stop_gradient`` if you differentiate through it).
+    labels: ``[batch]`` int in ``[0, num_classes)``.
+    momentum: :math:`\\mu \\in [0, 1]`: the fraction of the old centre kept (flax BatchNorm
+      convention). 0 replaces present centres with the batch class mean.
+    where: optional ``[batch]`` bool mask; False rows are ignored.
+
+  Returns:
+    ``[num_classes, dim]`` updated centres, same dtype as ``centers``.
+
+  Choice: centres are stored *unnormalised* (a running mean of unit vectors; its norm
+  measures how concentrated the class is); only their direction is used as a weight. The
+  update is the mean over the class's batch samples, not a per-sample sequential EMA, so it is
+  independent of batch order. Call it after computing the loss of the same batch (the loss sees
+  centres that do not yet contain the current samples).
+  """
+  validate_head_inputs(embeddings, centers, labels, where=where)
+  check_scalar("momentum", momentum, low=0.0, high=1.0, fix="Typical: 0.9-0.99.")
+  num_classes = jnp.shape(centers)[0]
+  labels = jnp.asarray(labels)
+  sums, counts = class_sums(embeddings, labels, num_classes, where=where)
+  return ema_centers(centers, sums, counts, momentum)
+
+
+def ir_a_softmax_loss(embeddings, centers, labels, *, margin: int = 4, lambda_=0.0,
+                      where=None) -> Array:
+  """IR-A-Softmax: ``a_softmax_loss`` with weights ``ir_weights(centers)``.
+
+  .. math::
+    f_{y_i} = \\lVert x_i\\rVert \\frac{\\lambda\\cos\\theta_{y_i} + \\psi(\\theta_{y_i})}{1+\\lambda},
+    \\quad \\cos\\theta_j = \\hat x_i^\\top \\hat c_j
+
+  Args:
+    embeddings: ``[batch, dim]``. centers: ``[num_classes, dim]`` (no gradient flows into them).
+    labels: ``[batch]`` int. margin, lambda_, where: as in ``a_softmax_loss``.
+
+  Returns:
+    ``[batch]`` float32 losses.
+
+  References:
+    H. Zhu et al. Imbalance Robust Softmax for Deep Embedding Learning. ACCV 2020.
+    arXiv:2011.11155.
+  """
+  return _m.a_softmax_loss(embeddings, ir_weights(centers), labels, margin=margin,
+                           lambda_=lambda_, where=where)
+
+
+def ir_am_softmax_loss(embeddings, centers, labels, *, scale=30.0, margin=0.35,
+                       where=None) -> Array:
+  """IR-AM-Softmax: ``am_softmax_loss`` with weights ``ir_weights(centers)``.
+
+  .. math::
+    \\ell_i = -\\log \\frac{e^{s(\\hat x_i^\\top \\hat c_{y_i} - m)}}
+      {e^{s(\\hat x_i^\\top \\hat c_{y_i} - m)} + \\sum_{j\\ne y_i} e^{s\\, \\hat x_i^\\top \\hat c_j}}
+
+  References:
+    H. Zhu et al. Imbalance Robust Softmax for Deep Embedding Learning. ACCV 2020.
+    arXiv:2011.11155.
+  """
+  return _m.am_softmax_loss(embeddings, ir_weights(centers), labels, scale=scale, margin=margin,
+                            where=where)
+
+
+def ir_arcface_loss(embeddings, centers, labels, *, scale=64.0, margin=0.5, easy_margin=False,
+                    gradient: str = "exact", where=None) -> Array:
+  """IR-ArcFace (ours, not in the paper): ``arcface_loss`` with weights ``ir_weights(centers)``.
+
+  Choice: the paper re-formulates A-Softmax and AM-Softmax only; ArcFace is the natural third
+  member of the family and is included for comparison.
+  """
+  return _m.arcface_loss(embeddings, ir_weights(centers), labels, scale=scale, margin=margin,
+                         easy_margin=easy_margin, gradient=gradient, where=where)
+
+
+def weight_center_angles(weights, centers) -> Array:
+  """Per-class angle in degrees between classifier weight ``W_j`` and class centre ``c_j``, ``[C]``.
+
+  The IR-Softmax paper's diagnostic: under class imbalance this angle grows for tail classes
+  with a learned softmax classifier; for IR it is 0 by construction.
+  """
+  if jnp.shape(weights) != jnp.shape(centers):
+    raise ValueError(f"weights {jnp.shape(weights)} and centers {jnp.shape(centers)} differ.")
+  w = _m.l2_normalize(jnp.asarray(weights, jnp.float32))
+  c = _m.l2_normalize(jnp.asarray(centers, jnp.float32))
+  cos = jnp.clip(jnp.sum(w * c, axis=1), -1.0, 1.0)
+  return jnp.degrees(jnp.arccos(cos))
+

@@ -1,0 +1,436 @@
+"""Softmax and the margin-softmax family (NormFace, SphereFace, CosFace/AM-Softmax, ArcFace).
+
+All public losses take ``(embeddings [B, D], weights [C, D], labels [B] int)`` plus keyword-only
+hyperparameters and return the per-example cross-entropy ``[B]`` (float32). Each has a
+``*_logits`` twin returning the margin-adjusted logits ``[B, C]``.
+
+Every head has the same structure, which the class-parallel version (``class_parallel.py``)
+reuses: with :math:`z_{ij}` the raw score (a cosine, or a dot product for plain softmax),
+:math:`a_i` a per-example scale and :math:`g` the target transform,
+
+.. math::
+  \\ell_i = -\\log \\frac{e^{a_i g(z_{i y_i})}}
+                     {e^{a_i g(z_{i y_i})} + \\sum_{j \\ne y_i} e^{a_i z_{ij}}}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from vision_jax.losses._validate import check_scalar, is_concrete, validate_head_inputs
+
+Array = jax.Array
+
+#: Squared-norm floor of ``l2_normalize`` (norm floor 1e-6): zero rows map to zero, finite grads.
+NORM_EPS = 1e-12
+#: Floor used only in the *derivative* of ``sin θ = sqrt(1 - cos²θ)`` (the value stays exact), so
+#: that ``d/dcos`` is bounded by ``1 / (2 sqrt(SIN_GRAD_EPS))`` at θ = 0 and θ = π.
+SIN_GRAD_EPS = 1e-7
+
+
+def l2_normalize(x: Array, axis: int = -1, eps: float = NORM_EPS) -> Array:
+  """``x / max(||x||, sqrt(eps))`` along ``axis``; zero vectors stay zero with finite gradient."""
+  sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+  return x * lax.rsqrt(jnp.maximum(sq, eps))
+
+
+@jax.custom_jvp
+def _sqrt_clamped_grad(x):
+  return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+@_sqrt_clamped_grad.defjvp
+def _sqrt_clamped_grad_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  return _sqrt_clamped_grad(x), t * 0.5 * lax.rsqrt(jnp.maximum(x, SIN_GRAD_EPS))
+
+
+def _sin_from_cos(c: Array) -> Array:
+  return _sqrt_clamped_grad(1.0 - jnp.square(c))
+
+
+def _chebyshev(c: Array, m: int) -> Array:
+  """cos(m θ) as the Chebyshev polynomial T_m(cos θ) (no arccos, exact gradient)."""
+  t_prev, t = jnp.ones_like(c), c
+  if m == 0:
+    return t_prev
+  for _ in range(m - 1):
+    t_prev, t = t, 2.0 * c * t - t_prev
+  return t
+
+
+@dataclasses.dataclass(frozen=True)
+class MarginHead:
+  """Internal description of a head: raw scores, per-example scale and target transform.
+
+  Attributes:
+    normalize: if True, ``z`` is the cosine between L2-normalised embeddings and weights;
+      otherwise the raw dot product ``x · w`` (plain softmax).
+    scale_fn: ``||x|| [B] -> a [B]``, the scale of the non-target logits.
+    target_fn: ``(z_y [B], ||x|| [B]) -> target logit [B]`` (already scaled).
+  """
+
+  normalize: bool
+  scale_fn: Callable[[Array], Array]
+  target_fn: Callable[[Array, Array], Array]
+
+
+def _const_scale(scale):
+  return lambda xnorm: jnp.broadcast_to(jnp.asarray(scale, jnp.float32), xnorm.shape)
+
+
+def _check_scale(scale):
+  check_scalar("scale", scale, low=0.0, low_inclusive=False, high=1e4,
+               fix="Typical values: 30 (AM-Softmax), 64 (ArcFace/CosFace).")
+
+
+def softmax_head() -> MarginHead:
+  return MarginHead(False, _const_scale(1.0), lambda z, xn: z)
+
+
+def normface_head(*, scale) -> MarginHead:
+  _check_scale(scale)
+  return MarginHead(True, _const_scale(scale), lambda z, xn: scale * z)
+
+
+def a_softmax_head(*, margin: int = 4, lambda_=0.0) -> MarginHead:
+  if is_concrete(margin):
+    if isinstance(margin, bool) or int(margin) != margin or not 1 <= int(margin) <= 10:
+      raise ValueError(
+        f"margin={margin!r} is out of range; A-Softmax needs an integer margin m in [1, 10] "
+        "(SphereFace uses 4)."
+      )
+  else:
+    raise TypeError("A-Softmax margin must be a static Python int (it sets the polynomial degree).")
+  m = int(margin)
+  check_scalar("lambda_", lambda_, low=0.0, fix="Use sphereface_lambda(step) for the annealing.")
+
+  def target(c, xnorm):
+    theta = jnp.arccos(lax.stop_gradient(jnp.clip(c, -1.0, 1.0)))
+    k = jnp.clip(jnp.floor(m * theta / math.pi), 0, m - 1)
+    sign = 1.0 - 2.0 * jnp.mod(k, 2.0)
+    psi = sign * _chebyshev(c, m) - 2.0 * k
+    lam = jnp.asarray(lambda_, jnp.float32)
+    return xnorm * (lam * c + psi) / (1.0 + lam)
+
+  return MarginHead(True, lambda xnorm: xnorm, target)
+
+
+def am_softmax_head(*, scale=30.0, margin=0.35) -> MarginHead:
+  _check_scale(scale)
+  check_scalar("margin", margin, low=0.0, high=1.0, fix="CosFace/AM-Softmax use 0.35-0.4.")
+  return MarginHead(True, _const_scale(scale), lambda z, xn: scale * (z - margin))
+
+
+def arcface_head(*, scale=64.0, margin=0.5, easy_margin=False,
+                 gradient: str = "exact") -> MarginHead:
+  _check_scale(scale)
+  check_scalar("margin", margin, low=0.0, high=math.pi / 2, high_inclusive=False,
+               fix="ArcFace uses 0.5 rad (pytorch-metric-learning takes degrees: 28.6 = 0.5 rad).")
+  if gradient not in ("exact", "straight_through"):
+    raise ValueError(f"gradient={gradient!r}; expected 'exact' or 'straight_through'.")
+  cos_m, sin_m = math.cos(margin), math.sin(margin)
+  threshold = math.cos(math.pi - margin)  # theta + m > pi  <=>  cos(theta) < cos(pi - m)
+
+  def phi(c):
+    c = jnp.clip(c, -1.0, 1.0)
+    cos_theta_m = c * cos_m - _sin_from_cos(c) * sin_m
+    if easy_margin:
+      return jnp.where(c > 0.0, cos_theta_m, c)
+    return jnp.where(c > threshold, cos_theta_m, c - margin * sin_m)
+
+  def target(z, xn):
+    if gradient == "exact":
+      return scale * phi(z)
+    return scale * (z + lax.stop_gradient(phi(z) - z))
+
+  return MarginHead(True, _const_scale(scale), target)
+
+
+# ------------------------------------------------------------------------------------ core ----
+
+
+def _prepare(embeddings, weights, labels, where, bias=None):
+  validate_head_inputs(embeddings, weights, labels, where=where, bias=bias)
+  x = jnp.asarray(embeddings).astype(jnp.float32)
+  w = jnp.asarray(weights).astype(jnp.float32)
+  labels = jnp.asarray(labels)
+  if where is not None:
+    where = jnp.asarray(where, bool)
+    # Padded rows: zero features and a valid label, so no NaN can leak into real rows' grads.
+    x = jnp.where(where[:, None], x, 0.0)
+    labels = jnp.where(where, labels, 0)
+  return x, w, labels, where
+
+
+def head_scores(head: MarginHead, x: Array, w: Array, bias=None) -> tuple[Array, Array]:
+  """Raw scores ``z [B, C]`` and feature norms ``||x|| [B]`` (float32)."""
+  xnorm = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1), NORM_EPS))
+  if head.normalize:
+    z = l2_normalize(x) @ l2_normalize(w).T
+  else:
+    z = x @ w.T
+  if bias is not None:
+    z = z + jnp.asarray(bias, jnp.float32)[None, :]
+  return z, xnorm
+
+
+def target_scores(z: Array, labels: Array, class_offset=0) -> tuple[Array, Array]:
+  """Target mask ``[B, C_local]`` and target score ``z_y [B]`` from scores ``z``.
+
+  ``class_offset`` is the global id of column 0 (class-parallel shards); the target score is
+  gathered locally and is zero for rows whose label lives on another shard.
+  """
+  num_local = z.shape[1]
+  is_target = labels[:, None] == (jnp.arange(num_local) + class_offset)[None, :]
+  z_y = jnp.sum(jnp.where(is_target, z, 0.0), axis=1)
+  return is_target, z_y
+
+
+def _logits_and_target(head, embeddings, weights, labels, where, bias=None):
+  x, w, labels, where = _prepare(embeddings, weights, labels, where, bias)
+  z, xnorm = head_scores(head, x, w, bias)
+  is_target, z_y = target_scores(z, labels)
+  target = head.target_fn(z_y, xnorm)
+  logits = jnp.where(is_target, target[:, None], head.scale_fn(xnorm)[:, None] * z)
+  return logits, target, where
+
+
+def _loss(head, embeddings, weights, labels, where, bias=None):
+  logits, target, where = _logits_and_target(head, embeddings, weights, labels, where, bias)
+  loss = jax.nn.logsumexp(logits, axis=1) - target
+  if where is not None:
+    loss = jnp.where(where, loss, 0.0)
+  return loss
+
+
+def _logits(head, embeddings, weights, labels, where, bias=None):
+  return _logits_and_target(head, embeddings, weights, labels, where, bias)[0]
+
+
+# ---------------------------------------------------------------------------------- public ----
+
+
+def softmax_loss(embeddings, weights, labels, *, bias=None, where=None) -> Array:
+  """Softmax cross-entropy of a plain fully connected classifier.
+
+  .. math::
+    \\ell_i = -\\log \\frac{e^{W_{y_i}^\\top x_i + b_{y_i}}}{\\sum_j e^{W_j^\\top x_i + b_j}}
+
+  Args:
+    embeddings: ``[batch, dim]`` features :math:`x_i` (any float dtype; computed in float32).
+    weights: ``[num_classes, dim]`` classifier weights :math:`W_j`.
+    labels: ``[batch]`` integer class ids in ``[0, num_classes)``.
+    bias: optional ``[num_classes]`` bias :math:`b_j`.
+    where: optional ``[batch]`` bool mask; False rows (padding) give loss 0 and no gradient,
+      and their labels are not validated.
+
+  Returns:
+    ``[batch]`` float32 per-example losses.
+
+  Raises:
+    ValueError, TypeError: on bad shapes/dtypes, and (outside jit) labels outside
+      ``[0, num_classes)`` or non-finite embeddings. Under jit use ``checked``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> softmax_loss(jnp.ones((2, 3)), jnp.zeros((4, 3)), jnp.array([0, 3])).round(4)
+    Array([1.3863, 1.3863], dtype=float32)
+  """
+  return _loss(softmax_head(), embeddings, weights, labels, where, bias)
+
+
+def softmax_logits(embeddings, weights, labels, *, bias=None, where=None) -> Array:
+  """Logits ``x W^T + b`` ``[batch, num_classes]`` of ``softmax_loss`` (labels only validated)."""
+  return _logits(softmax_head(), embeddings, weights, labels, where, bias)
+
+
+def normface_loss(embeddings, weights, labels, *, scale, where=None) -> Array:
+  """NormFace: softmax over scaled cosines between normalised features and weights.
+
+  .. math::
+    \\ell_i = -\\log \\frac{e^{s \\cos\\theta_{y_i}}}{\\sum_j e^{s \\cos\\theta_j}}, \\qquad
+    \\cos\\theta_j = \\frac{W_j^\\top x_i}{\\lVert W_j\\rVert \\lVert x_i\\rVert}
+
+  Args:
+    embeddings: ``[batch, dim]``. weights: ``[num_classes, dim]``. labels: ``[batch]`` int.
+    scale: :math:`s > 0` (required; NormFace learns or fixes it, 16-64 are common).
+    where: optional ``[batch]`` bool padding mask (False rows give 0).
+
+  Returns:
+    ``[batch]`` float32 losses.
+
+  References:
+    F. Wang, X. Xiang, J. Cheng, A. L. Yuille. NormFace: L2 Hypersphere Embedding for Face
+    Verification. ACM MM 2017. arXiv:1704.06369.
+  """
+  return _loss(normface_head(scale=scale), embeddings, weights, labels, where)
+
+
+def normface_logits(embeddings, weights, labels, *, scale, where=None) -> Array:
+  """Logits ``s cos θ`` ``[batch, num_classes]`` of ``normface_loss``."""
+  return _logits(normface_head(scale=scale), embeddings, weights, labels, where)
+
+
+def sphereface_lambda(step, *, base=1000.0, gamma=0.12, power=1.0, lambda_min=5.0) -> Array:
+  """SphereFace's annealing of the A-Softmax blend weight :math:`\\lambda`.
+
+  .. math::
+    \\lambda(t) = \\max\\big(\\lambda_{min},\\; \\text{base} \\cdot (1 + \\gamma t)^{-\\text{power}}\\big)
+
+  The step is an argument (works under jit), never hidden state. With the defaults λ(0)=1000
+  and λ reaches 5 at t ≈ 1,650.
+
+  Args:
+    step: iteration counter (int or scalar array).
+    base, gamma, power, lambda_min: the Caffe ``MarginInnerProduct`` parameters.
+
+  Returns:
+    scalar float32 λ.
+
+  References:
+    W. Liu, Y. Wen, Z. Yu, M. Li, B. Raj, L. Song. SphereFace: Deep Hypersphere Embedding for
+    Face Recognition. CVPR 2017. arXiv:1704.08063.
+    Official Caffe code wy1iu/sphereface (``margin_inner_product_layer``).
+  """
+  t = jnp.asarray(step, jnp.float32)
+  return jnp.maximum(lambda_min, base * jnp.power(1.0 + gamma * t, -power)).astype(jnp.float32)
+
+
+def a_softmax_loss(embeddings, weights, labels, *, margin: int = 4, lambda_=0.0,
+                   where=None) -> Array:
+  """A-Softmax (SphereFace): multiplicative angular margin with normalised weights.
+
+  Weights are normalised, features are not. With :math:`\\cos\\theta_j = \\hat W_j^\\top \\hat x_i`:
+
+  .. math::
+    f_{y_i} = \\lVert x_i\\rVert \\frac{\\lambda \\cos\\theta_{y_i} + \\psi(\\theta_{y_i})}{1 + \\lambda},
+    \\quad f_j = \\lVert x_i\\rVert \\cos\\theta_j \\; (j \\ne y_i), \\quad
+    \\psi(\\theta) = (-1)^k \\cos(m\\theta) - 2k,\\; \\theta \\in [\\tfrac{k\\pi}{m}, \\tfrac{(k+1)\\pi}{m}]
+
+  :math:`\\cos(m\\theta)` is the Chebyshev polynomial :math:`T_m(\\cos\\theta)` (exact gradient, no
+  arccos); :math:`k` comes from arccos of the clamped cosine under ``stop_gradient`` (it is
+  piecewise constant). With ``margin=1`` and ``lambda_=0`` this is a weight-normalised softmax
+  with logits :math:`\\lVert x\\rVert\\cos\\theta_j = \\hat W_j^\\top x`.
+
+  Args:
+    embeddings: ``[batch, dim]``. weights: ``[num_classes, dim]``. labels: ``[batch]`` int.
+    margin: integer :math:`m \\in [1, 10]` (static), SphereFace uses 4.
+    lambda_: blend weight :math:`\\lambda \\ge 0`; pass ``sphereface_lambda(step)`` to anneal.
+    where: optional ``[batch]`` bool padding mask.
+
+  Returns:
+    ``[batch]`` float32 losses.
+
+  References:
+    W. Liu, Y. Wen, Z. Yu, M. Li, B. Raj, L. Song. SphereFace: Deep Hypersphere Embedding for
+    Face Recognition. CVPR 2017. arXiv:1704.08063.
+
+  Choice: ``lambda_`` defaults to 0 (the pure A-Softmax of the paper); SphereFace's training used
+  the annealed λ, which the caller passes explicitly.
+  """
+  return _loss(a_softmax_head(margin=margin, lambda_=lambda_), embeddings, weights, labels, where)
+
+
+def a_softmax_logits(embeddings, weights, labels, *, margin: int = 4, lambda_=0.0,
+                     where=None) -> Array:
+  """Margin-adjusted logits ``[batch, num_classes]`` of ``a_softmax_loss``."""
+  return _logits(a_softmax_head(margin=margin, lambda_=lambda_), embeddings, weights, labels, where)
+
+
+def am_softmax_loss(embeddings, weights, labels, *, scale=30.0, margin=0.35, where=None) -> Array:
+  """AM-Softmax / CosFace: additive cosine margin on normalised features and weights.
+
+  .. math::
+    \\ell_i = -\\log \\frac{e^{s(\\cos\\theta_{y_i} - m)}}
+      {e^{s(\\cos\\theta_{y_i} - m)} + \\sum_{j\\ne y_i} e^{s\\cos\\theta_j}}
+
+  Args:
+    embeddings: ``[batch, dim]``. weights: ``[num_classes, dim]``. labels: ``[batch]`` int.
+    scale: :math:`s \\in (0, 10^4]`; AM-Softmax uses 30, CosFace 64.
+    margin: :math:`m \\in [0, 1]`; 0.35. With m=0 this is ``normface_loss``.
+    where: optional ``[batch]`` bool padding mask.
+
+  Returns:
+    ``[batch]`` float32 losses.
+
+  References:
+    F. Wang, J. Cheng, W. Liu, H. Liu. Additive Margin Softmax for Face Verification. IEEE SPL
+    2018. arXiv:1801.05599. H. Wang et al. CosFace: Large Margin Cosine Loss for Deep Face
+    Recognition. CVPR 2018. arXiv:1801.09414.
+  """
+  return _loss(am_softmax_head(scale=scale, margin=margin), embeddings, weights, labels, where)
+
+
+def am_softmax_logits(embeddings, weights, labels, *, scale=30.0, margin=0.35,
+                      where=None) -> Array:
+  """Margin-adjusted logits ``[batch, num_classes]`` of ``am_softmax_loss``."""
+  return _logits(am_softmax_head(scale=scale, margin=margin), embeddings, weights, labels, where)
+
+
+def arcface_loss(embeddings, weights, labels, *, scale=64.0, margin=0.5, easy_margin=False,
+                 gradient: str = "exact", where=None) -> Array:
+  """ArcFace: additive angular margin with the monotonic fallback.
+
+  .. math::
+    \\phi(\\theta) = \\begin{cases} \\cos(\\theta + m) & \\theta + m \\le \\pi \\\\
+      \\cos\\theta - m \\sin m & \\text{otherwise} \\end{cases}, \\qquad
+    \\ell_i = -\\log \\frac{e^{s\\,\\phi(\\theta_{y_i})}}
+      {e^{s\\,\\phi(\\theta_{y_i})} + \\sum_{j\\ne y_i} e^{s\\cos\\theta_j}}
+
+  :math:`\\cos(\\theta+m) = \\cos\\theta\\cos m - \\sin\\theta \\sin m` with
+  :math:`\\sin\\theta = \\sqrt{1 - \\cos^2\\theta}` on the clamped cosine; the value is exact and
+  its derivative is floored (``SIN_GRAD_EPS``) so gradients stay finite at θ = 0 and θ = π.
+
+  Args:
+    embeddings: ``[batch, dim]``. weights: ``[num_classes, dim]``. labels: ``[batch]`` int.
+    scale: :math:`s \\in (0, 10^4]`, default 64.
+    margin: :math:`m \\in [0, \\pi/2)` in radians, default 0.5.
+    easy_margin: apply the margin only where :math:`\\cos\\theta > 0` (else keep
+      :math:`\\cos\\theta`) instead of the fallback (insightface option).
+    gradient: ``"exact"`` (default; the derivative of φ, as in the original ArcFace code,
+      face.evoLVe and pytorch-metric-learning) or ``"straight_through"`` (forward φ, backward
+      as if the target logit were :math:`s\\cos\\theta`, as current insightface ``arcface_torch``).
+    where: optional ``[batch]`` bool padding mask.
+
+  Returns:
+    ``[batch]`` float32 losses.
+
+  References:
+    J. Deng, J. Guo, N. Xue, S. Zafeiriou. ArcFace: Additive Angular Margin Loss for Deep Face
+    Recognition. CVPR 2019. arXiv:1801.07698.
+
+  Choice: exact gradient by default; the fallback ``cos θ - m sin m`` (insightface legacy
+  ``mm = sin(π - m)·m``) keeps the target logit monotonic in θ.
+  """
+  head = arcface_head(scale=scale, margin=margin, easy_margin=easy_margin, gradient=gradient)
+  return _loss(head, embeddings, weights, labels, where)
+
+
+def arcface_logits(embeddings, weights, labels, *, scale=64.0, margin=0.5, easy_margin=False,
+                   gradient: str = "exact", where=None) -> Array:
+  """Margin-adjusted logits ``[batch, num_classes]`` of ``arcface_loss``."""
+  head = arcface_head(scale=scale, margin=margin, easy_margin=easy_margin, gradient=gradient)
+  return _logits(head, embeddings, weights, labels, where)
+
+
+HEADS = {
+  "softmax": softmax_head,
+  "normface": normface_head,
+  "a_softmax": a_softmax_head,
+  "am_softmax": am_softmax_head,
+  "arcface": arcface_head,
+}
+
+
+def make_head(loss: str, **hyperparameters) -> MarginHead:
+  """The ``MarginHead`` of a loss by name (``HEADS`` keys), validating its hyperparameters."""
+  if loss not in HEADS:
+    raise ValueError(f"loss={loss!r} is unknown; expected one of {sorted(HEADS)}.")
+  return HEADS[loss](**hyperparameters)
