@@ -1,0 +1,47 @@
+"""Config presets and ``--config.a.b=value`` overrides: typed parsing and clear errors."""
+
+import pytest
+
+from vision_jax.utils import ConfigError, load_config, parse_launch_args
+
+
+def test_override_types_are_parsed():
+  cfg, args = parse_launch_args("classification", [
+    "--preset=smoke", "--workdir=/tmp/x", "--config.optim.lr=0.5", "--config.train.num_steps=3",
+    "--config.data.flip=false", "--config.model.widths=(4,4,8,8)", "--config.optim.name=sgd"])
+  assert cfg.optim.lr == 0.5 and isinstance(cfg.optim.lr, float)
+  assert cfg.train.num_steps == 3 and cfg.data.flip is False
+  assert tuple(cfg.model.widths) == (4, 4, 8, 8) and cfg.optim.name == "sgd"
+  assert args.workdir == "/tmp/x" and cfg.preset == "smoke"
+
+
+def test_int_to_float_field():
+  cfg = load_config("classification", "smoke", {"optim.lr": "1"})
+  assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+
+
+def test_unknown_preset_lists_choices():
+  with pytest.raises(ConfigError, match=r"unknown preset 'fast'.*smoke, default, paper"):
+    load_config("classification", "fast")
+
+
+def test_unknown_key_suggests_close_match():
+  with pytest.raises(ConfigError, match=r"unknown config key 'optim.lrr'.*Did you mean optim.lr"):
+    load_config("classification", "smoke", {"optim.lrr": "0.1"})
+
+
+def test_bad_value_type():
+  with pytest.raises(ConfigError, match=r"train.num_steps=abc.*int"):
+    load_config("classification", "smoke", {"train.num_steps": "abc"})
+  with pytest.raises(ConfigError, match=r"boolean"):
+    load_config("classification", "smoke", {"data.flip": "maybe"})
+
+
+def test_unknown_experiment():
+  with pytest.raises(ConfigError, match="no experiment 'nope'"):
+    load_config("nope", "smoke")
+
+
+def test_cli_rejects_stray_argument():
+  with pytest.raises(SystemExit):
+    parse_launch_args("classification", ["--preset=smoke", "--lr=3"])
