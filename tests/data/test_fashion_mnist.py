@@ -76,7 +76,7 @@ def test_builder_roundtrip_without_tensorflow(fmnist_dir, tmp_path):
       np.testing.assert_array_equal(ex["image"][..., 0], images[i])
       assert int(ex["label"]) == int(labels[i])
   # The array_record files exist and TF never got imported (it is not installed here).
-  assert list((tmp_path / "vj_fashion_mnist" / "1.0.0").glob("*.array_record*"))
+  assert list((tmp_path / "vj_fashion_mnist" / "2.0.0").glob("*.array_record*"))
   assert "tensorflow" not in sys.modules
 
 
@@ -125,3 +125,12 @@ def test_builder_source_feeds_pipeline(fmnist_dir, tmp_path):
   ev = list(vd.eval_batches(src, global_batch_size=8, process_count=1, process_index=0))
   assert [int(b["mask"].sum()) for b in ev] == [8, 5]
   np.testing.assert_array_equal(np.concatenate([b["label"] for b in ev])[:13], arrays["train"][1])
+
+
+def test_materialize_equals_source(fmnist_dir, tmp_path):
+  d, arrays = fmnist_dir
+  src = vd.fashion_mnist("train", data_dir=tmp_path, manual_dir=d)
+  mem = vd.materialize(src, chunk=5)
+  assert isinstance(mem, vd.ArraySource) and len(mem) == 13
+  np.testing.assert_array_equal(mem.arrays["image"][..., 0], arrays["train"][0])
+  np.testing.assert_array_equal(mem.arrays["label"], arrays["train"][1])

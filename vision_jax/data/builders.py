@@ -4,9 +4,15 @@ Every builder here is a ``tfds.core.GeneratorBasedBuilder`` that reads a dataset
 format from a manual directory and writes ``array_record`` shards, which ``tfds.data_source``
 reads back with random access and without TensorFlow.
 
-Images are always yielded as encoded bytes (PNG or the original JPEG): TFDS encodes a NumPy image
-with ``tf.image.encode_png``, so yielding arrays fails with ``No module named 'tensorflow'``
-(verified with tensorflow-datasets 4.9.10); encoded bytes are stored as-is and decoded with PIL.
+TF-free feature encodings (verified with tensorflow-datasets 4.9.10 and no TensorFlow installed):
+
+- ``tfds.features.Image`` fed a NumPy array calls ``tf.image.encode_png`` and fails with
+  ``No module named 'tensorflow'``; fed encoded PNG/JPEG *bytes* it stores them as-is and decodes
+  with PIL on read. Used for variable-size photos (faces, re-ID crops), kept in their original
+  JPEG bytes.
+- ``tfds.features.Tensor(dtype=uint8)`` stores raw bytes with NumPy, no TF. Used for small
+  fixed-size images (Fashion-MNIST, CIFAR): decoding a 28x28 PNG with PIL capped reads at
+  ~2,200 examples/s here, raw tensors read at ~12,000 examples/s (batched ``__getitems__``).
 """
 
 import io
@@ -115,8 +121,11 @@ class VjFashionMnist(ManualDirBuilder):
   ``i`` of the IDX file.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "IDX files from a manual dir, PNG-encoded, array_record."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+    "1.0.0": "IDX files from a manual dir, PNG-encoded, array_record.",
+    "2.0.0": "Raw uint8 Tensor feature instead of PNG (5x faster reads).",
+  }
   DEFAULT_MANUAL_DIR = "/usr/share/datasets/fashion-mnist"
   REQUIRED_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -133,7 +142,7 @@ class VjFashionMnist(ManualDirBuilder):
       description="Fashion-MNIST: 28x28 grayscale images of 10 clothing classes.",
       features=tfds.features.FeaturesDict(
         {
-          "image": tfds.features.Image(shape=(28, 28, 1), encoding_format="png"),
+          "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
           "label": tfds.features.ClassLabel(names=FASHION_MNIST_CLASSES),
         }
       ),
@@ -158,4 +167,4 @@ class VjFashionMnist(ManualDirBuilder):
         f"got {images.shape} and {labels.shape}."
       )
     for i in range(images.shape[0]):
-      yield i, {"image": encode_png(images[i]), "label": int(labels[i])}
+      yield i, {"image": images[i][:, :, None], "label": int(labels[i])}
