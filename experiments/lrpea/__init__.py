@@ -1,0 +1,1 @@
+"""LR-PEA synthetic study (``python -m experiments.lrpea``); see config.py for the presets."""

@@ -1,0 +1,65 @@
+"""LR-PEA synthetic study: error of the leading-eigenvector estimate vs sample size n.
+
+Run (embedded default, offline, 2-core CPU, a few minutes)::
+
+    python -m experiments.lrpea --preset=default --workdir=runs/lrpea/default
+
+Model: x ~ N(0, Sigma) with Sigma = lam v v^T + I, v = vec(V) / ||V||_F, rank(V) = r (case
+"spiked"); Sigma a symmetric circulant whose top eigenvector is the constant vector (rank 1,
+case "circulant"); Sigma = Sigma_1 kron Sigma_2 with AR(1) factors (top eigenvector u_1 kron u_2,
+rank 1, case "kronecker"). Error = sin angle(v_hat, v), mean over seeds, for LR-PEA (partial-
+trace start, and random restarts), PCA (top eigenvector of the sample covariance), TPower (Yuan &
+Zhang, started from PCA) and scikit-learn SparsePCA.
+
+Hardware / expected result: 2-core x86 CPU. Theory (derived, not from the paper, whose body is
+not public): for n large, sin angle ~ sqrt(d (1 + lam) / (n lam^2)) with d = p - 1 for PCA and
+d = r (p1 + p2 - r) - 1 (the tangent dimension of unit-norm rank-r matrices) for LR-PEA, so on
+20x20 with r = 1 LR-PEA should be ~sqrt(399 / 38) ~ 3.2x more accurate than PCA; for n < p PCA
+follows the BBP limit and is near 1 below n = p / lam^2. Measured numbers: docs/lrpea.md.
+
+Presets:
+  smoke    one 6x6 shape, r in {1, 2}, 2 sample sizes, 2 seeds; seconds (run by tests)
+  default  20x20 (r = 1, 2, 3) and 50x50 (r = 1), n = p/16 ... 4p, 10 seeds; all three cases;
+           SparsePCA on 20x20 only (it is ~1000x slower than the rest)
+  paper    the full grid 20x20, 50x50, 100x100, r in {1, 2, 3}, 20 seeds (hours on 2 cores; the
+           100x100 cells use the matrix-free covariance operator)
+"""
+
+import ml_collections
+
+PRESETS = ("smoke", "default", "paper")
+
+
+def get_config(preset: str = "default") -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict()
+  cfg.seed = 0
+  cfg.cases = ("spiked", "circulant", "kronecker")
+  # (p1, p2, r) cells of the spiked case; circulant / kronecker use each distinct (p1, p2), r = 1.
+  cfg.cells = ((20, 20, 1), (20, 20, 2), (20, 20, 3), (50, 50, 1))
+  cfg.n_fractions = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)  # n = round(f * p1 * p2)
+  cfg.num_seeds = 10
+  cfg.spike = 3.0  # lam in Sigma = lam v v^T + I, and in the circulant case
+  cfg.circulant_rho = 0.5  # first row rho^dist of the circulant background
+  cfg.kronecker_rho = 0.6  # AR(1) factors Sigma_i = toeplitz(rho^|i-j|)
+  cfg.methods = ("lrpea", "lrpea_random", "pca", "tpower", "sparsepca")
+  cfg.solver = ml_collections.ConfigDict(
+    dict(max_iters=500, tol=1e-5, num_restarts=4, matrix_free_above=2500)
+  )
+  cfg.tpower = ml_collections.ConfigDict(dict(cardinality="dof"))  # "dof" = r (p1 + p2), or int
+  cfg.sparsepca = ml_collections.ConfigDict(
+    dict(alpha=1.0, max_iter=20, max_p=400, max_n=800, num_seeds=2)
+  )
+  if preset == "smoke":
+    cfg.cells = ((6, 6, 1), (6, 6, 2))
+    cfg.n_fractions = (0.5, 4.0)
+    cfg.num_seeds = 2
+    cfg.sparsepca.max_iter = 5
+    cfg.sparsepca.num_seeds = 1
+  elif preset == "paper":
+    cfg.cells = tuple((p, p, r) for p in (20, 50, 100) for r in (1, 2, 3))
+    cfg.n_fractions = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)
+    cfg.num_seeds = 20
+    cfg.sparsepca.max_p = 2500
+    cfg.sparsepca.max_n = 2500
+    cfg.sparsepca.num_seeds = 5
+  return cfg
