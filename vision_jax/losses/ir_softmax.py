@@ -201,6 +201,8 @@ def weight_center_angles(weights, centers) -> Array:
     raise ValueError(f"weights {jnp.shape(weights)} and centers {jnp.shape(centers)} differ.")
   w = _m.l2_normalize(jnp.asarray(weights, jnp.float32))
   c = _m.l2_normalize(jnp.asarray(centers, jnp.float32))
-  cos = jnp.clip(jnp.sum(w * c, axis=1), -1.0, 1.0)
-  return jnp.degrees(jnp.arccos(cos))
+  # 2 atan2(|w - c|, |w + c|) is accurate near 0 and 180 degrees, unlike arccos(w . c).
+  diff = jnp.sqrt(jnp.sum(jnp.square(w - c), axis=1))
+  summ = jnp.sqrt(jnp.sum(jnp.square(w + c), axis=1))
+  return jnp.degrees(2.0 * jnp.arctan2(diff, summ))
 
