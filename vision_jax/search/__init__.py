@@ -1,1 +1,67 @@
-"""vision_jax.search."""
+"""vision_jax.search: anisotropic vector quantization (ScaNN's score-aware loss) and a MIPS index."""
+
+from vision_jax.search.data import (
+  default_cache_dir,
+  load_ann_benchmarks_hdf5,
+  load_word2vec_sample,
+  read_gensim_keyed_vectors,
+  split_queries,
+  synthetic_clustered,
+  write_ann_benchmarks_hdf5,
+)
+from vision_jax.search.index import (
+  AVQIndex,
+  adc_scores,
+  exact_mips,
+  lookup_tables,
+  recall_at,
+)
+from vision_jax.search.quantization import (
+  anisotropic_assign,
+  anisotropic_centroids,
+  anisotropic_cost,
+  anisotropic_eta,
+  anisotropic_kmeans,
+  normalize_rows,
+  pq_decode,
+  pq_encode_anisotropic,
+  pq_encode_nearest,
+  pq_loss,
+  pq_residual_stats,
+  pq_update_codebooks_blockwise,
+  pq_update_codebooks_joint,
+  score_aware_loss,
+  split_blocks,
+  train_pq_codebooks,
+)
+
+__all__ = [
+  "AVQIndex",
+  "adc_scores",
+  "anisotropic_assign",
+  "anisotropic_centroids",
+  "anisotropic_cost",
+  "anisotropic_eta",
+  "anisotropic_kmeans",
+  "default_cache_dir",
+  "exact_mips",
+  "load_ann_benchmarks_hdf5",
+  "load_word2vec_sample",
+  "lookup_tables",
+  "normalize_rows",
+  "pq_decode",
+  "pq_encode_anisotropic",
+  "pq_encode_nearest",
+  "pq_loss",
+  "pq_residual_stats",
+  "pq_update_codebooks_blockwise",
+  "pq_update_codebooks_joint",
+  "read_gensim_keyed_vectors",
+  "recall_at",
+  "score_aware_loss",
+  "split_blocks",
+  "split_queries",
+  "synthetic_clustered",
+  "train_pq_codebooks",
+  "write_ann_benchmarks_hdf5",
+]
