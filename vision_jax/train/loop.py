@@ -142,7 +142,8 @@ def train_and_evaluate(
   mesh=None,
   global_batch_size: int | None = None,
   progress: bool = True,
-) -> dict[str, Any]:
+  return_state: bool = False,
+):
   """Trains ``task`` for ``cfg.train.num_steps`` steps; see the module docstring.
 
   Args:
@@ -155,9 +156,11 @@ def train_and_evaluate(
     mesh: optional mesh (default ``make_mesh(model=cfg.mesh.model)``).
     global_batch_size: for the examples/s readout (default: inferred from the first batch).
     progress: show a tqdm bar (process 0 only).
+    return_state: also return the final :class:`TrainState`.
 
   Returns:
-    The summary dict (also written to ``workdir/summary.json``).
+    The summary dict (also written to ``workdir/summary.json``), or ``(summary, state)`` with
+    ``return_state=True``.
   """
   tcfg = cfg.train
   num_steps = int(tcfg.num_steps)
@@ -260,7 +263,7 @@ def train_and_evaluate(
           ckpt.save(step, state, meta, wait=True)
           bar.write(f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting.")
           summary.update(preempted=True, step=step)
-          return summary
+          return (summary, state) if return_state else summary
       if pending is not None:
         host = check(*pending)
         writer.write(pending[0] + 1, host)
@@ -271,7 +274,7 @@ def train_and_evaluate(
     if is_main:
       save_json(os.path.join(workdir, "summary.json"), summary)
       plot_curves(workdir)
-    return summary
+    return (summary, state) if return_state else summary
   finally:
     prefetch.close()
     bar.close()

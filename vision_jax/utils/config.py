@@ -105,6 +105,8 @@ def load_config(slug: str, preset: str, overrides: dict[str, str] | None = None)
       f"unknown preset {preset!r} for experiment {slug!r}; valid presets: {', '.join(presets)}"
     )
   cfg = mod.get_config(preset)
+  with cfg.unlocked():
+    cfg.preset = preset
   return apply_overrides(cfg, overrides or {})
 
 
@@ -140,8 +142,6 @@ def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
     k, v = body.split("=", 1)
     overrides[k] = v
   cfg = load_config(slug, args.preset, overrides)
-  with cfg.unlocked():
-    cfg.preset = args.preset
   if args.workdir is None:
     args.workdir = os.path.join("runs", slug, args.preset)
   return cfg, args

@@ -1,0 +1,204 @@
+"""Runs every (setting, method) of the IR-Softmax experiment through the shared train loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from experiments.ir_softmax import data as ird
+from vision_jax import data as vdata
+from vision_jax.models import get_model
+from vision_jax.train import train_and_evaluate
+from vision_jax.train.embedding import head_weights_and_centers, margin_softmax_task
+from vision_jax.utils import save_json
+
+
+def method_spec(method: str, cfg) -> tuple[str, bool, dict]:
+  """``(base loss, ir, loss kwargs)`` for a method name such as ``ir_am_softmax``."""
+  ir = method.startswith("ir_")
+  base = method[3:] if ir else method
+  lc = cfg.loss
+  kw = {
+    "softmax": {},
+    "normface": dict(scale=lc.normface_scale),
+    "a_softmax": dict(margin=int(lc.a_margin), lambda_schedule=dict(
+      base=lc.a_lambda_base, gamma=lc.a_lambda_gamma, lambda_min=lc.a_lambda_min)),
+    "am_softmax": dict(scale=lc.am_scale, margin=lc.am_margin),
+    "arcface": dict(scale=lc.arc_scale, margin=lc.arc_margin),
+  }
+  if base not in kw:
+    raise ValueError(f"unknown method {method!r}; valid: {', '.join(kw)} and ir_<name>")
+  if ir and base in ("softmax", "normface"):
+    raise ValueError(f"{method!r}: IR applies to the angular-margin losses (a_softmax, am_softmax, arcface)")
+  return base, ir, kw[base]
+
+
+def _task(cfg, num_classes, method):
+  base, ir, kw = method_spec(method, cfg)
+  backbone = get_model(cfg.model.name, num_classes=None, widths=tuple(cfg.model.widths),
+                       hidden=cfg.model.hidden, conv_impl=cfg.model.conv_impl)
+  return margin_softmax_task(backbone, num_classes=num_classes, embed_dim=cfg.model.embed_dim,
+                             loss=base, ir=ir, loss_kwargs=kw,
+                             center_momentum=cfg.loss.center_momentum,
+                             center_warmup_steps=cfg.loss.center_warmup_steps), ir
+
+
+def closed_set_summary(counts):
+  groups = vdata.head_medium_tail_split(counts)
+
+  def summarize(out):
+    pred, label = out["pred"], out["label"]
+    per_class = np.array([np.mean(pred[label == c] == c) if np.any(label == c) else np.nan
+                          for c in range(len(counts))])
+    res = {"accuracy": float(np.mean(pred == label))}
+    for g, ids in groups.items():
+      res[f"{g}_accuracy"] = float(np.nanmean(per_class[ids]))
+    return res
+
+  return summarize
+
+
+def open_set_summary(test_labels, cfg):
+  from vision_jax.metrics import verification as V
+
+  a, b, same = ird.verification_pairs(test_labels, num_folds=cfg.open.num_folds,
+                                      pairs_per_fold=cfg.open.pairs_per_fold, seed=cfg.seed)
+  fold = np.repeat(np.arange(cfg.open.num_folds), 2 * cfg.open.pairs_per_fold)
+
+  def summarize(out):
+    emb = out["embedding"]
+    # Eval batches come back in source order (padding dropped), so rows index the test set.
+    scores = np.sum(emb[a] * emb[b], axis=-1)
+    acc = V.kfold_verification_accuracy(scores, same, folds=fold)
+    tar = V.tar_at_far(scores, same, far=cfg.open.far)
+    return {"verification_accuracy": float(acc["mean"]), "verification_std": float(acc["std"]),
+            f"tar_at_far_{cfg.open.far:g}": float(tar)}
+
+  return summarize
+
+
+def run_one(cfg, workdir, setting, method, train_src, test_src, num_classes, summarize, progress):
+  task, ir = _task(cfg, num_classes, method)
+  task = dataclasses.replace(task, summarize=summarize)
+  steps = cfg.closed.num_steps if setting.startswith("closed") else cfg.open.num_steps
+  run_cfg = cfg.copy_and_resolve_references()
+  with run_cfg.unlocked():
+    run_cfg.train.num_steps = int(steps)
+    run_cfg.method = method
+    run_cfg.setting = setting
+  train_ds = vdata.train_dataset(train_src, global_batch_size=cfg.data.global_batch_size,
+                                 seed=cfg.seed)
+  eval_data = lambda: vdata.eval_batches(test_src, global_batch_size=cfg.data.eval_batch_size)
+  summary, state = train_and_evaluate(run_cfg, workdir, task, train_ds, eval_data,
+                                      progress=progress, return_state=True)
+  w, c = head_weights_and_centers(state, ir=ir)
+  wn = w / np.linalg.norm(w, axis=1, keepdims=True)
+  cn = c / np.linalg.norm(c, axis=1, keepdims=True)
+  angles = np.degrees(np.arccos(np.clip(np.sum(wn * cn, 1), -1.0, 1.0)))
+  summary["weight_center_angle_deg"] = angles.tolist()
+  save_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def run(cfg, workdir, *, progress=True):
+  """Runs all settings x methods; completed runs (summary.json present) are skipped on re-run."""
+  methods = [m for m in cfg.methods.split(",") if m]
+  for m in methods:
+    method_spec(m, cfg)  # validate names before any training
+  settings = []
+  for s in cfg.settings.split(","):
+    if s == "closed":
+      settings += [f"closed_lt{int(r)}" for r in cfg.closed.imbalance_ratios]
+    elif s == "open":
+      settings.append("open")
+    elif s:
+      raise ValueError(f"unknown setting {s!r}; valid: closed, open")
+  results = {}
+  for setting in settings:
+    if setting.startswith("closed"):
+      ratio = float(setting[len("closed_lt"):])
+      if cfg.preset == "smoke":
+        src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
+        y = src.arrays["label"]
+        idx = vdata.long_tailed_indices(y, imbalance_ratio=ratio, seed=cfg.seed)
+        train_src = vdata.ArraySource({k: v[idx] for k, v in src.arrays.items()})
+        test_src = vdata.synthetic_source(cfg.closed.max_test, (28, 28, 1), 10, seed=2)
+        counts = np.bincount(y[idx], minlength=10)
+      else:
+        train_src, test_src, counts = ird.long_tailed_fashion_mnist(
+          ratio, seed=cfg.seed, data_dir=cfg.closed.data_dir, manual_dir=cfg.closed.manual_dir,
+          max_test=cfg.closed.max_test)
+      summarize = closed_set_summary(counts)
+      num_classes = 10
+    else:
+      oc = cfg.open
+      train_src, test_src, counts = ird.pseudo_identities(
+        image_size=oc.image_size, train_fraction=oc.train_fraction, n_max=oc.n_max,
+        imbalance_ratio=oc.imbalance_ratio, test_samples=oc.test_samples, seed=cfg.seed)
+      summarize = open_set_summary(test_src.arrays["label"], cfg)
+      num_classes = len(counts)
+    print(f"== {setting}: {len(train_src)} train examples over {num_classes} classes "
+          f"(largest {int(max(counts))}, smallest {int(min(counts))}), {len(test_src)} test")
+    results[setting] = {"class_counts": np.asarray(counts).tolist(), "methods": {}}
+    for method in methods:
+      wd = os.path.join(workdir, setting, method)
+      done = os.path.join(wd, "summary.json")
+      if os.path.exists(done):
+        with open(done) as f:
+          prev = json.load(f)
+        if "weight_center_angle_deg" in prev:
+          results[setting]["methods"][method] = prev
+          print(f"   {method}: done earlier, skipped")
+          continue
+      print(f"-- {setting} / {method}")
+      results[setting]["methods"][method] = run_one(
+        cfg, wd, setting, method, train_src, test_src, num_classes, summarize, progress)
+  save_json(os.path.join(workdir, "results.json"), results)
+  plot_angles(results, os.path.join(workdir, "weight_center_angle.png"))
+  return results
+
+
+def format_table(results) -> str:
+  lines = []
+  for setting, res in results.items():
+    ms = res["methods"]
+    if not ms:
+      continue
+    keys = [k for k in next(iter(ms.values()))["eval"]]
+    head = "| method | " + " | ".join(keys) + " | mean W–centre angle (deg) |"
+    lines += [f"### {setting}", head, "|" + "---|" * (len(keys) + 2)]
+    for m, s in ms.items():
+      vals = " | ".join(f"{100 * s['eval'][k]:.2f} %" if "std" not in k else f"{100 * s['eval'][k]:.2f}"
+                        for k in keys)
+      lines.append(f"| {m} | {vals} | {np.mean(s['weight_center_angle_deg']):.1f} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def plot_angles(results, path):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  settings = [s for s in results if results[s]["methods"]]
+  if not settings:
+    return
+  fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
+  for ax, s in zip(axes[0], settings):
+    counts = np.asarray(results[s]["class_counts"])
+    for m, summ in results[s]["methods"].items():
+      ang = np.asarray(summ["weight_center_angle_deg"])
+      ax.scatter(counts, ang, s=12, label=m, alpha=0.8, marker="x" if m.startswith("ir_") else "o")
+    ax.set_xscale("log")
+    ax.set_xlabel("training samples of the class")
+    ax.set_ylabel("angle(W_j, centre_j) [deg]")
+    ax.set_title(s)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
