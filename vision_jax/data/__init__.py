@@ -10,11 +10,30 @@ from vision_jax.data.builders import (
   decode_image,
   encode_png,
 )
+from vision_jax.data.faces import VjIdentityFolder
+from vision_jax.data.hashing import (
+  CIFAR10_CLASSES,
+  ConcatSource,
+  VjCifar10,
+  VjHashingImageList,
+  array_hashing_sources,
+  cifar10_hashing_sources,
+  hashing_split,
+  read_cifar10_batch,
+  read_image_list,
+)
 from vision_jax.data.idx import read_idx, write_idx
+from vision_jax.data.lfw import LfwPairs, VjLfw, list_identity_folder, read_lfw_pairs
 from vision_jax.data.longtail import (
   head_medium_tail_split,
   long_tailed_counts,
   long_tailed_indices,
+)
+from vision_jax.data.offline import (
+  SKIMAGE_NATURAL_IMAGES,
+  digits_source,
+  lfw_subset_source,
+  skimage_natural_images,
 )
 from vision_jax.data.pipeline import (
   ArraySource,
@@ -27,29 +46,57 @@ from vision_jax.data.pipeline import (
   to_global_arrays,
   train_dataset,
 )
+from vision_jax.data.reid import (
+  VjDukemtmcReid,
+  VjMarket1501,
+  list_reid_split,
+  parse_reid_name,
+)
 from vision_jax.data.sources import default_data_dir, fashion_mnist, load
 
 __all__ = [
+  "array_hashing_sources",
   "ArraySource",
-  "SubsetSource",
+  "CIFAR10_CLASSES",
+  "cifar10_hashing_sources",
+  "ConcatSource",
+  "decode_image",
+  "default_data_dir",
+  "digits_source",
+  "encode_png",
   "eval_batches",
+  "fashion_mnist",
+  "FASHION_MNIST_CLASSES",
+  "hashing_split",
+  "head_medium_tail_split",
+  "lfw_subset_source",
+  "LfwPairs",
+  "list_identity_folder",
+  "list_reid_split",
+  "load",
+  "long_tailed_counts",
+  "long_tailed_indices",
+  "ManualDirBuilder",
   "materialize",
   "num_eval_batches",
+  "parse_reid_name",
   "prefetch_iterator",
+  "read_cifar10_batch",
+  "read_idx",
+  "read_image_list",
+  "read_lfw_pairs",
+  "SKIMAGE_NATURAL_IMAGES",
+  "skimage_natural_images",
+  "SubsetSource",
   "synthetic_source",
   "to_global_arrays",
   "train_dataset",
-  "FASHION_MNIST_CLASSES",
-  "ManualDirBuilder",
+  "VjCifar10",
+  "VjDukemtmcReid",
   "VjFashionMnist",
-  "decode_image",
-  "default_data_dir",
-  "encode_png",
-  "fashion_mnist",
-  "head_medium_tail_split",
-  "long_tailed_counts",
-  "long_tailed_indices",
-  "load",
-  "read_idx",
+  "VjHashingImageList",
+  "VjIdentityFolder",
+  "VjLfw",
+  "VjMarket1501",
   "write_idx",
 ]
