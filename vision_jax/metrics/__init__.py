@@ -1,1 +1,34 @@
-"""vision_jax.metrics."""
+"""vision_jax.metrics: host-side NumPy evaluation protocols.
+
+Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
+identification (rank-k with distractors, MegaFace). Each honours a mask for padded batches.
+"""
+
+from vision_jax.metrics.identification import identification_cmc, megaface_identification
+from vision_jax.metrics.reid import ReIDResult, pairwise_distance, reid_cmc_map
+from vision_jax.metrics.verification import (
+  VerificationResult,
+  best_threshold,
+  cosine_scores,
+  kfold_split,
+  kfold_verification_accuracy,
+  lfw_verification,
+  roc_curve,
+  tar_at_far,
+)
+
+__all__ = [
+  "ReIDResult",
+  "VerificationResult",
+  "best_threshold",
+  "cosine_scores",
+  "identification_cmc",
+  "kfold_split",
+  "kfold_verification_accuracy",
+  "lfw_verification",
+  "megaface_identification",
+  "pairwise_distance",
+  "reid_cmc_map",
+  "roc_curve",
+  "tar_at_far",
+]
