@@ -85,7 +85,8 @@ def test_map_matches_brute_force(multilabel, topk):
     ql, dl = rng.integers(0, 3, 7), rng.integers(0, 3, 40)
   k = 40 if topk is None else min(topk, 40)
   np.testing.assert_allclose(
-    rt.retrieval_average_precision(q, d, ql, dl, topk=topk), _brute_ap(q, d, ql, dl, k),
+    rt.retrieval_average_precision(q, d, ql, dl, topk=topk),
+    _brute_ap(q, d, ql, dl, k),
     rtol=1e-12,
   )
   np.testing.assert_allclose(
@@ -105,7 +106,8 @@ def test_tie_aware_equals_average_over_all_tie_permutations(topk, seed):
   np.testing.assert_allclose(
     rt.retrieval_average_precision(q, d, ql, dl, topk=topk, tie_aware=True),
     _brute_tie_aware(q, d, ql, dl, k),
-    rtol=1e-10, atol=1e-12,
+    rtol=1e-10,
+    atol=1e-12,
   )
 
 

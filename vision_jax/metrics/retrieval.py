@@ -323,8 +323,14 @@ def retrieval_map(
     Presence of Tied Scores", ECIR 2008.
   """
   ap = retrieval_average_precision(
-    query_codes, db_codes, query_labels, db_labels, topk=topk, tie_aware=tie_aware,
-    query_mask=query_mask, db_mask=db_mask,
+    query_codes,
+    db_codes,
+    query_labels,
+    db_labels,
+    topk=topk,
+    tie_aware=tie_aware,
+    query_mask=query_mask,
+    db_mask=db_mask,
   )
   return float(np.mean(ap))
 

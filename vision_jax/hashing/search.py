@@ -1,0 +1,177 @@
+"""Packed binary codes and exact Hamming top-k search (XOR + popcount, jit).
+
+Bit ``i`` of a code goes to word ``i // w`` at bit position ``i % w`` (least significant bit
+first), so on little-endian hosts ``pack_codes(c, word_bits=8).view(np.uint32)`` equals
+``pack_codes(c, word_bits=32)`` and uint8 packs can be handed to ``faiss.IndexBinaryFlat`` as is.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+SUPPORTED_WORD_BITS = (8, 32)
+_DTYPES = {8: jnp.uint8, 32: jnp.uint32}
+
+
+def _check_word_bits(word_bits) -> int:
+  if word_bits not in SUPPORTED_WORD_BITS:
+    raise ValueError(f"word_bits must be one of {SUPPORTED_WORD_BITS}, got {word_bits!r}.")
+  return int(word_bits)
+
+
+def pack_codes(codes: jax.typing.ArrayLike, *, word_bits: int = 32) -> jax.Array:
+  r"""Packs binary codes into unsigned words.
+
+  .. math:: w_{n,j} = \sum_{t=0}^{w-1} [c_{n, jw+t} > 0] \, 2^t
+
+  Args:
+    codes: ``[N, L]`` codes; entry > 0 is bit 1, otherwise bit 0 (so ±1 codes and raw real
+      outputs ``h`` both work; ``sign(h) = 0`` maps to bit 0).
+    word_bits: 8 (uint8 words) or 32 (uint32 words).
+
+  Returns:
+    ``[N, L // word_bits]`` uint8 or uint32 words.
+
+  Raises:
+    ValueError: ``codes`` not 2-D, or ``L`` not a positive multiple of ``word_bits``.
+  """
+  w = _check_word_bits(word_bits)
+  shape = np.shape(codes)
+  if len(shape) != 2:
+    raise ValueError(f"codes must be 2-D [num, bits], got shape {shape}.")
+  n, bits = shape
+  if bits == 0 or bits % w:
+    hint = " Use word_bits=8 for lengths that are multiples of 8." if bits % 8 == 0 else ""
+    raise ValueError(
+      f"code length {bits} is not a positive multiple of word_bits={w}; pad the hash layer to a "
+      f"multiple of {w} bits.{hint}"
+    )
+  return _pack(jnp.asarray(codes), w)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _pack(codes: jax.Array, w: int) -> jax.Array:
+  n, bits = codes.shape
+  b = (codes > 0).reshape(n, bits // w, w).astype(jnp.uint32)
+  shifts = jnp.arange(w, dtype=jnp.uint32)[None, None, :]
+  return jnp.sum(b << shifts, axis=-1, dtype=jnp.uint32).astype(_DTYPES[w])
+
+
+def unpack_codes(packed: jax.typing.ArrayLike) -> jax.Array:
+  """Inverse of :func:`pack_codes`: ``[N, W]`` uint8/uint32 words → ``[N, W * w]`` ±1 int8."""
+  packed = jnp.asarray(packed)
+  w = _word_bits_of(packed, "packed")
+  n, words = packed.shape
+  shifts = jnp.arange(w, dtype=jnp.uint32)[None, None, :]
+  bits = (packed.astype(jnp.uint32)[:, :, None] >> shifts) & jnp.uint32(1)
+  return jnp.where(bits.reshape(n, words * w) > 0, 1, -1).astype(jnp.int8)
+
+
+def _word_bits_of(a: jax.Array, name: str) -> int:
+  if a.ndim != 2:
+    raise ValueError(f"{name} must be 2-D [num, words], got shape {a.shape}.")
+  for w, dt in _DTYPES.items():
+    if a.dtype == dt:
+      return w
+  raise TypeError(f"{name} must be uint8 or uint32 words from pack_codes, got dtype {a.dtype}.")
+
+
+def _check_pair(query_packed, db_packed):
+  q, d = jnp.asarray(query_packed), jnp.asarray(db_packed)
+  wq, wd = _word_bits_of(q, "query_packed"), _word_bits_of(d, "db_packed")
+  if wq != wd or q.shape[1] != d.shape[1]:
+    raise ValueError(
+      f"code length mismatch: query_packed is {q.shape[1]} x uint{wq} "
+      f"({q.shape[1] * wq} bits), db_packed is {d.shape[1]} x uint{wd} ({d.shape[1] * wd} bits); "
+      "pack both with the same code length and word_bits."
+    )
+  if d.shape[0] == 0:
+    raise ValueError("db_packed is empty (0 rows); nothing to search.")
+  return q, d
+
+
+def _distances(q: jax.Array, d: jax.Array) -> jax.Array:
+  x = lax.population_count(jnp.bitwise_xor(q[:, None, :], d[None, :, :]))
+  return jnp.sum(x.astype(jnp.int32), axis=-1)
+
+
+def hamming_distance_packed(
+  query_packed: jax.typing.ArrayLike, db_packed: jax.typing.ArrayLike
+) -> jax.Array:
+  r"""All pairwise Hamming distances between packed codes.
+
+  .. math:: d(q, b) = \sum_j \mathrm{popcount}(q_j \oplus b_j)
+
+  Args:
+    query_packed: ``[Q, W]`` uint8/uint32 words.
+    db_packed: ``[N, W]`` words of the same dtype.
+
+  Returns:
+    int32 ``[Q, N]``.
+
+  Raises:
+    ValueError: word count or dtype mismatch (code length mismatch), empty database.
+  """
+  q, d = _check_pair(query_packed, db_packed)
+  return jax.jit(_distances)(q, d)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "query_chunk"))
+def _topk(q: jax.Array, d: jax.Array, *, k: int, query_chunk: int):
+  num_q, words = q.shape
+  pad = (-num_q) % query_chunk
+  qp = jnp.pad(q, ((0, pad), (0, 0))).reshape(-1, query_chunk, words)
+
+  def one_chunk(qc):
+    dist = _distances(qc, d)
+    # Distances are small integers, exact in float32; XLA's CPU TopK custom call only handles
+    # float inputs (integer top_k falls back to a full sort, ~100x slower). TopK returns the
+    # lower index first among equal values, i.e. ties are broken by database index.
+    neg, idx = lax.top_k(-dist.astype(jnp.float32), k)
+    return (-neg).astype(jnp.int32), idx.astype(jnp.int32)
+
+  dist, idx = lax.map(one_chunk, qp)
+  return dist.reshape(-1, k)[:num_q], idx.reshape(-1, k)[:num_q]
+
+
+def hamming_topk(
+  query_packed: jax.typing.ArrayLike,
+  db_packed: jax.typing.ArrayLike,
+  *,
+  k: int,
+  query_chunk: int = 8,
+) -> tuple[jax.Array, jax.Array]:
+  r"""Exact k nearest database codes in Hamming distance for every query.
+
+  .. math:: \mathrm{topk}_b \; -d(q, b), \quad \text{ties broken by smaller database index}
+
+  Queries are processed ``query_chunk`` at a time inside one jitted ``lax.map`` so the
+  ``[query_chunk, N]`` distance block stays in cache-sized memory; every chunk scans the whole
+  database once.
+
+  Args:
+    query_packed: ``[Q, W]`` uint8/uint32 words (from :func:`pack_codes`).
+    db_packed: ``[N, W]`` words, same dtype and word count.
+    k: number of neighbours, ``1 <= k <= N``.
+    query_chunk: queries per scan of the database (speed/memory trade-off only).
+
+  Returns:
+    ``(distances, indices)``, both int32 ``[Q, k]``, sorted by (distance, index).
+
+  Raises:
+    ValueError: code length mismatch, empty database, bad ``k`` or ``query_chunk``.
+  """
+  q, d = _check_pair(query_packed, db_packed)
+  n = d.shape[0]
+  if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
+    raise ValueError(f"k must be an int in [1, {n}] (database size), got {k!r}.")
+  if isinstance(query_chunk, bool) or not isinstance(query_chunk, int) or query_chunk < 1:
+    raise ValueError(f"query_chunk must be a positive int, got {query_chunk!r}.")
+  if n >= 2**31:
+    raise ValueError(f"database of {n} codes exceeds int32 indices; shard it.")
+  return _topk(q, d, k=int(k), query_chunk=int(min(query_chunk, max(q.shape[0], 1))))
