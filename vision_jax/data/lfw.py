@@ -117,7 +117,7 @@ class VjLfw(ManualDirBuilder):
   ``pairsDevTest.txt``.
 
   Configs / splits:
-    - ``vj_lfw/images``, split ``all``: ``{"image": uint8 [250, 250, 3] (JPEG), "label":
+    - ``vj_lfw/images``, split ``images``: ``{"image": uint8 [250, 250, 3] (JPEG), "label":
       identity id (index into sorted names), "name": bytes, "num": 1-based image number}``,
       sorted by (name, file); row ``i`` is ``source[i]``.
     - ``vj_lfw/pairs``, splits ``pairs`` (view 2, 10 folds x 600) and, when the files exist,
@@ -172,7 +172,9 @@ class VjLfw(ManualDirBuilder):
     identities, paths, labels = list_identity_folder(root)
     if self.builder_config.name == "images":
       return {
-        "all": self._generate_examples(root=root, identities=identities, paths=paths, labels=labels)
+        "images": self._generate_examples(
+          root=root, identities=identities, paths=paths, labels=labels
+        )
       }
     row = {os.path.normpath(os.path.join(root, p)): i for i, p in enumerate(paths)}
     splits = {}
