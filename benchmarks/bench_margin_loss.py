@@ -1,0 +1,255 @@
+"""Margin-loss head benchmark: vision_jax vs pytorch-metric-learning, forward+backward.
+
+Measures, at B=512, D=512 and C in {10k, 100k} (by default), the time of one forward+backward
+pass (gradients w.r.t. embeddings and class weights; for IR w.r.t. embeddings plus the class-
+centre update) and its peak extra memory, for
+
+* vision_jax ``am_softmax_loss`` (s=64, m=0.35), ``arcface_loss`` (s=64, m=28.6° in radians),
+  ``ir_am_softmax_loss`` + ``update_class_centers``, and a bare ``x @ W^T`` matmul (the floor:
+  a margin head is three B x D x C matmuls: forward, dX, dW);
+* pytorch-metric-learning ``CosFaceLoss`` / ``ArcFaceLoss`` (same s, m) and a bare torch matmul,
+
+in the same run, printing ratios. Each measurement runs in a fresh subprocess so that peak
+memory is per configuration: peak RSS (``VmHWM`` after resetting it via
+``/proc/self/clear_refs``) minus RSS before the timed steps, i.e. temporaries + gradients of
+one step, inputs excluded. On GPU, JAX reports ``peak_bytes_in_use`` and torch (if it has CUDA)
+``max_memory_allocated`` instead. Before timing, the two libraries' losses are checked to agree.
+
+Run (CPU, ~5-10 min on 2 cores)::
+
+  .venv/bin/python benchmarks/bench_margin_loss.py
+  .venv/bin/python benchmarks/bench_margin_loss.py --classes=10000 --iters=3   # quicker
+
+Targets (issue 3): ours <= 0.7x PML's time and <= 1.0x its peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+MARGIN_DEG = 28.6  # PML's ArcFace default, in degrees
+
+
+def _rss_bytes(field: str) -> int:
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) * 1024
+  return -1
+
+
+def _reset_peak() -> bool:
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def _time(step, iters):
+  times = []
+  for _ in range(iters):
+    t0 = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - t0)
+  times.sort()
+  return times[len(times) // 2], times[0]
+
+
+def worker_jax(kind, batch, dim, classes, iters):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from vision_jax import losses as L
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(batch, dim)).astype(np.float32))
+  w = jnp.asarray(rng.normal(size=(classes, dim)).astype(np.float32) * 0.01)
+  y = jnp.asarray(rng.integers(0, classes, size=batch).astype(np.int32))
+  margin = math.radians(MARGIN_DEG)
+
+  if kind == "matmul":
+    fn = jax.jit(lambda x, w, y: x @ w.T)
+  elif kind == "am_softmax":
+    fn = jax.jit(jax.value_and_grad(
+      lambda x, w, y: jnp.mean(L.am_softmax_loss(x, w, y, scale=64.0, margin=0.35)), (0, 1)))
+  elif kind == "arcface":
+    fn = jax.jit(jax.value_and_grad(
+      lambda x, w, y: jnp.mean(L.arcface_loss(x, w, y, scale=64.0, margin=margin)), (0, 1)))
+  elif kind == "ir_am_softmax":
+
+    def step(x, c, y):
+      loss, gx = jax.value_and_grad(
+        lambda x: jnp.mean(L.ir_am_softmax_loss(x, c, y, scale=64.0, margin=0.35)))(x)
+      c = L.update_class_centers(c, jax.lax.stop_gradient(x), y, momentum=0.9)
+      return loss, gx, c
+
+    fn = jax.jit(step)
+  else:
+    raise ValueError(kind)
+
+  def run():
+    jax.block_until_ready(fn(x, w, y))
+
+  out = {}
+  if kind in ("am_softmax", "arcface"):
+    out["loss"] = float(fn(x, w, y)[0])
+  run()  # compile + warm-up
+  run()
+  compiled = fn.lower(x, w, y).compile()
+  try:
+    ma = compiled.memory_analysis()
+    out["xla_temp_bytes"] = int(ma.temp_size_in_bytes)
+    out["xla_output_bytes"] = int(ma.output_size_in_bytes)
+  except Exception:  # pragma: no cover - backend dependent
+    pass
+  dev = jax.devices()[0]
+  on_gpu = dev.platform == "gpu"
+  if on_gpu:
+    stats0 = dev.memory_stats() or {}
+  base = _rss_bytes("VmRSS")
+  reset_ok = _reset_peak()
+  out["median_s"], out["min_s"] = _time(run, iters)
+  if on_gpu:
+    stats = dev.memory_stats() or {}
+    out["peak_bytes"] = int(stats.get("peak_bytes_in_use", -1)) - int(
+      stats0.get("bytes_in_use", 0))
+  else:
+    out["peak_bytes"] = _rss_bytes("VmHWM") - base if reset_ok else -1
+  out["device"] = f"{dev.device_kind} ({dev.platform})"
+  return out
+
+
+def worker_torch(kind, batch, dim, classes, iters):
+  import numpy as np
+  import torch
+  from pytorch_metric_learning import losses as pml
+
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  rng = np.random.default_rng(0)
+  x = torch.tensor(rng.normal(size=(batch, dim)).astype(np.float32), device=device,
+                   requires_grad=True)
+  w_np = rng.normal(size=(classes, dim)).astype(np.float32) * 0.01
+  y = torch.tensor(rng.integers(0, classes, size=batch).astype(np.int64), device=device)
+  if kind == "matmul":
+    w = torch.tensor(w_np, device=device)
+
+    def step():
+      with torch.no_grad():
+        x @ w.T
+  else:
+    cls = {"cosface": pml.CosFaceLoss, "arcface": pml.ArcFaceLoss}[kind]
+    kw = {"margin": 0.35} if kind == "cosface" else {"margin": MARGIN_DEG}
+    loss_fn = cls(num_classes=classes, embedding_size=dim, scale=64, **kw).to(device)
+    with torch.no_grad():
+      loss_fn.W.copy_(torch.tensor(w_np.T))
+
+    def step():
+      x.grad = None
+      loss_fn.W.grad = None
+      loss_fn(x, y).backward()
+
+  def run():
+    step()
+    if device == "cuda":
+      torch.cuda.synchronize()
+
+  out = {}
+  if kind != "matmul":
+    out["loss"] = float(loss_fn(x, y))
+  run()
+  run()
+  if kind != "matmul":
+    x.grad = None
+    loss_fn.W.grad = None
+  if device == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+    base_gpu = torch.cuda.memory_allocated()
+  base = _rss_bytes("VmRSS")
+  reset_ok = _reset_peak()
+  out["median_s"], out["min_s"] = _time(run, iters)
+  if device == "cuda":
+    out["peak_bytes"] = torch.cuda.max_memory_allocated() - base_gpu
+  else:
+    out["peak_bytes"] = _rss_bytes("VmHWM") - base if reset_ok else -1
+  out["device"] = device
+  out["threads"] = torch.get_num_threads()
+  return out
+
+
+def _spawn(framework, kind, args, classes):
+  cmd = [sys.executable, os.path.abspath(__file__), "--worker", f"{framework}:{kind}:{classes}",
+         f"--batch={args.batch}", f"--dim={args.dim}", f"--iters={args.iters}"]
+  res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if res.returncode != 0:
+    return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
+  return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _mib(b):
+  return "n/a" if b is None or b < 0 else f"{b / 2**20:8.1f}"
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--batch", type=int, default=512)
+  p.add_argument("--dim", type=int, default=512)
+  p.add_argument("--classes", default="10000,100000")
+  p.add_argument("--iters", type=int, default=5)
+  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  args = p.parse_args()
+
+  if args.worker:
+    framework, kind, classes = args.worker.split(":")
+    fn = worker_jax if framework == "jax" else worker_torch
+    print(json.dumps(fn(kind, args.batch, args.dim, int(classes), args.iters)))
+    return
+
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from vision_jax.utils import package_versions
+
+  vers = package_versions(extra=("torch", "pytorch-metric-learning"))
+  print("versions:", json.dumps(vers))
+  print(f"B={args.batch} D={args.dim} iters={args.iters} (median of iters, after 2 warm-ups); "
+        f"time = forward+backward; mem = peak extra bytes during the steps")
+  pairs = [("am_softmax", "cosface"), ("arcface", "arcface"), ("ir_am_softmax", "cosface")]
+  rows = []
+  for classes in [int(c) for c in args.classes.split(",")]:
+    jmm = _spawn("jax", "matmul", args, classes)
+    tmm = _spawn("torch", "matmul", args, classes)
+    torch_res = {k: _spawn("torch", k, args, classes) for k in ("cosface", "arcface")}
+    print(f"\nC={classes}: matmul x@W^T  jax {jmm.get('median_s', float('nan')) * 1e3:.1f} ms "
+          f"[{jmm.get('device')}]   torch {tmm.get('median_s', float('nan')) * 1e3:.1f} ms "
+          f"[{tmm.get('device')}, {tmm.get('threads')} threads]")
+    print(f"{'ours':>14} {'PML':>8} | {'ours ms':>8} {'PML ms':>8} {'ratio':>6} | "
+          f"{'ours MiB':>8} {'PML MiB':>8} {'ratio':>6} | {'/3mm':>5} | loss ours / PML")
+    for ours, theirs in pairs:
+      a = _spawn("jax", ours, args, classes)
+      b = torch_res[theirs]
+      if "error" in a or "error" in b:
+        print(f"{ours:>14} {theirs:>8} | error: {a.get('error') or b.get('error')}")
+        continue
+      t_ratio = a["median_s"] / b["median_s"]
+      m_ratio = a["peak_bytes"] / b["peak_bytes"] if b["peak_bytes"] > 0 else float("nan")
+      floor = a["median_s"] / (3 * jmm["median_s"]) if "median_s" in jmm else float("nan")
+      loss_cmp = (f"{a['loss']:.4f} / {b['loss']:.4f}" if "loss" in a else "(IR: n/a)")
+      print(f"{ours:>14} {theirs:>8} | {a['median_s'] * 1e3:8.1f} {b['median_s'] * 1e3:8.1f} "
+            f"{t_ratio:6.2f} | {_mib(a['peak_bytes'])} {_mib(b['peak_bytes'])} {m_ratio:6.2f} | "
+            f"{floor:5.2f} | {loss_cmp}   (xla temp {_mib(a.get('xla_temp_bytes'))} MiB)")
+      rows.append({"classes": classes, "loss": ours, "pml_loss": theirs, "ours": a, "pml": b,
+                   "time_ratio": t_ratio, "mem_ratio": m_ratio, "ratio_to_3_matmuls": floor})
+  print("\nratio = ours / PML (target <= 0.7 time, <= 1.0 memory); /3mm = ours / (3 x bare jax "
+        "matmul time)")
+  print("json:", json.dumps(rows))
+
+
+if __name__ == "__main__":
+  main()
