@@ -134,3 +134,16 @@ def test_materialize_equals_source(fmnist_dir, tmp_path):
   assert isinstance(mem, vd.ArraySource) and len(mem) == 13
   np.testing.assert_array_equal(mem.arrays["image"][..., 0], arrays["train"][0])
   np.testing.assert_array_equal(mem.arrays["label"], arrays["train"][1])
+
+
+def test_tfds_mock_data_works_without_files(tmp_path):
+  """Smoke tests can run vj_* builders with tfds' random mock examples and no raw files."""
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    src = vd.fashion_mnist("train", data_dir=tmp_path, manual_dir=tmp_path / "absent")
+    assert len(src) == 6
+    ex = src[5]
+    assert ex["image"].shape == (28, 28, 1) and ex["image"].dtype == np.uint8
+    assert 0 <= int(ex["label"]) < 10
+  assert "tensorflow" not in sys.modules
