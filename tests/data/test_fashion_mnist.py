@@ -147,3 +147,29 @@ def test_tfds_mock_data_works_without_files(tmp_path):
     assert ex["image"].shape == (28, 28, 1) and ex["image"].dtype == np.uint8
     assert 0 <= int(ex["label"]) < 10
   assert "tensorflow" not in sys.modules
+
+
+def test_fashion_mnist_hashing_sources(fmnist_dir, tmp_path):
+  d, arrays = fmnist_dir
+  s = vd.fashion_mnist_hashing_sources(
+    data_dir=tmp_path, manual_dir=d, num_query_per_class=0, num_train_per_class=0
+  )
+  # With zero query/train per class everything is database, in pooled (train then test) order.
+  assert len(s["query"]) == 0 and len(s["train"]) == 0 and len(s["database"]) == 18
+  pooled = np.concatenate([arrays["train"][1], arrays["t10k"][1]])
+  np.testing.assert_array_equal([int(e["label"]) for e in s["database"]], pooled)
+  np.testing.assert_array_equal(s["database"][15]["image"][..., 0], arrays["t10k"][0][2])
+
+
+def test_png_encode_decode_roundtrip():
+  rng = np.random.default_rng(0)
+  for shape in [(5, 7), (5, 7, 1), (4, 6, 3)]:
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    y = vd.decode_image(vd.encode_png(x))
+    np.testing.assert_array_equal(y, x if x.ndim == 3 else x[..., None])
+  gray = rng.integers(0, 256, (3, 3), dtype=np.uint8)
+  np.testing.assert_array_equal(
+    vd.decode_image(vd.encode_png(gray), channels=3), np.repeat(gray[..., None], 3, -1)
+  )
+  with pytest.raises(TypeError, match="uint8"):
+    vd.encode_png(np.zeros((2, 2), np.float32))

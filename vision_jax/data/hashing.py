@@ -330,3 +330,34 @@ def array_hashing_sources(
     seed=seed,
   )
   return {k: SubsetSource(pool, v) for k, v in split.items()}
+
+
+def fashion_mnist_hashing_sources(
+  *,
+  data_dir: str | None = None,
+  manual_dir: str | None = None,
+  seed: int = 0,
+  num_query_per_class: int = 100,
+  num_train_per_class: int = 500,
+) -> dict[str, SubsetSource]:
+  """Fashion-MNIST in the CIFAR-10 hashing style: pooled 70,000 (train then test), in memory.
+
+  Defaults give 1,000 query / 5,000 train / 64,000 database (``hashing_split``, variant
+  ``"cifar10"``). Materializing the pool takes ~10 s and 55 MB.
+  """
+  from vision_jax.data.pipeline import materialize
+  from vision_jax.data.sources import fashion_mnist
+
+  parts = [
+    materialize(fashion_mnist(s, data_dir=data_dir, manual_dir=manual_dir))
+    for s in ("train", "test")
+  ]
+  images = np.concatenate([p.arrays["image"] for p in parts])
+  labels = np.concatenate([p.arrays["label"] for p in parts])
+  return array_hashing_sources(
+    images,
+    labels,
+    num_query_per_class=num_query_per_class,
+    num_train_per_class=num_train_per_class,
+    seed=seed,
+  )
