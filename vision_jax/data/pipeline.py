@@ -7,7 +7,7 @@ no iterator state to save.
 
 Stream layout (global positions ``t = 0, 1, 2, ...``): position ``t`` holds example
 ``perm_e[t mod N]`` of epoch ``e = t div N``, where ``perm_e`` is a fresh permutation per epoch
-(grain's index shuffle, seeded from ``(seed, e)``). Global batch ``s`` is positions
+(``np.random.default_rng([seed', e]).permutation(N)``, ``seed'`` hashed from ``seed``). Global batch ``s`` is positions
 ``[s B, (s + 1) B)``; process ``p`` of ``P`` takes the contiguous block
 ``[s B + p B/P, s B + (p + 1) B/P)``, matching how ``jax.make_array_from_process_local_data``
 assembles the global array. Batches may straddle an epoch boundary (no examples are dropped;
