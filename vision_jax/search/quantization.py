@@ -104,8 +104,9 @@ def anisotropic_eta(threshold, sq_norm, dim, *, exact: bool = False) -> jax.Arra
     return jnp.maximum(eta, 1.0)
   cos_t = jnp.clip(jnp.sqrt(ratio), 0.0, 1.0)
   theta_t = jnp.arccos(cos_t)
-  theta = theta_t[..., None] * jnp.asarray(_GL_X, jnp.float32)
-  w = jnp.asarray(_GL_W, jnp.float32)
+  lead = (1,) * theta_t.ndim
+  theta = theta_t[..., None] * jnp.asarray(_GL_X, jnp.float32).reshape(lead + (-1,))
+  w = jnp.asarray(_GL_W, jnp.float32).reshape(lead + (-1,))
   log_sin = jnp.log(jnp.maximum(jnp.sin(theta), 1e-30))
   log_base = (d - 2.0) * log_sin
   log_base = log_base - jnp.max(log_base, axis=-1, keepdims=True)
