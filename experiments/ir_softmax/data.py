@@ -24,11 +24,9 @@ _NATURAL = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistoch
 
 def fashion_mnist_arrays(split: str, *, data_dir=None, manual_dir=None):
   """Decodes a Fashion-MNIST split (TFDS array_record source) into in-memory uint8 arrays."""
-  src = vdata.fashion_mnist(split, data_dir=data_dir or None, manual_dir=manual_dir or None)
-  items = src.__getitems__(list(range(len(src))))
-  images = np.stack([np.asarray(x["image"], np.uint8) for x in items])
-  labels = np.asarray([int(x["label"]) for x in items], np.int32)
-  return images, labels
+  src = vdata.materialize(
+    vdata.fashion_mnist(split, data_dir=data_dir or None, manual_dir=manual_dir or None))
+  return src.arrays["image"].astype(np.uint8), src.arrays["label"].astype(np.int32)
 
 
 def long_tailed_fashion_mnist(imbalance_ratio: float, *, seed: int = 0, data_dir=None,
