@@ -1,0 +1,117 @@
+"""Full SGD train step (forward + backward + update), stock XLA conv vs the per-tap einsum conv.
+
+Usage (from the repo root):
+  .venv/bin/python benchmarks/bench_train_step.py [--steps 5] [--models resnet18_cifar,convnet]
+      [--impls xla,einsum,auto]
+
+For each model it builds one jitted step ``(params, batch_stats, x, y) -> (params, batch_stats,
+loss)`` with softmax cross-entropy and plain SGD, warms it up (compile + 2 steps), then times
+``--steps`` steps with ``block_until_ready`` and prints the median step time per ``conv_impl``
+and the ratio stock / ours (> 1 means ours is faster).
+
+Settings: ResNet-18 (CIFAR stem, 10 classes) at batch 64 on 32x32x3; ConvNet (default widths)
+at batch 128 on 28x28x1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vision_jax.models import get_model
+from vision_jax.utils import package_versions
+
+SETTINGS = {
+  "resnet18_cifar": dict(
+    name="resnet18", kwargs=dict(num_classes=10, stem="cifar"), batch=64, shape=(32, 32, 3)
+  ),
+  "convnet": dict(name="convnet", kwargs=dict(num_classes=10), batch=128, shape=(28, 28, 1)),
+}
+
+
+def make_step(model, lr=0.1):
+  """One jitted SGD step; donates params and batch stats like the real train loop."""
+
+  def loss_fn(params, batch_stats, x, y):
+    (logits, _), updates = model.apply(
+      {"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"]
+    )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, updates["batch_stats"]
+
+  @jax.jit
+  def step(params, batch_stats, x, y):
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      params, batch_stats, x, y
+    )
+    params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+    return params, batch_stats, loss
+
+  return step
+
+
+def time_setting(setting, impl, steps):
+  cfg = SETTINGS[setting]
+  model = get_model(cfg["name"], conv_impl=impl, **cfg["kwargs"])
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((cfg["batch"], *cfg["shape"]), dtype=np.float32))
+  y = jnp.asarray(rng.integers(0, 10, cfg["batch"]))
+  variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
+  params, bs = variables["params"], variables["batch_stats"]
+  step = make_step(model)
+  t0 = time.perf_counter()
+  params, bs, loss = step(params, bs, x, y)
+  jax.block_until_ready(loss)
+  compile_s = time.perf_counter() - t0
+  for _ in range(2):
+    params, bs, loss = step(params, bs, x, y)
+  jax.block_until_ready(loss)
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    params, bs, loss = step(params, bs, x, y)
+    jax.block_until_ready(loss)
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times), compile_s, float(loss)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--models", default=",".join(SETTINGS))
+  parser.add_argument("--impls", default="xla,einsum,auto")
+  args = parser.parse_args()
+  dev = jax.devices()[0]
+  print(
+    f"device: {dev.platform} / {dev.device_kind} x{jax.device_count()}  host: "
+    f"{platform.processor() or platform.machine()}"
+  )
+  vers = package_versions()
+  print("versions:", {k: vers[k] for k in ("jax", "jaxlib", "flax", "optax") if k in vers})
+  impls = args.impls.split(",")
+  print(f"{'setting':16s} {'conv_impl':9s} {'step_s':>8s} {'compile_s':>9s} {'loss':>8s}")
+  for setting in args.models.split(","):
+    res = {}
+    for impl in impls:
+      t, c, loss = time_setting(setting, impl, args.steps)
+      res[impl] = t
+      print(f"{setting:16s} {impl:9s} {t:8.3f} {c:9.1f} {loss:8.4f}", flush=True)
+    base = res.get("xla")
+    if base:
+      for impl in impls:
+        if impl != "xla":
+          print(
+            f"{setting:16s} ratio xla/{impl} = {base / res[impl]:.2f}x "
+            f"({'ours faster' if base > res[impl] else 'stock faster'})"
+          )
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,88 @@
+"""Small shared layers: BatchNorm with the library's defaults, pooling helpers, max-feature-map."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# PyTorch's BatchNorm2d defaults (momentum 0.1 there = 0.9 here, eps 1e-5), so that published
+# recipes and converted weights behave the same.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def batch_norm(train: bool, dtype: Any, name: str | None = None, zero_scale: bool = False):
+  """``nn.BatchNorm`` over the last axis with stats in the ``batch_stats`` collection.
+
+  Under ``jax.jit`` with the batch sharded over a mesh, the batch mean/variance are computed over
+  the *global* batch (XLA inserts the all-reduce), i.e. this is synchronised BatchNorm.
+
+  Args:
+    train: use batch statistics and update the running averages (True), or use the running
+      averages (False).
+    dtype: compute dtype.
+    name: submodule name.
+    zero_scale: initialise gamma to 0 (the "zero-init last BN of each residual block" trick).
+
+  Returns:
+    A configured ``nn.BatchNorm``.
+  """
+  return nn.BatchNorm(
+    use_running_average=not train,
+    momentum=BN_MOMENTUM,
+    epsilon=BN_EPSILON,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    scale_init=nn.initializers.zeros_init() if zero_scale else nn.initializers.ones_init(),
+    name=name,
+  )
+
+
+def max_pool(
+  x: jax.Array, window: int = 2, stride: int | None = None, padding="VALID"
+) -> jax.Array:
+  """Max pooling over H, W of ``[B, H, W, C]``."""
+  stride = stride or window
+  return nn.max_pool(x, (window, window), (stride, stride), padding=padding)
+
+
+def avg_pool(x: jax.Array, window: int = 2, stride: int | None = None) -> jax.Array:
+  """Average pooling (VALID) over H, W of ``[B, H, W, C]``."""
+  stride = stride or window
+  return nn.avg_pool(x, (window, window), (stride, stride), padding="VALID")
+
+
+def max_plus_avg_pool(x: jax.Array) -> jax.Array:
+  """LightCNN-29v2's downsampling: ``max_pool2x2(x) + avg_pool2x2(x)`` (floor on odd sizes)."""
+  return max_pool(x, 2) + avg_pool(x, 2)
+
+
+def max_feature_map(y: jax.Array) -> jax.Array:
+  """MFM activation: split the last axis ``[..., 2C]`` into halves and take the elementwise max.
+
+  .. math:: \\hat y_c = \\max(y_c, y_{c + C}),\\quad c = 1..C
+
+  Args:
+    y: ``[..., 2 * channels]``.
+
+  Returns:
+    ``[..., channels]``.
+
+  Raises:
+    ValueError: if the last axis is odd.
+
+  References:
+    Wu, He, Sun, Tan. "A Light CNN for Deep Face Representation with Noisy Labels." IEEE TIFS
+    2018. arXiv:1511.02683.
+  """
+  if y.shape[-1] % 2:
+    raise ValueError(f"max_feature_map needs an even channel count; got shape {y.shape}")
+  a, b = jnp.split(y, 2, axis=-1)
+  return jnp.maximum(a, b)
+
+
+global_avg_pool = functools.partial(jnp.mean, axis=(1, 2))
