@@ -1,5 +1,18 @@
 """vision_jax.hashing: deep hashing (DMUH, DPSH, CSQ) and packed Hamming search."""
 
+from vision_jax.hashing.losses import (
+  bit_uncertainty,
+  csq_hash_centers,
+  csq_loss,
+  dmuh_loss,
+  dpsh_loss,
+  ema_update,
+  hadamard_centers,
+  image_uncertainty,
+  label_centers,
+  pairwise_similarity,
+  update_memory_bank,
+)
 from vision_jax.hashing.search import (
   SUPPORTED_WORD_BITS,
   hamming_distance_packed,
@@ -10,8 +23,19 @@ from vision_jax.hashing.search import (
 
 __all__ = [
   "SUPPORTED_WORD_BITS",
+  "bit_uncertainty",
+  "csq_hash_centers",
+  "csq_loss",
+  "dmuh_loss",
+  "dpsh_loss",
+  "ema_update",
+  "hadamard_centers",
   "hamming_distance_packed",
   "hamming_topk",
+  "image_uncertainty",
+  "label_centers",
   "pack_codes",
+  "pairwise_similarity",
   "unpack_codes",
+  "update_memory_bank",
 ]
