@@ -13,6 +13,7 @@ from vision_jax.hashing.losses import (
   pairwise_similarity,
   update_memory_bank,
 )
+from vision_jax.hashing.model import HashNetwork, binarize
 from vision_jax.hashing.search import (
   SUPPORTED_WORD_BITS,
   hamming_distance_packed,
@@ -22,7 +23,9 @@ from vision_jax.hashing.search import (
 )
 
 __all__ = [
+  "HashNetwork",
   "SUPPORTED_WORD_BITS",
+  "binarize",
   "bit_uncertainty",
   "csq_hash_centers",
   "csq_loss",

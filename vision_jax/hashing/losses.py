@@ -2,7 +2,7 @@
 
 All losses are pure functions of arrays returning **per-example** values ``[B]`` (average them
 yourself), with keyword-only hyperparameters and float32 inside. Hash outputs ``h`` are the
-relaxed codes in ``(-1, 1)`` (``tanh`` of the hash layer, see :class:`HashNet`); binary codes
+relaxed codes in ``(-1, 1)`` (``tanh`` of the hash layer, see :class:`vision_jax.hashing.HashNetwork`); binary codes
 are ``sign(h)``.
 
 Labels are int class ids ``[B]`` or multi-hot ``[B, C]``; two images are similar
