@@ -8,7 +8,7 @@ Model: x ~ N(0, Sigma) with Sigma = lam v v^T + I, v = vec(V) / ||V||_F, rank(V)
 "spiked"); Sigma a symmetric circulant whose top eigenvector is the constant vector (rank 1,
 case "circulant"); Sigma = Sigma_1 kron Sigma_2 with AR(1) factors (top eigenvector u_1 kron u_2,
 rank 1, case "kronecker"). Error = sin angle(v_hat, v), mean over seeds, for LR-PEA (partial-
-trace start, and random restarts), PCA (top eigenvector of the sample covariance), TPower (Yuan &
+trace start + num_restarts - 1 random starts, and random starts only), PCA (top eigenvector of the sample covariance), TPower (Yuan &
 Zhang, started from PCA) and scikit-learn SparsePCA.
 
 Hardware / expected result: 2-core x86 CPU. Theory (derived, not from the paper, whose body is
