@@ -41,13 +41,20 @@ def test_pack_bit_order_hand_computed_and_uint8_view():
   np.testing.assert_array_equal(search.pack_codes(h), search.pack_codes(np.where(h > 0, 1, -1)))
 
 
-@pytest.mark.parametrize("k,chunk", [(1, 1), (5, 3), (40, 8), (60, 4)])
-def test_topk_matches_stable_argsort(k, chunk):
-  # 8-bit codes over 60 items: many ties, so this also checks index tie-breaking.
+@pytest.mark.parametrize(
+  "k,chunk,block", [(1, 1, 64), (5, 3, 7), (40, 8, 13), (60, 4, 60), (12, 2, 5)]
+)
+def test_topk_matches_stable_argsort(k, chunk, block):
+  # 8-bit codes over 60 items: many ties, so this also checks index tie-breaking, within and
+  # across database blocks (block sizes that do not divide 60 exercise the padding).
   rng = np.random.default_rng(k)
   q, d = _codes(rng, 11, 8), _codes(rng, 60, 8)
   dist, idx = search.hamming_topk(
-    search.pack_codes(q, word_bits=8), search.pack_codes(d, word_bits=8), k=k, query_chunk=chunk
+    search.pack_codes(q, word_bits=8),
+    search.pack_codes(d, word_bits=8),
+    k=k,
+    query_chunk=chunk,
+    db_block=block,
   )
   brute = _brute_dist(q, d)
   order = np.argsort(brute, axis=1, kind="stable")[:, :k]
@@ -65,7 +72,7 @@ def test_topk_ties_larger_database():
   for j in range(4):
     d[np.arange(5000), flips[:, j]] *= -1
   q = np.concatenate([base, -base, _codes(rng, 2, 32)])
-  dist, idx = search.hamming_topk(search.pack_codes(q), search.pack_codes(d), k=300)
+  dist, idx = search.hamming_topk(search.pack_codes(q), search.pack_codes(d), k=300, db_block=512)
   brute = _brute_dist(q, d)
   order = np.argsort(brute, axis=1, kind="stable")[:, :300]
   np.testing.assert_array_equal(idx, order)
@@ -90,5 +97,7 @@ def test_bad_inputs():
     search.hamming_topk(q32, q32[:0], k=1)
   with pytest.raises(ValueError, match="k must be"):
     search.hamming_topk(q32, q32, k=4)
+  with pytest.raises(ValueError, match="db_block"):
+    search.hamming_topk(q32, q32, k=1, db_block=0)
   with pytest.raises(TypeError, match="uint8 or uint32"):
     search.hamming_topk(np.zeros((2, 2), np.int32), q32, k=1)

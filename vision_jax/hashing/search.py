@@ -121,19 +121,39 @@ def hamming_distance_packed(
   return jax.jit(_distances)(q, d)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "query_chunk"))
-def _topk(q: jax.Array, d: jax.Array, *, k: int, query_chunk: int):
+@functools.partial(jax.jit, static_argnames=("k", "query_chunk", "db_block"))
+def _topk(q: jax.Array, d: jax.Array, *, k: int, query_chunk: int, db_block: int):
   num_q, words = q.shape
-  pad = (-num_q) % query_chunk
-  qp = jnp.pad(q, ((0, pad), (0, 0))).reshape(-1, query_chunk, words)
+  num_db = d.shape[0]
+  qp = jnp.pad(q, ((0, (-num_q) % query_chunk), (0, 0))).reshape(-1, query_chunk, words)
+  num_blocks = -(-num_db // db_block)
+  blocks = jnp.pad(d, ((0, num_blocks * db_block - num_db), (0, 0)))
+  blocks = blocks.reshape(num_blocks, db_block, words)
+  offsets = jnp.arange(num_blocks, dtype=jnp.int32) * db_block
+  kb = min(k, db_block)
 
   def one_chunk(qc):
-    dist = _distances(qc, d)
-    # Distances are small integers, exact in float32; XLA's CPU TopK custom call only handles
-    # float inputs (integer top_k falls back to a full sort, ~100x slower). TopK returns the
-    # lower index first among equal values, i.e. ties are broken by database index.
-    neg, idx = lax.top_k(-dist.astype(jnp.float32), k)
-    return (-neg).astype(jnp.int32), idx.astype(jnp.int32)
+    def scan_block(carry, xs):
+      best_v, best_i = carry
+      block, off = xs
+      # Distances are small integers, exact in float32; XLA's CPU TopK custom call only handles
+      # float input (integer top_k falls back to a full sort, ~100x slower). Scores are -d so
+      # that the largest come first; padding rows get -inf.
+      idx = off + jnp.arange(db_block, dtype=jnp.int32)
+      score = jnp.where(idx[None, :] < num_db, -_distances(qc, block).astype(jnp.float32), -jnp.inf)
+      v, i = lax.top_k(score, kb)
+      # Merge: the running best (lower database indices) comes first, and TopK returns the lower
+      # position first among equal values, so ties stay broken by database index.
+      mv, j = lax.top_k(jnp.concatenate([best_v, v], axis=1), k)
+      mi = jnp.take_along_axis(jnp.concatenate([best_i, i + off], axis=1), j, axis=1)
+      return (mv, mi), None
+
+    init = (
+      jnp.full((query_chunk, k), -jnp.inf, jnp.float32),
+      jnp.zeros((query_chunk, k), jnp.int32),
+    )
+    (v, i), _ = lax.scan(scan_block, init, (blocks, offsets))
+    return (-v).astype(jnp.int32), i
 
   dist, idx = lax.map(one_chunk, qp)
   return dist.reshape(-1, k)[:num_q], idx.reshape(-1, k)[:num_q]
@@ -145,33 +165,44 @@ def hamming_topk(
   *,
   k: int,
   query_chunk: int = 8,
+  db_block: int = 65536,
 ) -> tuple[jax.Array, jax.Array]:
   r"""Exact k nearest database codes in Hamming distance for every query.
 
   .. math:: \mathrm{topk}_b \; -d(q, b), \quad \text{ties broken by smaller database index}
 
-  Queries are processed ``query_chunk`` at a time inside one jitted ``lax.map`` so the
-  ``[query_chunk, N]`` distance block stays in cache-sized memory; every chunk scans the whole
-  database once.
+  One jitted program: ``lax.map`` over chunks of ``query_chunk`` queries, each a ``lax.scan``
+  over database blocks of ``db_block`` codes that keeps a running top-k, so the
+  ``[query_chunk, db_block]`` distance block stays in cache (about 1.5-2.5x faster on CPU than
+  one top-k over the whole database).
 
   Args:
     query_packed: ``[Q, W]`` uint8/uint32 words (from :func:`pack_codes`).
     db_packed: ``[N, W]`` words, same dtype and word count.
     k: number of neighbours, ``1 <= k <= N``.
     query_chunk: queries per scan of the database (speed/memory trade-off only).
+    db_block: database codes per block (speed/memory trade-off only; clipped to N).
 
   Returns:
     ``(distances, indices)``, both int32 ``[Q, k]``, sorted by (distance, index).
 
   Raises:
-    ValueError: code length mismatch, empty database, bad ``k`` or ``query_chunk``.
+    ValueError: code length mismatch, empty database, bad ``k``, ``query_chunk`` or
+      ``db_block``.
   """
   q, d = _check_pair(query_packed, db_packed)
   n = d.shape[0]
   if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= n:
     raise ValueError(f"k must be an int in [1, {n}] (database size), got {k!r}.")
-  if isinstance(query_chunk, bool) or not isinstance(query_chunk, int) or query_chunk < 1:
-    raise ValueError(f"query_chunk must be a positive int, got {query_chunk!r}.")
-  if n >= 2**31:
+  for name, v in (("query_chunk", query_chunk), ("db_block", db_block)):
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+      raise ValueError(f"{name} must be a positive int, got {v!r}.")
+  if n >= 2**31 - db_block:
     raise ValueError(f"database of {n} codes exceeds int32 indices; shard it.")
-  return _topk(q, d, k=int(k), query_chunk=int(min(query_chunk, max(q.shape[0], 1))))
+  return _topk(
+    q,
+    d,
+    k=int(k),
+    query_chunk=int(min(query_chunk, max(q.shape[0], 1))),
+    db_block=int(min(db_block, n)),
+  )
