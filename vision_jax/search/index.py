@@ -122,14 +122,18 @@ def _search_batch(
   return jnp.where(out_ok, out_ids, -1), s
 
 
+@functools.partial(jax.jit, static_argnames=("k",))
+def _exact_topk(q, db, *, k):
+  return lax.top_k(q @ db.T, k)
+
+
 def exact_mips(queries, database, k: int, *, batch_size: int = 1024):
   """Exact top-k inner products by chunked matmul. Returns ``(ids [nq, k], scores [nq, k])``."""
   db = jnp.asarray(database, jnp.float32)
-  fn = jax.jit(lambda q: lax.top_k(q @ db.T, k))
   ids, scores = [], []
   queries = np.asarray(queries, np.float32)
   for s in range(0, len(queries), batch_size):
-    sc, ix = fn(jnp.asarray(queries[s : s + batch_size]))
+    sc, ix = _exact_topk(jnp.asarray(queries[s : s + batch_size]), db, k=int(k))
     ids.append(np.asarray(ix))
     scores.append(np.asarray(sc))
   return np.concatenate(ids), np.concatenate(scores)

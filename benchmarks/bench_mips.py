@@ -1,0 +1,288 @@
+"""MIPS benchmark: vision_jax AVQIndex vs scann 1.4.2 vs faiss-cpu (IVF,PQx4fs + IndexRefineFlat).
+
+Same data, same bits (d/2 blocks x 4 bits), same run, single thread for all three::
+
+    .venv/bin/pip install -e '.[bench]'      # faiss-cpu==1.15.1, scann==1.4.2
+    .venv/bin/python benchmarks/bench_mips.py --out runs/bench_mips
+
+Part 1 (quantization quality, no tree, no re-ranking, exhaustive AH/ADC): Recall1@10 and
+Recall10@10 of ours vs scann ``score_ah(2, T)`` with T=0.2 and T=nan (isotropic).
+Part 2 (speed): Recall10@10 and single-thread batched QPS over a sweep of leaves / reorder
+(faiss: nprobe / k_factor); recall-vs-QPS pairs, best QPS at Recall10@10 >= 0.9 and the ratios.
+
+Data (default): synthetic clustered, L2-normalised (the glove-100-angular setting; the real
+file is not reachable offline), ``--n`` x ``--dim``; ``--dataset=word2vec`` uses the wefe sample
+(normalised), ``--dataset=hdf5 --hdf5=PATH`` an ann-benchmarks file.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Single-threaded XLA CPU (must precede the jax import).
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "")
+  + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from vision_jax import search  # noqa: E402
+from vision_jax.utils import package_versions  # noqa: E402
+
+
+def _cpu_name() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def load(args):
+  if args.dataset == "synthetic":
+    x = search.synthetic_clustered(
+      args.n + args.num_queries, args.dim, num_clusters=200, normalize=True, seed=0
+    )
+    db, q = search.split_queries(x, args.num_queries, seed=0)
+    name = f"synthetic clustered unit-norm {len(db)} x {args.dim}"
+  elif args.dataset == "word2vec":
+    x, _ = search.load_word2vec_sample()
+    x = np.asarray(search.normalize_rows(x))
+    db, q = search.split_queries(x, args.num_queries, seed=0)
+    name = f"word2vec (wefe) unit-norm {len(db)} x {db.shape[1]}"
+  else:
+    f = search.load_ann_benchmarks_hdf5(args.hdf5)
+    db = np.asarray(search.normalize_rows(f["train"]))
+    q = np.asarray(search.normalize_rows(f["test"][: args.num_queries]))
+    name = f"{os.path.basename(args.hdf5)} {len(db)} x {db.shape[1]}"
+  gt, _ = search.exact_mips(q, db, 10)
+  return np.ascontiguousarray(db, np.float32), np.ascontiguousarray(q, np.float32), gt, name
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+  out = fn()  # warm-up (compiles for ours)
+  best = float("inf")
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    out = fn()
+    best = min(best, time.perf_counter() - t0)
+  return best, out
+
+
+def best_qps_at(pairs, target: float):
+  ok = [p for p in pairs if p["recall10_at10"] >= target]
+  return max(ok, key=lambda p: p["qps"]) if ok else None
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--dataset", default="synthetic", choices=("synthetic", "word2vec", "hdf5"))
+  ap.add_argument("--hdf5", default="")
+  ap.add_argument("--n", type=int, default=100_000)
+  ap.add_argument("--dim", type=int, default=100)
+  ap.add_argument("--num_queries", type=int, default=1000)
+  ap.add_argument("--num_leaves", type=int, default=0, help="default ~sqrt(n)")
+  ap.add_argument("--dims_per_block", type=int, default=2)
+  ap.add_argument("--threshold", type=float, default=0.2)
+  ap.add_argument("--leaves", default="2,4,8,16,32,64")
+  ap.add_argument("--reorders", default="40,100,250")
+  ap.add_argument("--repeats", type=int, default=2)
+  ap.add_argument("--skip_quality", action="store_true")
+  ap.add_argument("--out", default="runs/bench_mips")
+  args = ap.parse_args()
+  os.makedirs(args.out, exist_ok=True)
+
+  import faiss
+  import jax
+  import scann
+
+  faiss.omp_set_num_threads(1)
+  vers = package_versions(extra=("scann", "faiss-cpu"))
+  print(f"CPU: {_cpu_name()} ({os.cpu_count()} logical cores; all timings single-thread)")
+  print(
+    f"jax device: {jax.devices()[0].device_kind}; versions: "
+    + ", ".join(f"{k}={vers[k]}" for k in ("jax", "jaxlib", "numpy", "scann", "faiss-cpu"))
+  )
+  db, q, gt, name = load(args)
+  n, d = db.shape
+  nl = args.num_leaves or int(round(np.sqrt(n)))
+  dpb, T = args.dims_per_block, args.threshold
+  bits = 4 * d // dpb
+  print(f"data: {name}; {len(q)} queries; {bits} bits/vector (LUT16, {dpb} dims/block); T={T}")
+  results = dict(data=name, bits=bits, threshold=T, num_leaves=nl, cpu=_cpu_name(), versions=vers)
+
+  # ---------------------------------------------------------------- brute force reference
+  t_bf, _ = timed(lambda: search.exact_mips(q, db, 10), args.repeats)
+  results["brute_force_qps"] = len(q) / t_bf
+  print(f"\nbrute force (jax float32 matmul + top_k): {len(q) / t_bf:,.0f} QPS")
+
+  # ---------------------------------------------------------------- part 1: quality
+  if not args.skip_quality:
+    print("\nPart 1: quantization quality, exhaustive AH/ADC, no re-ranking")
+    qual = []
+
+    def add(system, setting, ids, build_s):
+      r = dict(
+        system=system,
+        setting=setting,
+        recall1_at10=search.recall_at(ids, gt, n_true=1, k=10),
+        recall10_at10=search.recall_at(ids, gt, n_true=10, k=10),
+        build_s=build_s,
+      )
+      qual.append(r)
+      print(
+        f"  {system:<6} {setting:<40} R1@10={r['recall1_at10']:.4f}  "
+        f"R10@10={r['recall10_at10']:.4f}  build={build_s:.1f}s",
+        flush=True,
+      )
+
+    for t_s, kw in (("T=nan (isotropic)", {}), (f"T={T}", {"threshold": T})):
+      t0 = time.perf_counter()
+      ours = search.AVQIndex.build(db, dims_per_block=dpb, **kw)
+      ids = np.asarray(ours.search(q, 10)[0])
+      add("ours", t_s + " encode-only", ids, time.perf_counter() - t0)
+      if kw:
+        t0 = time.perf_counter()
+        ours = search.AVQIndex.build(
+          db, dims_per_block=dpb, codebook_update="blockwise", codebook_update_rounds=3, **kw
+        )
+        ids = np.asarray(ours.search(q, 10)[0])
+        add("ours", t_s + " + LS codebook update", ids, time.perf_counter() - t0)
+      t0 = time.perf_counter()
+      s = (
+        scann.scann_ops_pybind.builder(db, 10, "dot_product")
+        .score_ah(dpb, anisotropic_quantization_threshold=kw.get("threshold", float("nan")))
+        .build()
+      )
+      bs = time.perf_counter() - t0
+      s.set_num_threads(1)
+      ids = s.search_batched(q, final_num_neighbors=10)[0]
+      add("scann", t_s, ids, bs)
+    results["quality"] = qual
+
+  # ---------------------------------------------------------------- part 2: speed
+  print(f"\nPart 2: Recall10@10 vs single-thread QPS ({nl} leaves / nlist)")
+  leaves = [int(v) for v in args.leaves.split(",") if int(v) <= nl]
+  reorders = [int(v) for v in args.reorders.split(",")]
+  curves = {"ours": [], "scann": [], "faiss": []}
+
+  def record(system, setting, t, ids):
+    p = dict(
+      setting=setting, qps=len(q) / t, recall10_at10=search.recall_at(ids, gt, n_true=10, k=10)
+    )
+    curves[system].append(p)
+    print(
+      f"  {system:<6} {setting:<28} R10@10={p['recall10_at10']:.4f}  QPS={p['qps']:>9,.0f}",
+      flush=True,
+    )
+
+  t0 = time.perf_counter()
+  ours = search.AVQIndex.build(db, num_leaves=nl, dims_per_block=dpb, threshold=T)
+  results["ours_build_s"] = time.perf_counter() - t0
+  print(f"  ours build {results['ours_build_s']:.1f}s (max leaf {ours.info['max_leaf_size']})")
+  for L in leaves:
+    for R in reorders:
+      t, (ids, _) = timed(
+        lambda L=L, R=R: jax.block_until_ready(ours.search(q, 10, leaves_to_search=L, reorder=R)),
+        args.repeats,
+      )
+      record("ours", f"leaves={L} reorder={R}", t, np.asarray(ids))
+
+  t0 = time.perf_counter()
+  sc = (
+    scann.scann_ops_pybind.builder(db, 10, "dot_product")
+    .tree(num_leaves=nl, num_leaves_to_search=leaves[0], training_sample_size=n)
+    .score_ah(dpb, anisotropic_quantization_threshold=T)
+    .reorder(max(reorders))
+    .build()
+  )
+  results["scann_build_s"] = time.perf_counter() - t0
+  sc.set_num_threads(1)
+  for L in leaves:
+    for R in reorders:
+      t, (ids, _) = timed(
+        lambda L=L, R=R: sc.search_batched(
+          q, final_num_neighbors=10, leaves_to_search=L, pre_reorder_num_neighbors=R
+        ),
+        args.repeats,
+      )
+      record("scann", f"leaves={L} reorder={R}", t, ids)
+
+  t0 = time.perf_counter()
+  base = faiss.index_factory(d, f"IVF{nl},PQ{d // dpb}x4fs", faiss.METRIC_INNER_PRODUCT)
+  fi = faiss.IndexRefineFlat(base)
+  fi.train(db)
+  fi.add(db)
+  results["faiss_build_s"] = time.perf_counter() - t0
+  ivf = faiss.extract_index_ivf(base)
+  for L in leaves:
+    for R in reorders:
+      ivf.nprobe = L
+      fi.k_factor = R / 10.0
+      t, (_, ids) = timed(lambda: fi.search(q, 10), args.repeats)
+      record("faiss", f"nprobe={L} k_factor={R / 10:g}", t, ids)
+
+  # ---------------------------------------------------------------- summary
+  print("\nBest single-thread QPS at Recall10@10 >= 0.9 (batched queries):")
+  best = {s: best_qps_at(c, 0.9) for s, c in curves.items()}
+  for s, b in best.items():
+    print(
+      f"  {s:<6} "
+      + (
+        f"{b['qps']:>9,.0f} QPS ({b['setting']}, R10@10={b['recall10_at10']:.3f})"
+        if b
+        else "never reaches 0.9 in this sweep"
+      )
+    )
+  ratios = {}
+  if best["ours"]:
+    for other in ("faiss", "scann"):
+      if best[other]:
+        ratios[f"ours/{other}"] = best["ours"]["qps"] / best[other]["qps"]
+        print(f"  ratio ours/{other} at matched recall 0.9: {ratios[f'ours/{other}']:.2f}x")
+  results.update(curves=curves, best_at_0_9=best, ratios=ratios)
+  with open(os.path.join(args.out, "bench_mips.json"), "w") as f:
+    json.dump(results, f, indent=2, default=float)
+
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(7, 5))
+  for s, c in curves.items():
+    c = sorted(c, key=lambda p: p["recall10_at10"])
+    ax.scatter([p["recall10_at10"] for p in c], [p["qps"] for p in c], label=s, s=18)
+    # Pareto frontier.
+    front, top = [], -1.0
+    for p in sorted(c, key=lambda p: -p["recall10_at10"]):
+      if p["qps"] > top:
+        front.append(p)
+        top = p["qps"]
+    ax.plot([p["recall10_at10"] for p in front], [p["qps"] for p in front])
+  ax.axvline(0.9, color="gray", ls=":")
+  ax.set_yscale("log")
+  ax.set_xlabel("Recall10@10")
+  ax.set_ylabel("queries per second (1 thread, batched)")
+  ax.set_title(f"{name}, {bits} bits, T={T}", fontsize=9)
+  ax.legend()
+  ax.grid(alpha=0.3, which="both")
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, "recall_vs_qps.png"), dpi=110)
+  print(f"\nwrote {args.out}/bench_mips.json and recall_vs_qps.png")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,1 @@
+"""Anisotropic vector quantization (ScaNN score-aware loss) vs reconstruction-loss PQ."""

@@ -1,0 +1,213 @@
+"""``python -m experiments.avq --preset=default --workdir=DIR [--config.k=v ...]``.
+
+Recall1@10 / Recall10@10 / relative top-1 inner-product error vs bits per vector for
+reconstruction-loss PQ (T=0) and anisotropic PQ (T>0). See ``experiments/avq/config.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from vision_jax import search
+from vision_jax.utils import ConfigError, package_versions, parse_launch_args, save_json
+
+_ADC_MAX_POINTS = 200_000  # above this, score against decoded vectors in chunks (same numbers)
+
+
+def load_data(cfg):
+  """Returns ``(database, queries, true_top_k_ids, true_top_k_scores, name)``."""
+  d = cfg.data
+  if d.source == "word2vec":
+    x, _ = search.load_word2vec_sample()
+    db, q = search.split_queries(x, d.num_queries, seed=cfg.seed)
+    name = f"word2vec (wefe) {db.shape[0]} x {db.shape[1]}, {len(q)} held-out queries"
+  elif d.source == "synthetic":
+    x = search.synthetic_clustered(d.synthetic_n, d.synthetic_dim, num_clusters=20, seed=cfg.seed)
+    db, q = search.split_queries(x, d.num_queries, seed=cfg.seed)
+    name = f"synthetic clustered power-law norms {db.shape[0]} x {db.shape[1]}"
+  elif d.source == "hdf5":
+    if not d.hdf5_path:
+      raise ConfigError(
+        "data.source='hdf5' needs --config.data.hdf5_path=/path/to/glove-100-angular.hdf5"
+      )
+    f = search.load_ann_benchmarks_hdf5(d.hdf5_path)
+    db, q = f["train"], f["test"][: d.num_queries]
+    name = f"{os.path.basename(d.hdf5_path)} {db.shape[0]} x {db.shape[1]}, {len(q)} queries"
+  else:
+    raise ConfigError(f"data.source={d.source!r} must be word2vec, synthetic or hdf5")
+  if d.normalize_database:
+    db = np.asarray(search.normalize_rows(db))
+  if d.normalize_queries:
+    q = np.asarray(search.normalize_rows(q))
+  gt, gs = search.exact_mips(q, db, cfg.k)
+  return db.astype(np.float32), q.astype(np.float32), gt, gs, name
+
+
+def _eta_kwargs(cfg, t: float, dim: int) -> dict:
+  if t == 0.0:
+    return {}
+  if cfg.threshold_mode == "absolute":
+    return {"threshold": float(t)}
+  if cfg.threshold_mode == "cosine":
+    return {"eta": float(search.anisotropic_eta(t, 1.0, dim))}
+  raise ConfigError(f"threshold_mode={cfg.threshold_mode!r} must be 'cosine' or 'absolute'")
+
+
+def evaluate(cfg, db, q, gt, gs, t: float, dpb: int, *, encode_only: bool = False) -> dict:
+  t0 = time.perf_counter()
+  idx = search.AVQIndex.build(
+    db,
+    dims_per_block=int(dpb),
+    num_centers=cfg.num_centers,
+    training_iterations=cfg.training_iterations,
+    training_sample_size=cfg.training_sample_size,
+    codebook_update="none" if encode_only else cfg.codebook_update,
+    codebook_update_rounds=0 if encode_only else cfg.codebook_update_rounds,
+    seed=cfg.seed,
+    **_eta_kwargs(cfg, t, db.shape[1]),
+  )
+  build_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  if len(db) <= _ADC_MAX_POINTS:
+    ids, _ = idx.search(q, cfg.k)
+    ids = np.asarray(ids)
+  else:
+    ids, _ = search.exact_mips(q, np.asarray(idx.decoded()), cfg.k)
+  search_s = time.perf_counter() - t0
+  dec_top1 = np.asarray(idx.decoded()[np.asarray(gt[:, 0])])
+  est = np.sum(q * dec_top1, axis=1)
+  rel = np.abs(est - gs[:, 0]) / np.maximum(np.abs(gs[:, 0]), 1e-12)
+  return dict(
+    threshold=float(t),
+    encode_only=bool(encode_only),
+    eta=idx.info["mean_eta"],
+    dims_per_block=int(dpb),
+    bits=idx.bits_per_vector,
+    recall1_at10=search.recall_at(ids, gt, n_true=1, k=cfg.k),
+    recall10_at10=search.recall_at(ids, gt, n_true=cfg.k, k=cfg.k),
+    rel_err_top1=float(np.mean(rel)),
+    build_s=build_s,
+    search_s=search_s,
+  )
+
+
+def _label(r) -> str:
+  if r["threshold"] == 0.0:
+    return "T=0 (reconstruction)"
+  return f"T={r['threshold']:g}" + (" encode-only" if r["encode_only"] else "")
+
+
+def plot(rows, path: str, title: str):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+  labels = list(dict.fromkeys(_label(r) for r in rows))
+  for lab in labels:
+    rs = sorted((r for r in rows if _label(r) == lab), key=lambda r: r["bits"])
+    bits = [r["bits"] for r in rs]
+    style = "--" if "encode-only" in lab else ("k-" if lab.startswith("T=0 ") else "-")
+    for ax, key in zip(axes, ("recall1_at10", "recall10_at10", "rel_err_top1")):
+      ax.plot(bits, [r[key] for r in rs], style, marker="o", label=lab)
+  for ax, name in zip(axes, ("Recall1@10", "Recall10@10", "relative error of top-1 inner product")):
+    ax.set_xlabel("bits per vector")
+    ax.set_ylabel(name)
+    ax.grid(alpha=0.3)
+  axes[2].set_yscale("log")
+  axes[0].legend(fontsize=8)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def run(cfg, workdir: str) -> dict:
+  os.makedirs(workdir, exist_ok=True)
+  save_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+  t_start = time.perf_counter()
+  db, q, gt, gs, name = load_data(cfg)
+  print(f"data: {name}; threshold_mode={cfg.threshold_mode}", flush=True)
+  rows = []
+  jobs = [(t, dpb, False) for t in cfg.thresholds for dpb in cfg.dims_per_block]
+  if cfg.encode_only_threshold > 0:
+    jobs += [(cfg.encode_only_threshold, dpb, True) for dpb in cfg.dims_per_block]
+  for t, dpb, eo in jobs:
+    r = evaluate(cfg, db, q, gt, gs, t, dpb, encode_only=eo)
+    rows.append(r)
+    print(
+      f"  {_label(r):<24} bits={r['bits']:>4}  R1@10={r['recall1_at10']:.3f}  "
+      f"R10@10={r['recall10_at10']:.3f}  rel_err={r['rel_err_top1']:.4f}  "
+      f"build={r['build_s']:.1f}s",
+      flush=True,
+    )
+
+  # Table and verdicts.
+  bits_all = sorted({r["bits"] for r in rows})
+  base = {r["bits"]: r for r in rows if r["threshold"] == 0.0}
+  labels = list(dict.fromkeys(_label(r) for r in rows))
+  header = f"{'setting':<26}" + "".join(f"{b:>8d}b" for b in bits_all)
+  for key, unit in (
+    ("recall1_at10", "Recall1@10 [0-1] (true top-1 within the ADC top-10)"),
+    ("recall10_at10", "Recall10@10 [0-1]"),
+    ("rel_err_top1", "relative error of top-1 inner product [fraction]"),
+  ):
+    print(f"\n{unit}\n{header}")
+    for lab in labels:
+      vals = {r["bits"]: r[key] for r in rows if _label(r) == lab}
+      print(f"{lab:<26}" + "".join(f"{vals.get(b, float('nan')):>9.4f}" for b in bits_all))
+  verdicts = {}
+  for lab in labels:
+    if lab.startswith("T=0 "):
+      continue
+    rs = [r for r in rows if _label(r) == lab and r["bits"] in base]
+    verdicts[lab] = dict(
+      recall1_beats_reconstruction_every_bitrate=all(
+        r["recall1_at10"] > base[r["bits"]]["recall1_at10"] for r in rs
+      ),
+      recall10_beats_reconstruction_every_bitrate=all(
+        r["recall10_at10"] > base[r["bits"]]["recall10_at10"] for r in rs
+      ),
+      rel_err_below_reconstruction_every_bitrate=all(
+        r["rel_err_top1"] < base[r["bits"]]["rel_err_top1"] for r in rs
+      ),
+    )
+  print("\nClaim 'anisotropic beats reconstruction at every bitrate' (Recall1@10, strict):")
+  for lab, v in verdicts.items():
+    print(
+      f"  {lab:<24} Recall1@10: {v['recall1_beats_reconstruction_every_bitrate']}  "
+      f"Recall10@10: {v['recall10_beats_reconstruction_every_bitrate']}  "
+      f"rel_err lower: {v['rel_err_below_reconstruction_every_bitrate']}"
+    )
+  png = os.path.join(workdir, "recall_vs_bits.png")
+  plot(rows, png, f"AVQ vs reconstruction PQ — {name}")
+  summary = dict(
+    data=name,
+    rows=rows,
+    verdicts=verdicts,
+    wall_s=time.perf_counter() - t_start,
+    versions=package_versions(),
+  )
+  save_json(os.path.join(workdir, "summary.json"), summary)
+  print(
+    f"\nwall time {summary['wall_s']:.0f}s; outputs in {workdir}: config.json, summary.json, "
+    "recall_vs_bits.png"
+  )
+  return summary
+
+
+def main(argv=None):
+  try:
+    cfg, args = parse_launch_args("avq", argv)
+    return run(cfg, args.workdir)
+  except ConfigError as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  main()
