@@ -30,6 +30,7 @@ def _parse():
   p.add_argument("--bits", type=int, default=64)
   p.add_argument("--k", type=int, default=10)
   p.add_argument("--query_chunk", type=int, default=8)
+  p.add_argument("--db_block", type=int, default=65536)
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--threads", type=int, default=None, help="1 = single-thread, 0 = default")
   return p.parse_args()
@@ -70,7 +71,7 @@ def _run(args) -> None:
   q32 = jax.device_put(q8.view(np.uint32))
 
   def jax_search():
-    d, i = hamming_topk(q32, db32, k=args.k, query_chunk=args.query_chunk)
+    d, i = hamming_topk(q32, db32, k=args.k, query_chunk=args.query_chunk, db_block=args.db_block)
     return jax.block_until_ready(d), jax.block_until_ready(i)
 
   index = faiss.IndexBinaryFlat(args.bits)
@@ -94,7 +95,7 @@ def _run(args) -> None:
   same_idx = float(np.mean(np.asarray(ji) == fi))
   print(
     f"N={args.num_db} bits={args.bits} Q={args.num_queries} k={args.k} "
-    f"query_chunk={args.query_chunk}"
+    f"query_chunk={args.query_chunk} db_block={args.db_block}"
   )
   print(f"  jax  hamming_topk (uint32, jit, popcount): {jax_qps:10.1f} queries/s")
   print(f"  faiss IndexBinaryFlat                    : {faiss_qps:10.1f} queries/s")
