@@ -268,3 +268,36 @@ def test_dmuh_bad_input():
     hl.dmuh_loss(h, h, base="hinge", targets=h)
   with pytest.raises(ValueError, match="h_ema shape|must equal"):
     hl.dmuh_loss(h, np.zeros((2, 3)), targets=h)
+
+
+def test_hashnet_hand_computed_and_reference():
+  sp = _softplus(0.2)
+  h = np.array([[1.0, 1.0], [1.0, 1.0]])  # alpha h_i.h_j = 0.2 for all pairs
+  np.testing.assert_allclose(hl.hashnet_loss(h, np.array([0, 0])), [sp - 0.2] * 2, rtol=1e-6)
+  # Different labels: S1 = 2 (diagonal), S0 = 2 -> both weights 4/2 = 2.
+  np.testing.assert_allclose(hl.hashnet_loss(h, np.array([0, 1])), [2 * sp - 0.2] * 2, rtol=1e-6)
+  rng = np.random.default_rng(5)
+  h = np.tanh(rng.normal(size=(6, 8))).astype(np.float32)
+  y = rng.integers(0, 3, 6)
+  sim = (y[:, None] == y[None, :]).astype(float)
+  s1, s0 = sim.sum(), (1 - sim).sum()
+  ref = np.zeros(6)
+  for i in range(6):
+    for j in range(6):
+      t = 0.3 * float(h[i] @ h[j])
+      w = 36 / s1 if sim[i, j] else 36 / s0
+      ref[i] += w * (_softplus(t) - sim[i, j] * t) / 6
+  got = hl.hashnet_loss(h, y, alpha=0.3)
+  np.testing.assert_allclose(got, ref, rtol=1e-5)
+  where = np.array([True, True, False, True, True, False])
+  masked = hl.hashnet_loss(h, y, alpha=0.3, where=where)
+  np.testing.assert_allclose(
+    masked[where], hl.hashnet_loss(h[where], y[where], alpha=0.3), rtol=1e-6
+  )
+  np.testing.assert_array_equal(masked[~where], 0.0)
+
+
+def test_hashnet_scale():
+  assert float(hl.hashnet_scale(0)) == 1.0
+  assert float(hl.hashnet_scale(199)) == 1.0
+  np.testing.assert_allclose(float(hl.hashnet_scale(400)), 1.01**0.5, rtol=1e-6)

@@ -58,3 +58,11 @@ def test_backbone_without_embedding_raises():
 
 def test_binarize():
   np.testing.assert_array_equal(binarize(jnp.array([[-0.2, 0.0, 0.3]])), [[-1, 1, 1]])
+
+
+def test_scale_for_hashnet_continuation():
+  model = HashNetwork(backbone=TinyBackbone(), num_bits=4)
+  x = jax.random.normal(jax.random.key(3), (3, 5))
+  variables = model.init(jax.random.key(0), x, train=False)
+  h2, inter = model.apply(variables, x, train=False, scale=2.0)
+  np.testing.assert_allclose(h2, np.tanh(2.0 * np.asarray(inter["hash_logits"])), rtol=1e-5)

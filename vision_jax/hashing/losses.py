@@ -124,6 +124,77 @@ def dpsh_loss(
   return jnp.where(valid, likelihood + quantization_weight * quant, 0.0)
 
 
+def hashnet_loss(
+  h: jax.typing.ArrayLike,
+  labels: jax.typing.ArrayLike,
+  *,
+  alpha: float = 0.1,
+  where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+  r"""HashNet weighted pairwise cross-entropy (within batch), per example.
+
+  .. math::
+     \ell_{ij} = \log(1 + e^{\alpha h_i^\top h_j}) - s_{ij}\,\alpha h_i^\top h_j, \quad
+     w_{ij} = \frac{S}{S_1}[s_{ij}=1] + \frac{S}{S_0}[s_{ij}=0], \quad
+     \ell_i = \frac{1}{B}\sum_j w_{ij} \ell_{ij}
+
+  where :math:`S_1, S_0` count the similar / dissimilar pairs of the batch and
+  :math:`S = S_0 + S_1 = B^2`, so that :math:`\mathrm{mean}_i \ell_i = \frac1S \sum_{ij}
+  w_{ij}\ell_{ij}` is the DeepHash-pytorch batch loss. ``h`` should be
+  :math:`\tanh(\beta z)` with the continuation scale β of :func:`hashnet_scale` (pass it as
+  ``scale=`` to :class:`vision_jax.hashing.HashNetwork`).
+
+  Choice: pairs include i = j and the balancing weights are per batch, as in DeepHash-pytorch.
+
+  Args:
+    h: relaxed codes ``[B, L]``.
+    labels: int ids ``[B]`` or multi-hot ``[B, C]``.
+    alpha: α, the inner-product scale of the sigmoid.
+    where: optional bool ``[B]``; False rows give 0 and are not partners.
+
+  Returns:
+    float32 ``[B]``.
+
+  References:
+    Cao, Long, Wang, Yu. "HashNet: Deep Learning to Hash by Continuation." ICCV 2017,
+    arXiv:1702.00758.
+  """
+  h = _check_codes(h)
+  valid = jnp.ones(h.shape[0], bool) if where is None else jnp.asarray(where, bool)
+  pair = valid[:, None] & valid[None, :]
+  sim = pairwise_similarity(labels, labels)
+  dot = alpha * (h @ h.T)
+  nll = jax.nn.softplus(dot) - sim * dot
+  pos = pair & (sim > 0)
+  neg = pair & (sim <= 0)
+  s1, s0 = jnp.sum(pos), jnp.sum(neg)
+  total = (s1 + s0).astype(jnp.float32)
+  w = jnp.where(pos, total / jnp.maximum(s1, 1), 0.0) + jnp.where(
+    neg, total / jnp.maximum(s0, 1), 0.0
+  )
+  num_valid = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
+  return jnp.where(valid, jnp.sum(w * nll, axis=1) / num_valid, 0.0)
+
+
+def hashnet_scale(step, *, gamma: float = 0.005, power: float = 0.5, step_size: int = 200):
+  r"""HashNet continuation scale :math:`\beta = (1 + \gamma \lfloor t / T \rfloor)^{p}`.
+
+  Args:
+    step: training step t (int or scalar array).
+    gamma: γ.
+    power: p.
+    step_size: T, steps between increases.
+
+  Returns:
+    float32 scalar β (1 at step 0, growing so that :math:`\tanh(\beta z) \to \mathrm{sign}(z)`).
+
+  References:
+    Cao et al. "HashNet: Deep Learning to Hash by Continuation." ICCV 2017, arXiv:1702.00758.
+  """
+  t = jnp.floor_divide(jnp.asarray(step, jnp.int32), step_size).astype(jnp.float32)
+  return jnp.power(1.0 + gamma * t, power)
+
+
 def update_memory_bank(
   bank: jax.typing.ArrayLike, values: jax.typing.ArrayLike, indices: jax.typing.ArrayLike
 ) -> jax.Array:

@@ -13,7 +13,11 @@ import jax.numpy as jnp
 class HashNetwork(nn.Module):
   r"""Backbone embedding → Dense(L) → ``tanh``: relaxed codes :math:`h \in (-1, 1)^L`.
 
-  .. math:: h = \tanh(W^\top f_\theta(x) + b), \qquad \text{binary code } b = \mathrm{sign}(h)
+  .. math:: h = \tanh\big(\beta (W^\top f_\theta(x) + b)\big), \qquad
+     \text{binary code } \mathrm{sign}(h)
+
+  ``scale`` (β, default 1) is a call argument for HashNet's continuation
+  (:func:`vision_jax.hashing.hashnet_scale`); ``"hash_logits"`` are taken before the scale.
 
   The backbone is any module called as ``backbone(x, train=train)`` that returns
   ``(output, intermediates)`` with ``intermediates["embedding"]`` of shape ``[B, D]`` (every
@@ -38,7 +42,9 @@ class HashNetwork(nn.Module):
   kernel_init: Callable[..., Any] = nn.initializers.normal(stddev=0.01)
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+  def __call__(
+    self, x: jax.Array, *, train: bool, scale: float | jax.Array = 1.0
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.num_bits < 1:
       raise ValueError(f"num_bits must be >= 1, got {self.num_bits}.")
     _, intermediates = self.backbone(x, train=train)
@@ -51,7 +57,7 @@ class HashNetwork(nn.Module):
     logits = nn.Dense(self.num_bits, kernel_init=self.kernel_init, dtype=jnp.float32, name="hash")(
       emb.reshape(emb.shape[0], -1)
     )
-    h = jnp.tanh(logits)
+    h = jnp.tanh(scale * logits)
     return h, {**intermediates, "hash_logits": logits, "hash": h}
 
 
