@@ -1,0 +1,126 @@
+"""Runs every (bits, method) of the DMUH experiment through the shared train loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from experiments.dmuh.task import METHODS, hashing_task, retrieval_summary
+from vision_jax import data as vdata
+from vision_jax.models import get_model
+from vision_jax.train import read_metrics, train_and_evaluate
+from vision_jax.utils import save_json
+
+
+def make_sources(cfg):
+  d = cfg.data
+  kw = dict(num_query_per_class=d.num_query_per_class, num_train_per_class=d.num_train_per_class,
+            seed=cfg.seed)
+  if d.name == "synthetic":
+    src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
+    return vdata.array_hashing_sources(src.arrays["image"], src.arrays["label"], **kw), (28, 28, 1)
+  if d.name == "fashion_mnist":
+    return vdata.fashion_mnist_hashing_sources(data_dir=d.data_dir or None,
+                                               manual_dir=d.manual_dir or None, **kw), (28, 28, 1)
+  if d.name == "cifar10":
+    return vdata.cifar10_hashing_sources(data_dir=d.data_dir or None,
+                                         manual_dir=d.cifar10_dir or None, **kw), (32, 32, 3)
+  raise ValueError(f"unknown data.name {d.name!r}; valid: fashion_mnist, cifar10, synthetic")
+
+
+def _backbone(cfg):
+  m = cfg.model
+  if m.name == "convnet":
+    return get_model("convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden,
+                     conv_impl=m.conv_impl)
+  return get_model(m.name, num_classes=None, stem="cifar", conv_impl=m.conv_impl)
+
+
+def flip_transform(example, rng):
+  if rng.random() < 0.5:
+    example = dict(example, image=example["image"][:, ::-1])
+  return example
+
+
+def run(cfg, workdir, *, progress=True):
+  """Runs all bits x methods; finished runs (summary.json present) are skipped on re-run."""
+  methods = [m for m in cfg.methods.split(",") if m]
+  bad = [m for m in methods if m not in METHODS]
+  if bad:
+    raise ValueError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
+  srcs, _ = make_sources(cfg)
+  query, train_src, db = srcs["query"], srcs["train"], srcs["database"]
+  eval_src = vdata.ConcatSource(query, db)
+  print(f"dmuh: {len(query)} query / {len(train_src)} train / {len(db)} database images")
+  summarize = retrieval_summary(len(query), topk=cfg.eval.topk, radius=cfg.eval.radius)
+  train_ds = vdata.train_dataset(train_src, global_batch_size=cfg.data.global_batch_size,
+                                 seed=cfg.seed, transform=flip_transform if cfg.data.flip else None)
+  eval_data = lambda: vdata.eval_batches(eval_src, global_batch_size=cfg.data.eval_batch_size)
+  results = {}
+  for bits in cfg.bits:
+    for method in methods:
+      wd = os.path.join(workdir, f"{bits}bits", method)
+      done = os.path.join(wd, "summary.json")
+      if os.path.exists(done):
+        with open(done) as f:
+          results.setdefault(str(bits), {})[method] = json.load(f)
+        print(f"   {bits} bits / {method}: done earlier, skipped")
+        continue
+      print(f"-- {bits} bits / {method}")
+      task = hashing_task(_backbone(cfg), method=method, num_bits=int(bits), num_classes=10,
+                          cfg=cfg, seed=cfg.seed)
+      task = dataclasses.replace(task, summarize=summarize)
+      run_cfg = cfg.copy_and_resolve_references()
+      with run_cfg.unlocked():
+        run_cfg.method, run_cfg.num_bits = method, int(bits)
+      results.setdefault(str(bits), {})[method] = train_and_evaluate(
+        run_cfg, wd, task, train_ds, eval_data, progress=progress)
+  save_json(os.path.join(workdir, "results.json"), results)
+  plot_uncertainty(workdir, cfg, os.path.join(workdir, "bit_uncertainty.png"))
+  return results
+
+
+def format_table(results, radius=2) -> str:
+  methods = sorted({m for r in results.values() for m in r})
+  bits = sorted(results, key=int)
+  lines = ["| method | " + " | ".join(f"mAP@all {b} bits" for b in bits) + " | "
+           + " | ".join(f"P@H<={radius} {b} bits" for b in bits) + " |",
+           "|---|" + "---|" * (2 * len(bits))]
+  for m in methods:
+    maps = [results[b].get(m, {}).get("eval", {}).get("map", float("nan")) for b in bits]
+    phs = [results[b].get(m, {}).get("eval", {}).get(f"p_at_h{radius}", float("nan")) for b in bits]
+    lines.append(f"| {m} | " + " | ".join(f"{v:.4f}" for v in maps) + " | "
+                 + " | ".join(f"{v:.4f}" for v in phs) + " |")
+  return "\n".join(lines)
+
+
+def plot_uncertainty(workdir, cfg, path):
+  """Heatmaps of DMUH's per-bit mean uncertainty (bits x steps), one panel per code length."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  panels = []
+  for bits in cfg.bits:
+    rows = [r for r in read_metrics(os.path.join(workdir, f"{bits}bits", "dmuh", "metrics.jsonl"))
+            if r["split"] == "train" and "ubit_00" in r]
+    if rows:
+      mat = np.array([[r[f"ubit_{k:02d}"] for k in range(int(bits))] for r in rows]).T
+      panels.append((bits, [r["step"] for r in rows], mat))
+  if not panels:
+    return
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+  for ax, (bits, steps, mat) in zip(axes[0], panels):
+    im = ax.imshow(mat, aspect="auto", origin="lower", cmap="magma",
+                   extent=(steps[0], steps[-1], -0.5, int(bits) - 0.5))
+    ax.set_xlabel("step")
+    ax.set_ylabel("bit")
+    ax.set_title(f"DMUH bit uncertainty |h - h_ema|, {bits} bits")
+    fig.colorbar(im, ax=ax)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
