@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 # Queries are processed in chunks so that the [chunk, N] distance matrix stays ~64 MB.
 _CHUNK_ELEMENTS = 1 << 24
@@ -183,6 +183,17 @@ def _group_counts(dist: np.ndarray, rel: np.ndarray, bits: int):
   return n, np.rint(r).astype(np.int64).reshape(rows, bits + 1)
 
 
+def _log_comb(n, k):
+  return special.gammaln(n + 1.0) - special.gammaln(k + 1.0) - special.gammaln(n - k + 1.0)
+
+
+def _hypergeom_pmf(x: np.ndarray, total: int, good: int, draws: int) -> np.ndarray:
+  """P(X = x) for X ~ Hypergeometric(total, good, draws), in log space (no scipy.stats overhead)."""
+  x = x.astype(np.float64)
+  log_p = _log_comb(good, x) + _log_comb(total - good, draws - x) - _log_comb(total, draws)
+  return np.exp(log_p)
+
+
 def _ap_tie_aware(dist: np.ndarray, rel: np.ndarray, k: int, bits: int) -> np.ndarray:
   """Expected AP@k over uniformly random orderings within each group of equal distance."""
   n, r = _group_counts(dist, rel, bits)
@@ -215,7 +226,7 @@ def _ap_tie_aware(dist: np.ndarray, rel: np.ndarray, k: int, bits: int) -> np.nd
     a = int(before[qi, g])
     m = k - s
     xs = np.arange(max(0, m - (nb - rb)), min(m, rb) + 1)
-    pmf = stats.hypergeom.pmf(xs, nb, rb, m)
+    pmf = _hypergeom_pmf(xs, nb, rb, m)
     t = expected_sum(np.full(xs.shape, s), np.full(xs.shape, m), xs.astype(np.float64), a)
     denom = a + xs
     vals = np.where(denom > 0, (s_full[qi] + t) / np.maximum(denom, 1), 0.0)
