@@ -11,13 +11,16 @@ centre update) and its peak extra memory, for
 
 in the same run, printing ratios. Each measurement runs in a fresh subprocess so that peak
 memory is per configuration: peak RSS (``VmHWM`` after resetting it via
-``/proc/self/clear_refs``) minus RSS before the timed steps, i.e. temporaries + gradients of
-one step, inputs excluded. On GPU, JAX reports ``peak_bytes_in_use`` and torch (if it has CUDA)
+``/proc/self/clear_refs``) minus RSS before the step, i.e. temporaries + gradients of one step,
+inputs excluded; taken as the max over the first step (XLA:CPU keeps freed buffers for reuse
+after it, so later steps show ~0) and the timed steps. XLA's own buffer assignment
+(``memory_analysis``: temp + output bytes) is printed as a cross-check. On GPU, JAX reports ``peak_bytes_in_use`` and torch (if it has CUDA)
 ``max_memory_allocated`` instead. Before timing, the two libraries' losses are checked to agree.
 
-Run (CPU, ~5-10 min on 2 cores)::
+Run (CPU, ~10 min)::
 
-  .venv/bin/python benchmarks/bench_margin_loss.py
+  .venv/bin/python benchmarks/bench_margin_loss.py --threads=1   # shared machine
+  .venv/bin/python benchmarks/bench_margin_loss.py               # all cores, idle machine
   .venv/bin/python benchmarks/bench_margin_loss.py --classes=10000 --iters=3   # quicker
 
 Targets (issue 3): ours <= 0.7x PML's time and <= 1.0x its peak memory.
@@ -63,7 +66,7 @@ def _time(step, iters):
   return times[len(times) // 2], times[0]
 
 
-def worker_jax(kind, batch, dim, classes, iters):
+def worker_jax(kind, batch, dim, classes, iters, threads=0):
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -96,15 +99,12 @@ def worker_jax(kind, batch, dim, classes, iters):
   else:
     raise ValueError(kind)
 
+  compiled = fn.lower(x, w, y).compile()  # compile first: its memory is not the step's
+
   def run():
-    jax.block_until_ready(fn(x, w, y))
+    jax.block_until_ready(compiled(x, w, y))
 
   out = {}
-  if kind in ("am_softmax", "arcface"):
-    out["loss"] = float(fn(x, w, y)[0])
-  run()  # compile + warm-up
-  run()
-  compiled = fn.lower(x, w, y).compile()
   try:
     ma = compiled.memory_analysis()
     out["xla_temp_bytes"] = int(ma.temp_size_in_bytes)
@@ -115,25 +115,36 @@ def worker_jax(kind, batch, dim, classes, iters):
   on_gpu = dev.platform == "gpu"
   if on_gpu:
     stats0 = dev.memory_stats() or {}
+  # XLA:CPU keeps freed buffers in the process after the first execution, so the peak RSS
+  # increase is measured on the first step (and on the timed steps; the max is reported).
   base = _rss_bytes("VmRSS")
   reset_ok = _reset_peak()
+  run()
+  peak_first = _rss_bytes("VmHWM") - base
+  run()
+  if kind in ("am_softmax", "arcface"):
+    out["loss"] = float(compiled(x, w, y)[0])
+  base = _rss_bytes("VmRSS")
+  _reset_peak()
   out["median_s"], out["min_s"] = _time(run, iters)
   if on_gpu:
     stats = dev.memory_stats() or {}
     out["peak_bytes"] = int(stats.get("peak_bytes_in_use", -1)) - int(
       stats0.get("bytes_in_use", 0))
   else:
-    out["peak_bytes"] = _rss_bytes("VmHWM") - base if reset_ok else -1
+    out["peak_bytes"] = max(peak_first, _rss_bytes("VmHWM") - base) if reset_ok else -1
   out["device"] = f"{dev.device_kind} ({dev.platform})"
   return out
 
 
-def worker_torch(kind, batch, dim, classes, iters):
+def worker_torch(kind, batch, dim, classes, iters, threads=0):
   import numpy as np
   import torch
   from pytorch_metric_learning import losses as pml
 
   device = "cuda" if torch.cuda.is_available() else "cpu"
+  if threads > 0:
+    torch.set_num_threads(threads)
   rng = np.random.default_rng(0)
   x = torch.tensor(rng.normal(size=(batch, dim)).astype(np.float32), device=device,
                    requires_grad=True)
@@ -163,31 +174,47 @@ def worker_torch(kind, batch, dim, classes, iters):
       torch.cuda.synchronize()
 
   out = {}
-  if kind != "matmul":
-    out["loss"] = float(loss_fn(x, y))
-  run()
-  run()
-  if kind != "matmul":
-    x.grad = None
-    loss_fn.W.grad = None
   if device == "cuda":
     torch.cuda.reset_peak_memory_stats()
     base_gpu = torch.cuda.memory_allocated()
   base = _rss_bytes("VmRSS")
   reset_ok = _reset_peak()
+  run()  # same protocol as JAX: peak of the first step and of the timed steps
+  peak_first = _rss_bytes("VmHWM") - base
+  run()
+  if kind != "matmul":
+    x.grad = None
+    loss_fn.W.grad = None
+    with torch.no_grad():
+      out["loss"] = float(loss_fn(x, y))
+  base = _rss_bytes("VmRSS")
+  _reset_peak()
   out["median_s"], out["min_s"] = _time(run, iters)
   if device == "cuda":
     out["peak_bytes"] = torch.cuda.max_memory_allocated() - base_gpu
   else:
-    out["peak_bytes"] = _rss_bytes("VmHWM") - base if reset_ok else -1
+    out["peak_bytes"] = max(peak_first, _rss_bytes("VmHWM") - base) if reset_ok else -1
   out["device"] = device
   out["threads"] = torch.get_num_threads()
   return out
 
 
+def _pin_threads(n):
+  """Restrict this worker to ``n`` CPUs (both libraries; call before importing them)."""
+  if n <= 0:
+    return
+  cpus = sorted(os.sched_getaffinity(0))[:n]
+  os.sched_setaffinity(0, cpus)
+  for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(n)
+  if n == 1:
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+
+
 def _spawn(framework, kind, args, classes):
   cmd = [sys.executable, os.path.abspath(__file__), "--worker", f"{framework}:{kind}:{classes}",
-         f"--batch={args.batch}", f"--dim={args.dim}", f"--iters={args.iters}"]
+         f"--batch={args.batch}", f"--dim={args.dim}", f"--iters={args.iters}",
+         f"--threads={args.threads}"]
   res = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if res.returncode != 0:
     return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
@@ -204,13 +231,18 @@ def main():
   p.add_argument("--dim", type=int, default=512)
   p.add_argument("--classes", default="10000,100000")
   p.add_argument("--iters", type=int, default=5)
+  p.add_argument("--threads", type=int, default=0,
+                 help="pin each worker to N CPUs (torch.set_num_threads(N); XLA single-threaded "
+                 "Eigen for N=1); 0 = library defaults. Use 1 on a shared/oversubscribed machine, "
+                 "where torch's OpenMP spin-waiting otherwise dominates.")
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   args = p.parse_args()
 
   if args.worker:
+    _pin_threads(args.threads)
     framework, kind, classes = args.worker.split(":")
     fn = worker_jax if framework == "jax" else worker_torch
-    print(json.dumps(fn(kind, args.batch, args.dim, int(classes), args.iters)))
+    print(json.dumps(fn(kind, args.batch, args.dim, int(classes), args.iters, args.threads)))
     return
 
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -218,7 +250,7 @@ def main():
 
   vers = package_versions(extra=("torch", "pytorch-metric-learning"))
   print("versions:", json.dumps(vers))
-  print(f"B={args.batch} D={args.dim} iters={args.iters} (median of iters, after 2 warm-ups); "
+  print(f"B={args.batch} D={args.dim} iters={args.iters} threads={args.threads or 'default'} (median of iters, after 2 warm-ups); "
         f"time = forward+backward; mem = peak extra bytes during the steps")
   pairs = [("am_softmax", "cosface"), ("arcface", "arcface"), ("ir_am_softmax", "cosface")]
   rows = []
@@ -243,7 +275,7 @@ def main():
       loss_cmp = (f"{a['loss']:.4f} / {b['loss']:.4f}" if "loss" in a else "(IR: n/a)")
       print(f"{ours:>14} {theirs:>8} | {a['median_s'] * 1e3:8.1f} {b['median_s'] * 1e3:8.1f} "
             f"{t_ratio:6.2f} | {_mib(a['peak_bytes'])} {_mib(b['peak_bytes'])} {m_ratio:6.2f} | "
-            f"{floor:5.2f} | {loss_cmp}   (xla temp {_mib(a.get('xla_temp_bytes'))} MiB)")
+            f"{floor:5.2f} | {loss_cmp}   (xla temp+out {_mib(a.get('xla_temp_bytes', 0) + a.get('xla_output_bytes', 0))} MiB)")
       rows.append({"classes": classes, "loss": ours, "pml_loss": theirs, "ours": a, "pml": b,
                    "time_ratio": t_ratio, "mem_ratio": m_ratio, "ratio_to_3_matmuls": floor})
   print("\nratio = ours / PML (target <= 0.7 time, <= 1.0 memory); /3mm = ours / (3 x bare jax "
