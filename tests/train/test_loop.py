@@ -198,3 +198,9 @@ def test_sigterm_saves_checkpoint_and_exits_cleanly(tmp_path):
   assert "'preempted': True" in out
   # Re-running resumes from that step.
   p = _run_toy(wd, at + 1)
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error(num_devices):
+  mesh = make_mesh()
+  with pytest.raises(ValueError, match=r"cannot be split over the 8 devices.*multiple of 8"):
+    to_global_batch({"x": np.zeros((100, 3))}, mesh)

@@ -70,9 +70,17 @@ def to_global_batch(local_batch, mesh: Mesh):
   result is one global array (``jax.make_array_from_process_local_data``).
   """
   sharding = batch_sharding(mesh)
+  n_data = mesh.shape[DATA]
+  local_devices = max(n_data // jax.process_count(), 1)
 
   def put(x):
     x = np.asarray(x)
+    if x.ndim == 0 or x.shape[0] % local_devices:
+      raise ValueError(
+        f"a batch of {x.shape[0] if x.ndim else 'scalar'} examples (array shape {x.shape}) cannot "
+        f"be split over the {n_data} devices of the mesh's 'data' axis ({local_devices} on this "
+        f"process): make the global batch size (train and eval) a multiple of {n_data}."
+      )
     return jax.make_array_from_process_local_data(sharding, x)
 
   return jax.tree.map(put, local_batch)
