@@ -261,10 +261,12 @@ def retrieval_average_precision(
 
   ``tie_aware=True`` returns instead :math:`\mathbb{E}_\pi[\mathrm{AP@K}]`, the exact expectation
   over orderings :math:`\pi` drawn uniformly at random within each group of equal Hamming
-  distance (the ranking semantics of McSherry & Najork 2008). Choice: for ``topk=None`` this is
-  the McSherry–Najork tie-aware AP in closed form; with a finite K the group straddling rank K
-  makes :math:`R_K` random, and the expectation of the ratio is computed exactly by summing over
-  the hypergeometric number of relevant items of that group that fall inside the top K.
+  distance: the averaging-over-tied-orderings semantics of McSherry & Najork (2008), derived
+  here in closed form (per group, the expected precision at each slot) and checked against a
+  brute-force average over all within-group permutations. Choice: with a finite K the group
+  straddling rank K makes :math:`R_K` random; the expectation of the ratio is computed exactly
+  by summing over the hypergeometric number of relevant items of that group inside the top K
+  (not as a ratio of expectations).
 
   Args:
     query_codes: ±1 codes ``[Q, L]``.
