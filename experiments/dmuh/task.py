@@ -10,7 +10,6 @@ Per-bit mean uncertainty is logged as ``ubit_00 ... ubit_{L-1}`` for the over-tr
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

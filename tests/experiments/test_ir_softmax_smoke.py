@@ -15,7 +15,7 @@ def test_smoke_preset_runs_and_resumes(tmp_path):
   cfg = load_config("ir_softmax", "smoke")
   results = train.run(cfg, str(tmp_path), progress=False)
   assert set(results) == {"closed_lt10", "open"}
-  for setting, res in results.items():
+  for res in results.values():
     assert set(res["methods"]) == {"softmax", "ir_am_softmax"}
     for m, s in res["methods"].items():
       assert s["step"] == 4
