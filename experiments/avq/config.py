@@ -21,7 +21,8 @@ T must be < min||x||); "cosine" applies T to unit-normalised points, i.e. one et
 in {0.1, 0.2, 0.3} is undefined there; default therefore uses "cosine" (d=300: eta = 3.0, 12.5,
 29.6). For unit-norm data (glove) the two modes coincide.
 
-Hardware / expected result (2-core x86 CPU, shared): about 3-5 minutes. Measured (docs/avq.md):
+Hardware / expected result (2-core x86 CPU): about 130 s of CPU time (measured 562 s wall on a
+shared, loaded 2-core VM). Measured (docs/avq.md):
 at 200 bits Recall1@10 0.88 (T=0) -> 0.91 (T=0.2) +- 0.02, the relative top-1 error falls from
 about 0.46 to about 0.09; anisotropic T=0.1/0.2 beats T=0 at every bitrate measured here, see the
 table for T=0.3. Encoding-only anisotropic quantization with k-means codebooks (stock ScaNN, the
