@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,data]'
+	# word2vec sample for the AVQ experiment; --no-deps because its metadata pins an old numpy.
+	$(BIN)/python -m pip install -q --no-deps wefe==1.0.1
 	touch $(STAMP)
 
 venv: $(STAMP)
