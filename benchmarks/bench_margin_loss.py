@@ -82,16 +82,23 @@ def worker_jax(kind, batch, dim, classes, iters, threads=0):
   if kind == "matmul":
     fn = jax.jit(lambda x, w, y: x @ w.T)
   elif kind == "am_softmax":
-    fn = jax.jit(jax.value_and_grad(
-      lambda x, w, y: jnp.mean(L.am_softmax_loss(x, w, y, scale=64.0, margin=0.35)), (0, 1)))
+    fn = jax.jit(
+      jax.value_and_grad(
+        lambda x, w, y: jnp.mean(L.am_softmax_loss(x, w, y, scale=64.0, margin=0.35)), (0, 1)
+      )
+    )
   elif kind == "arcface":
-    fn = jax.jit(jax.value_and_grad(
-      lambda x, w, y: jnp.mean(L.arcface_loss(x, w, y, scale=64.0, margin=margin)), (0, 1)))
+    fn = jax.jit(
+      jax.value_and_grad(
+        lambda x, w, y: jnp.mean(L.arcface_loss(x, w, y, scale=64.0, margin=margin)), (0, 1)
+      )
+    )
   elif kind == "ir_am_softmax":
 
     def step(x, c, y):
       loss, gx = jax.value_and_grad(
-        lambda x: jnp.mean(L.ir_am_softmax_loss(x, c, y, scale=64.0, margin=0.35)))(x)
+        lambda x: jnp.mean(L.ir_am_softmax_loss(x, c, y, scale=64.0, margin=0.35))
+      )(x)
       c = L.update_class_centers(c, jax.lax.stop_gradient(x), y, momentum=0.9)
       return loss, gx, c
 
@@ -129,8 +136,7 @@ def worker_jax(kind, batch, dim, classes, iters, threads=0):
   out["median_s"], out["min_s"] = _time(run, iters)
   if on_gpu:
     stats = dev.memory_stats() or {}
-    out["peak_bytes"] = int(stats.get("peak_bytes_in_use", -1)) - int(
-      stats0.get("bytes_in_use", 0))
+    out["peak_bytes"] = int(stats.get("peak_bytes_in_use", -1)) - int(stats0.get("bytes_in_use", 0))
   else:
     out["peak_bytes"] = max(peak_first, _rss_bytes("VmHWM") - base) if reset_ok else -1
   out["device"] = f"{dev.device_kind} ({dev.platform})"
@@ -146,8 +152,9 @@ def worker_torch(kind, batch, dim, classes, iters, threads=0):
   if threads > 0:
     torch.set_num_threads(threads)
   rng = np.random.default_rng(0)
-  x = torch.tensor(rng.normal(size=(batch, dim)).astype(np.float32), device=device,
-                   requires_grad=True)
+  x = torch.tensor(
+    rng.normal(size=(batch, dim)).astype(np.float32), device=device, requires_grad=True
+  )
   w_np = rng.normal(size=(classes, dim)).astype(np.float32) * 0.01
   y = torch.tensor(rng.integers(0, classes, size=batch).astype(np.int64), device=device)
   if kind == "matmul":
@@ -208,13 +215,22 @@ def _pin_threads(n):
   for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(n)
   if n == 1:
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    os.environ["XLA_FLAGS"] = (
+      os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    )
 
 
 def _spawn(framework, kind, args, classes):
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker", f"{framework}:{kind}:{classes}",
-         f"--batch={args.batch}", f"--dim={args.dim}", f"--iters={args.iters}",
-         f"--threads={args.threads}"]
+  cmd = [
+    sys.executable,
+    os.path.abspath(__file__),
+    "--worker",
+    f"{framework}:{kind}:{classes}",
+    f"--batch={args.batch}",
+    f"--dim={args.dim}",
+    f"--iters={args.iters}",
+    f"--threads={args.threads}",
+  ]
   res = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if res.returncode != 0:
     return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
@@ -231,10 +247,14 @@ def main():
   p.add_argument("--dim", type=int, default=512)
   p.add_argument("--classes", default="10000,100000")
   p.add_argument("--iters", type=int, default=5)
-  p.add_argument("--threads", type=int, default=0,
-                 help="pin each worker to N CPUs (torch.set_num_threads(N); XLA single-threaded "
-                 "Eigen for N=1); 0 = library defaults. Use 1 on a shared/oversubscribed machine, "
-                 "where torch's OpenMP spin-waiting otherwise dominates.")
+  p.add_argument(
+    "--threads",
+    type=int,
+    default=0,
+    help="pin each worker to N CPUs (torch.set_num_threads(N); XLA single-threaded "
+    "Eigen for N=1); 0 = library defaults. Use 1 on a shared/oversubscribed machine, "
+    "where torch's OpenMP spin-waiting otherwise dominates.",
+  )
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   args = p.parse_args()
 
@@ -250,19 +270,25 @@ def main():
 
   vers = package_versions(extra=("torch", "pytorch-metric-learning"))
   print("versions:", json.dumps(vers))
-  print(f"B={args.batch} D={args.dim} iters={args.iters} threads={args.threads or 'default'} (median of iters, after 2 warm-ups); "
-        f"time = forward+backward; mem = peak extra bytes during the steps")
+  print(
+    f"B={args.batch} D={args.dim} iters={args.iters} threads={args.threads or 'default'} (median of iters, after 2 warm-ups); "
+    f"time = forward+backward; mem = peak extra bytes during the steps"
+  )
   pairs = [("am_softmax", "cosface"), ("arcface", "arcface"), ("ir_am_softmax", "cosface")]
   rows = []
   for classes in [int(c) for c in args.classes.split(",")]:
     jmm = _spawn("jax", "matmul", args, classes)
     tmm = _spawn("torch", "matmul", args, classes)
     torch_res = {k: _spawn("torch", k, args, classes) for k in ("cosface", "arcface")}
-    print(f"\nC={classes}: matmul x@W^T  jax {jmm.get('median_s', float('nan')) * 1e3:.1f} ms "
-          f"[{jmm.get('device')}]   torch {tmm.get('median_s', float('nan')) * 1e3:.1f} ms "
-          f"[{tmm.get('device')}, {tmm.get('threads')} threads]")
-    print(f"{'ours':>14} {'PML':>8} | {'ours ms':>8} {'PML ms':>8} {'ratio':>6} | "
-          f"{'ours MiB':>8} {'PML MiB':>8} {'ratio':>6} | {'/3mm':>5} | loss ours / PML")
+    print(
+      f"\nC={classes}: matmul x@W^T  jax {jmm.get('median_s', float('nan')) * 1e3:.1f} ms "
+      f"[{jmm.get('device')}]   torch {tmm.get('median_s', float('nan')) * 1e3:.1f} ms "
+      f"[{tmm.get('device')}, {tmm.get('threads')} threads]"
+    )
+    print(
+      f"{'ours':>14} {'PML':>8} | {'ours ms':>8} {'PML ms':>8} {'ratio':>6} | "
+      f"{'ours MiB':>8} {'PML MiB':>8} {'ratio':>6} | {'/3mm':>5} | loss ours / PML"
+    )
     for ours, theirs in pairs:
       a = _spawn("jax", ours, args, classes)
       b = torch_res[theirs]
@@ -272,14 +298,28 @@ def main():
       t_ratio = a["median_s"] / b["median_s"]
       m_ratio = a["peak_bytes"] / b["peak_bytes"] if b["peak_bytes"] > 0 else float("nan")
       floor = a["median_s"] / (3 * jmm["median_s"]) if "median_s" in jmm else float("nan")
-      loss_cmp = (f"{a['loss']:.4f} / {b['loss']:.4f}" if "loss" in a else "(IR: n/a)")
-      print(f"{ours:>14} {theirs:>8} | {a['median_s'] * 1e3:8.1f} {b['median_s'] * 1e3:8.1f} "
-            f"{t_ratio:6.2f} | {_mib(a['peak_bytes'])} {_mib(b['peak_bytes'])} {m_ratio:6.2f} | "
-            f"{floor:5.2f} | {loss_cmp}   (xla temp+out {_mib(a.get('xla_temp_bytes', 0) + a.get('xla_output_bytes', 0))} MiB)")
-      rows.append({"classes": classes, "loss": ours, "pml_loss": theirs, "ours": a, "pml": b,
-                   "time_ratio": t_ratio, "mem_ratio": m_ratio, "ratio_to_3_matmuls": floor})
-  print("\nratio = ours / PML (target <= 0.7 time, <= 1.0 memory); /3mm = ours / (3 x bare jax "
-        "matmul time)")
+      loss_cmp = f"{a['loss']:.4f} / {b['loss']:.4f}" if "loss" in a else "(IR: n/a)"
+      print(
+        f"{ours:>14} {theirs:>8} | {a['median_s'] * 1e3:8.1f} {b['median_s'] * 1e3:8.1f} "
+        f"{t_ratio:6.2f} | {_mib(a['peak_bytes'])} {_mib(b['peak_bytes'])} {m_ratio:6.2f} | "
+        f"{floor:5.2f} | {loss_cmp}   (xla temp+out {_mib(a.get('xla_temp_bytes', 0) + a.get('xla_output_bytes', 0))} MiB)"
+      )
+      rows.append(
+        {
+          "classes": classes,
+          "loss": ours,
+          "pml_loss": theirs,
+          "ours": a,
+          "pml": b,
+          "time_ratio": t_ratio,
+          "mem_ratio": m_ratio,
+          "ratio_to_3_matmuls": floor,
+        }
+      )
+  print(
+    "\nratio = ours / PML (target <= 0.7 time, <= 1.0 memory); /3mm = ours / (3 x bare jax "
+    "matmul time)"
+  )
   print("json:", json.dumps(rows))
 
 

@@ -16,8 +16,11 @@ def _mesh(shape=(1, 8)):
 
 def _data(b=8, c=32, d=6, seed=0):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(b, d)).astype(np.float32), rng.normal(size=(c, d)).astype(np.float32),
-          rng.integers(0, c, size=b).astype(np.int32))
+  return (
+    rng.normal(size=(b, d)).astype(np.float32),
+    rng.normal(size=(c, d)).astype(np.float32),
+    rng.integers(0, c, size=b).astype(np.int32),
+  )
 
 
 _CASES = [
@@ -59,10 +62,14 @@ def test_sharded_softmax_bias_and_where(num_devices):
   where = np.array([1, 1, 1, 0, 1, 0, 1, 1], bool)
   y[~where] = -1
   out = L.class_parallel_loss(x, w, y, mesh=mesh, loss="softmax", bias=b, where=where)
-  np.testing.assert_allclose(out, L.softmax_loss(x, w, y, bias=b, where=where), rtol=1e-5,
-                             atol=1e-6)
-  gb = jax.grad(lambda b: jnp.sum(L.class_parallel_loss(x, w, y, mesh=mesh, loss="softmax",
-                                                         bias=b, where=where)))(b)
+  np.testing.assert_allclose(
+    out, L.softmax_loss(x, w, y, bias=b, where=where), rtol=1e-5, atol=1e-6
+  )
+  gb = jax.grad(
+    lambda b: jnp.sum(
+      L.class_parallel_loss(x, w, y, mesh=mesh, loss="softmax", bias=b, where=where)
+    )
+  )(b)
   gb_ref = jax.grad(lambda b: jnp.sum(L.softmax_loss(x, w, y, bias=b, where=where)))(b)
   np.testing.assert_allclose(gb, gb_ref, rtol=1e-5, atol=1e-6)
 
@@ -101,8 +108,9 @@ def test_sharded_update_with_data_axis(num_devices):
   x_sh = jax.device_put(x, NamedSharding(mesh, P("data", None)))
   where = np.array([1, 0, 1, 1, 1, 1, 0, 1], bool)
   new = L.class_parallel_update_centers(c_sh, x_sh, y, mesh=mesh, momentum=0.5, where=where)
-  np.testing.assert_allclose(new, L.update_class_centers(c, x, y, momentum=0.5, where=where),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    new, L.update_class_centers(c, x, y, momentum=0.5, where=where), rtol=1e-6
+  )
   assert [s.data.nbytes for s in new.addressable_shards] == [c.nbytes // 4] * 8
 
 

@@ -10,8 +10,11 @@ from vision_jax import losses as L
 
 def _data(b=8, c=6, d=4, seed=0):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=(b, d)).astype(np.float32), rng.normal(size=(c, d)).astype(np.float32),
-          rng.integers(0, c, size=b).astype(np.int32))
+  return (
+    rng.normal(size=(b, d)).astype(np.float32),
+    rng.normal(size=(c, d)).astype(np.float32),
+    rng.integers(0, c, size=b).astype(np.int32),
+  )
 
 
 def _np_update(centers, x, y, mu, where=None):
@@ -40,8 +43,9 @@ def test_update_with_mask_and_jit():
   y_pad = y.copy()
   y_pad[~where] = -1
   f = jax.jit(lambda c, x, y, w: L.update_class_centers(c, x, y, momentum=0.7, where=w))
-  np.testing.assert_allclose(f(c, x, y_pad, where), _np_update(c, x, y, 0.7, where), rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    f(c, x, y_pad, where), _np_update(c, x, y, 0.7, where), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_momentum_zero_sets_centre_to_mean_direction_and_ema_converges():
@@ -49,8 +53,9 @@ def test_momentum_zero_sets_centre_to_mean_direction_and_ema_converges():
   direction = np.array([3.0, 4.0, 0.0, 0.0]) / 5.0
   c = L.init_class_centers(jax.random.PRNGKey(0), 2, 4)
   np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1.0, rtol=1e-6)
-  update = jax.jit(lambda c, x: L.update_class_centers(c, x, jnp.zeros(16, jnp.int32),
-                                                       momentum=0.9))
+  update = jax.jit(
+    lambda c, x: L.update_class_centers(c, x, jnp.zeros(16, jnp.int32), momentum=0.9)
+  )
   for _ in range(100):
     c = update(c, (direction + 0.05 * rng.normal(size=(16, 4))).astype(np.float32))
   angle = L.weight_center_angles(np.asarray([direction, [0, 0, 0, 1.0]], np.float32), c)
@@ -62,11 +67,15 @@ def test_ir_weights_stop_gradient_and_losses_are_compositions():
   x, c, y = _data(seed=3)
   wn = c / np.linalg.norm(c, axis=1, keepdims=True)
   np.testing.assert_allclose(L.ir_weights(c), wn, rtol=1e-6)
-  np.testing.assert_allclose(L.ir_am_softmax_loss(x, c, y, scale=30.0, margin=0.35),
-                             L.am_softmax_loss(x, wn, y, scale=30.0, margin=0.35), rtol=1e-6)
+  np.testing.assert_allclose(
+    L.ir_am_softmax_loss(x, c, y, scale=30.0, margin=0.35),
+    L.am_softmax_loss(x, wn, y, scale=30.0, margin=0.35),
+    rtol=1e-6,
+  )
   np.testing.assert_allclose(L.ir_arcface_loss(x, c, y), L.arcface_loss(x, wn, y), rtol=1e-6)
-  np.testing.assert_allclose(L.ir_a_softmax_loss(x, c, y, lambda_=3.0),
-                             L.a_softmax_loss(x, wn, y, lambda_=3.0), rtol=1e-6)
+  np.testing.assert_allclose(
+    L.ir_a_softmax_loss(x, c, y, lambda_=3.0), L.a_softmax_loss(x, wn, y, lambda_=3.0), rtol=1e-6
+  )
   for fn in (L.ir_am_softmax_loss, L.ir_arcface_loss, L.ir_a_softmax_loss):
     gx, gc = jax.grad(lambda x, c, fn=fn: jnp.sum(fn(x, c, y)), argnums=(0, 1))(x, c)
     assert np.all(np.asarray(gc) == 0.0)  # centres are not trained by the loss
@@ -78,8 +87,9 @@ def test_ir_weights_stop_gradient_and_losses_are_compositions():
 def test_ir_center_momentum_warmup():
   np.testing.assert_allclose(L.ir_center_momentum(0, momentum=0.9, warmup_steps=100), 0.0)
   np.testing.assert_allclose(L.ir_center_momentum(50, momentum=0.9, warmup_steps=100), 0.45)
-  np.testing.assert_allclose(L.ir_center_momentum(500, momentum=0.9, warmup_steps=100), 0.9,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    L.ir_center_momentum(500, momentum=0.9, warmup_steps=100), 0.9, rtol=1e-6
+  )
   np.testing.assert_allclose(L.ir_center_momentum(3, momentum=0.99), 0.99, rtol=1e-6)
 
 

@@ -76,20 +76,35 @@ def test_hand_computed_two_classes():
   w = np.eye(2, dtype=np.float32)
   y = np.array([0])
   s, m = 10.0, 0.35
-  np.testing.assert_allclose(L.am_softmax_loss(x, w, y, scale=s, margin=m),
-                             [math.log1p(math.exp(-s * (1 - m)))], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    L.am_softmax_loss(x, w, y, scale=s, margin=m),
+    [math.log1p(math.exp(-s * (1 - m)))],
+    rtol=1e-5,
+    atol=1e-6,
+  )
   # ArcFace at theta_y = 0: target s*cos(m).
-  np.testing.assert_allclose(L.arcface_loss(x, w, y, scale=s, margin=0.5),
-                             [math.log1p(math.exp(-s * math.cos(0.5)))], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    L.arcface_loss(x, w, y, scale=s, margin=0.5),
+    [math.log1p(math.exp(-s * math.cos(0.5)))],
+    rtol=1e-5,
+    atol=1e-6,
+  )
   # A-Softmax at theta_y = 0, m=4: psi(0) = 1, scale ||x|| = 2.
   np.testing.assert_allclose(L.a_softmax_loss(x, w, y), [math.log1p(math.exp(-2.0))], rtol=1e-5)
   # Plain softmax with bias: logits [2 + 0.5, 0 - 1].
-  np.testing.assert_allclose(L.softmax_loss(x, w, y, bias=np.array([0.5, -1.0], np.float32)),
-                             [math.log1p(math.exp(-3.5))], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    L.softmax_loss(x, w, y, bias=np.array([0.5, -1.0], np.float32)),
+    [math.log1p(math.exp(-3.5))],
+    rtol=1e-5,
+    atol=1e-6,
+  )
   # Label 1 at theta = pi/2 with ArcFace: theta + m <= pi, target s*cos(pi/2 + 0.5) = -s sin .5
   t = -s * math.sin(0.5)
-  np.testing.assert_allclose(L.arcface_loss(x, w, np.array([1]), scale=s, margin=0.5),
-                             [math.log(math.exp(t) + math.exp(s)) - t], rtol=1e-5)
+  np.testing.assert_allclose(
+    L.arcface_loss(x, w, np.array([1]), scale=s, margin=0.5),
+    [math.log(math.exp(t) + math.exp(s)) - t],
+    rtol=1e-5,
+  )
 
 
 # --------------------------------------------------------------------- NumPy references ----
@@ -105,16 +120,22 @@ def test_arcface_matches_numpy_including_fallback(easy):
   got = L.arcface_logits(x, w, y, scale=s, margin=m, easy_margin=easy)
   np.testing.assert_allclose(got, np_arcface_logits(x, w, y, s, m, easy), rtol=1e-5, atol=2e-5)
   ref = _np_ce(np_arcface_logits(x, w, y, s, m, easy), y)
-  np.testing.assert_allclose(L.arcface_loss(x, w, y, scale=s, margin=m, easy_margin=easy), ref,
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    L.arcface_loss(x, w, y, scale=s, margin=m, easy_margin=easy), ref, rtol=1e-5, atol=1e-5
+  )
 
 
 def test_am_softmax_and_normface_match_numpy():
   x, w, y = _data(seed=1)
-  np.testing.assert_allclose(L.am_softmax_loss(x, w, y, scale=30.0, margin=0.35),
-                             _np_ce(np_am_logits(x, w, y, 30.0, 0.35), y), rtol=1e-5, atol=1e-4)
-  np.testing.assert_allclose(L.normface_loss(x, w, y, scale=16.0),
-                             _np_ce(16.0 * _np_cos(x, w), y), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    L.am_softmax_loss(x, w, y, scale=30.0, margin=0.35),
+    _np_ce(np_am_logits(x, w, y, 30.0, 0.35), y),
+    rtol=1e-5,
+    atol=1e-4,
+  )
+  np.testing.assert_allclose(
+    L.normface_loss(x, w, y, scale=16.0), _np_ce(16.0 * _np_cos(x, w), y), rtol=1e-5, atol=1e-5
+  )
   np.testing.assert_allclose(L.softmax_logits(x, w, y), x @ w.T, rtol=1e-5, atol=1e-5)
 
 
@@ -132,9 +153,12 @@ def test_a_softmax_matches_numpy(m, lam):
     x[i] = 1.7 * (math.cos(ang) * wy + math.sin(ang) * perp)
   got = L.a_softmax_logits(x, w, y, margin=m, lambda_=lam)
   np.testing.assert_allclose(got, np_a_softmax_logits(x, w, y, m, lam), rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(L.a_softmax_loss(x, w, y, margin=m, lambda_=lam),
-                             _np_ce(np_a_softmax_logits(x, w, y, m, lam), y), rtol=1e-4,
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    L.a_softmax_loss(x, w, y, margin=m, lambda_=lam),
+    _np_ce(np_a_softmax_logits(x, w, y, m, lam), y),
+    rtol=1e-4,
+    atol=1e-4,
+  )
 
 
 def test_a_softmax_psi_is_monotone_decreasing():
@@ -171,11 +195,17 @@ def test_sphereface_lambda():
   np.testing.assert_allclose(L.sphereface_lambda(0), 1000.0)
   np.testing.assert_allclose(L.sphereface_lambda(100), 1000.0 / 13.0, rtol=1e-6)
   np.testing.assert_allclose(L.sphereface_lambda(10_000), 5.0)
-  np.testing.assert_allclose(L.sphereface_lambda(10, base=10.0, gamma=1.0, power=2.0,
-                                                 lambda_min=0.0), 10.0 / 121.0, rtol=1e-6)
+  np.testing.assert_allclose(
+    L.sphereface_lambda(10, base=10.0, gamma=1.0, power=2.0, lambda_min=0.0),
+    10.0 / 121.0,
+    rtol=1e-6,
+  )
   lam = jax.jit(L.sphereface_lambda)(jnp.asarray(100))
-  np.testing.assert_allclose(L.a_softmax_loss(*_data(), lambda_=lam),
-                             L.a_softmax_loss(*_data(), lambda_=1000.0 / 13.0), rtol=1e-6)
+  np.testing.assert_allclose(
+    L.a_softmax_loss(*_data(), lambda_=lam),
+    L.a_softmax_loss(*_data(), lambda_=1000.0 / 13.0),
+    rtol=1e-6,
+  )
 
 
 # ------------------------------------------------------------------------------ gradients ----
@@ -196,8 +226,15 @@ def test_check_grads(name):
   x, w, y = _data(b=4, c=5, d=4, seed=5)
   x = x / 3.0
   fn = _LOSSES[name]
-  check_grads(lambda x, w: jnp.sum(fn(x, w, y)), (jnp.asarray(x), jnp.asarray(w)), order=1,
-              modes=["rev"], atol=2e-2, rtol=2e-2, eps=1e-3)
+  check_grads(
+    lambda x, w: jnp.sum(fn(x, w, y)),
+    (jnp.asarray(x), jnp.asarray(w)),
+    order=1,
+    modes=["rev"],
+    atol=2e-2,
+    rtol=2e-2,
+    eps=1e-3,
+  )
 
 
 def test_arcface_straight_through_gradient():

@@ -10,22 +10,29 @@ from vision_jax import losses as L
 
 def _ok():
   rng = np.random.default_rng(0)
-  return (rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(5, 3)).astype(np.float32),
-          np.array([0, 1, 4, 2], np.int32))
+  return (
+    rng.normal(size=(4, 3)).astype(np.float32),
+    rng.normal(size=(5, 3)).astype(np.float32),
+    np.array([0, 1, 4, 2], np.int32),
+  )
 
 
-@pytest.mark.parametrize("fn", [L.softmax_loss, L.am_softmax_loss, L.arcface_loss,
-                                L.a_softmax_loss, L.ir_am_softmax_loss])
-@pytest.mark.parametrize("bad,match", [
-  ("label_high", r"labels\[2\]=5"),
-  ("label_neg", r"labels\[0\]=-1"),
-  ("batch", r"B=4 rows but labels has 3"),
-  ("dim", r"D=3 but weights has D=2"),
-  ("nan", r"non-finite values.*row 1"),
-  ("c0", r"C=0"),
-  ("float_labels", r"labels must be integer"),
-  ("onehot", r"labels must have shape \[batch\]"),
-])
+@pytest.mark.parametrize(
+  "fn", [L.softmax_loss, L.am_softmax_loss, L.arcface_loss, L.a_softmax_loss, L.ir_am_softmax_loss]
+)
+@pytest.mark.parametrize(
+  "bad,match",
+  [
+    ("label_high", r"labels\[2\]=5"),
+    ("label_neg", r"labels\[0\]=-1"),
+    ("batch", r"B=4 rows but labels has 3"),
+    ("dim", r"D=3 but weights has D=2"),
+    ("nan", r"non-finite values.*row 1"),
+    ("c0", r"C=0"),
+    ("float_labels", r"labels must be integer"),
+    ("onehot", r"labels must have shape \[batch\]"),
+  ],
+)
 def test_eager_errors_name_argument_and_value(fn, bad, match):
   x, w, y = _ok()
   if bad == "label_high":
@@ -48,20 +55,23 @@ def test_eager_errors_name_argument_and_value(fn, bad, match):
     fn(x, w, y)
 
 
-@pytest.mark.parametrize("call,match", [
-  (lambda x, w, y: L.am_softmax_loss(x, w, y, scale=0.0), r"scale=0.0"),
-  (lambda x, w, y: L.am_softmax_loss(x, w, y, scale=float("nan")), r"scale=nan"),
-  (lambda x, w, y: L.am_softmax_loss(x, w, y, margin=-0.1), r"margin=-0.1"),
-  (lambda x, w, y: L.am_softmax_loss(x, w, y, margin=1.5), r"margin=1.5"),
-  (lambda x, w, y: L.arcface_loss(x, w, y, margin=28.6), r"margin=28.6.*degrees"),
-  (lambda x, w, y: L.arcface_loss(x, w, y, gradient="ste"), r"gradient='ste'"),
-  (lambda x, w, y: L.a_softmax_loss(x, w, y, margin=2.5), r"margin=2.5"),
-  (lambda x, w, y: L.a_softmax_loss(x, w, y, margin=0), r"margin=0"),
-  (lambda x, w, y: L.a_softmax_loss(x, w, y, lambda_=-1.0), r"lambda_=-1.0"),
-  (lambda x, w, y: L.normface_loss(x, w, y, scale=-3.0), r"scale=-3.0"),
-  (lambda x, w, y: L.softmax_loss(x, w, y, bias=np.zeros(4, np.float32)), r"bias must have"),
-  (lambda x, w, y: L.update_class_centers(w, x, y, momentum=1.5), r"momentum=1.5"),
-])
+@pytest.mark.parametrize(
+  "call,match",
+  [
+    (lambda x, w, y: L.am_softmax_loss(x, w, y, scale=0.0), r"scale=0.0"),
+    (lambda x, w, y: L.am_softmax_loss(x, w, y, scale=float("nan")), r"scale=nan"),
+    (lambda x, w, y: L.am_softmax_loss(x, w, y, margin=-0.1), r"margin=-0.1"),
+    (lambda x, w, y: L.am_softmax_loss(x, w, y, margin=1.5), r"margin=1.5"),
+    (lambda x, w, y: L.arcface_loss(x, w, y, margin=28.6), r"margin=28.6.*degrees"),
+    (lambda x, w, y: L.arcface_loss(x, w, y, gradient="ste"), r"gradient='ste'"),
+    (lambda x, w, y: L.a_softmax_loss(x, w, y, margin=2.5), r"margin=2.5"),
+    (lambda x, w, y: L.a_softmax_loss(x, w, y, margin=0), r"margin=0"),
+    (lambda x, w, y: L.a_softmax_loss(x, w, y, lambda_=-1.0), r"lambda_=-1.0"),
+    (lambda x, w, y: L.normface_loss(x, w, y, scale=-3.0), r"scale=-3.0"),
+    (lambda x, w, y: L.softmax_loss(x, w, y, bias=np.zeros(4, np.float32)), r"bias must have"),
+    (lambda x, w, y: L.update_class_centers(w, x, y, momentum=1.5), r"momentum=1.5"),
+  ],
+)
 def test_hyperparameter_errors(call, match):
   with pytest.raises(ValueError, match=match):
     call(*_ok())
@@ -89,8 +99,7 @@ def test_under_jit_shapes_checked_values_skipped():
 def test_checked_raises_inside_jit():
   x, w, y = _ok()
   f = L.checked(L.arcface_loss, scale=16.0, margin=0.3)
-  np.testing.assert_allclose(f(x, w, y), L.arcface_loss(x, w, y, scale=16.0, margin=0.3),
-                             rtol=1e-5)
+  np.testing.assert_allclose(f(x, w, y), L.arcface_loss(x, w, y, scale=16.0, margin=0.3), rtol=1e-5)
   y_bad = y.copy()
   y_bad[3] = 5
   with pytest.raises(Exception, match=r"labels\[3\]=5"):

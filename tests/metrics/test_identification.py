@@ -60,8 +60,9 @@ def test_megaface_matches_brute_force_and_masks():
   fp = np.vstack([f, np.zeros((3, 6))])
   lp = np.concatenate([lab, [0, 0, 0]])
   dp = np.vstack([dis, np.ones((4, 6))])
-  padded = M.megaface_identification(fp, lp, dp, ranks=(1, 5), mask=np.arange(15) < 12,
-                                     distractor_mask=np.arange(54) < 50)
+  padded = M.megaface_identification(
+    fp, lp, dp, ranks=(1, 5), mask=np.arange(15) < 12, distractor_mask=np.arange(54) < 50
+  )
   assert padded == got
   with pytest.raises(ValueError, match="non-finite"):
     M.megaface_identification(np.full((2, 6), np.nan), [0, 0], dis)

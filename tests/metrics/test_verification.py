@@ -45,7 +45,7 @@ def test_best_threshold_and_kfold_match_brute_force(decimals):
   fold_accs = []
   for k in range(10):
     test = np.zeros(len(scores), bool)
-    test[k * 20:(k + 1) * 20] = True
+    test[k * 20 : (k + 1) * 20] = True
     t_k, _ = _brute_best(scores[~test], issame[~test])
     fold_accs.append(np.mean([(s > t_k) == y for s, y in zip(scores[test], issame[test])]))
   np.testing.assert_allclose(res.fold_accuracies, fold_accs)
@@ -120,8 +120,9 @@ def test_where_mask_drops_padding():
   a = M.kfold_verification_accuracy(pad_s, pad_y, where=where)
   b = M.kfold_verification_accuracy(scores, issame)
   np.testing.assert_array_equal(a.fold_accuracies, b.fold_accuracies)
-  np.testing.assert_array_equal(M.tar_at_far(pad_s, pad_y, [0.1], where=where),
-                                M.tar_at_far(scores, issame, [0.1]))
+  np.testing.assert_array_equal(
+    M.tar_at_far(pad_s, pad_y, [0.1], where=where), M.tar_at_far(scores, issame, [0.1])
+  )
   with pytest.raises(ValueError, match="non-finite"):
     M.kfold_verification_accuracy(pad_s, pad_y)
   with pytest.raises(ValueError, match="both classes"):

@@ -27,8 +27,16 @@ def is_concrete(x: Any) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
-def check_scalar(name: str, value: Any, *, low=None, high=None, low_inclusive=True,
-                 high_inclusive=True, fix: str = "") -> None:
+def check_scalar(
+  name: str,
+  value: Any,
+  *,
+  low=None,
+  high=None,
+  low_inclusive=True,
+  high_inclusive=True,
+  fix: str = "",
+) -> None:
   """Raises ValueError if a concrete scalar hyperparameter is non-finite or out of range."""
   if value is None or not is_concrete(value):
     return
@@ -129,7 +137,9 @@ def check_head_inputs_traced(embeddings, weights, labels, *, where=None) -> None
   checkify.check(
     ~jnp.any(bad),
     "labels must lie in [0, num_classes={c}); found labels[{i}]={v}",
-    c=jnp.asarray(num_classes), i=first, v=labels[first],
+    c=jnp.asarray(num_classes),
+    i=first,
+    v=labels[first],
   )
   row_ok = jnp.all(jnp.isfinite(jnp.asarray(embeddings, jnp.float32)), axis=1) | ~keep
   checkify.check(

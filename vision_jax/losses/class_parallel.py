@@ -61,9 +61,19 @@ def _check_mesh(mesh, batch, num_classes, model_axis, data_axis):
     )
 
 
-def class_parallel_loss(embeddings, weights, labels, *, mesh, loss: str = "am_softmax",
-                        bias=None, where=None, model_axis: str = "model",
-                        data_axis: str | None = "data", **hyperparameters) -> Array:
+def class_parallel_loss(
+  embeddings,
+  weights,
+  labels,
+  *,
+  mesh,
+  loss: str = "am_softmax",
+  bias=None,
+  where=None,
+  model_axis: str = "model",
+  data_axis: str | None = "data",
+  **hyperparameters,
+) -> Array:
   """Per-example margin-softmax loss with the classes sharded over ``model_axis``.
 
   Equal (to float32 rounding) to the dense loss of the same name, e.g.
@@ -127,9 +137,17 @@ def class_parallel_loss(embeddings, weights, labels, *, mesh, loss: str = "am_so
   return fn(x, w, labels, where, bias)
 
 
-def class_parallel_update_centers(centers, embeddings, labels, *, mesh, momentum, where=None,
-                                  model_axis: str = "model",
-                                  data_axis: str | None = "data") -> Array:
+def class_parallel_update_centers(
+  centers,
+  embeddings,
+  labels,
+  *,
+  mesh,
+  momentum,
+  where=None,
+  model_axis: str = "model",
+  data_axis: str | None = "data",
+) -> Array:
   """``update_class_centers`` with the centres sharded over ``model_axis``.
 
   Each device sums the (normalised) features of the batch rows whose label falls in its own

@@ -141,8 +141,9 @@ def update_class_centers(centers, embeddings, labels, *, momentum, where=None) -
   return ema_centers(centers, sums, counts, momentum)
 
 
-def ir_a_softmax_loss(embeddings, centers, labels, *, margin: int = 4, lambda_=0.0,
-                      where=None) -> Array:
+def ir_a_softmax_loss(
+  embeddings, centers, labels, *, margin: int = 4, lambda_=0.0, where=None
+) -> Array:
   """IR-A-Softmax: ``a_softmax_loss`` with weights ``ir_weights(centers)``.
 
   .. math::
@@ -160,12 +161,14 @@ def ir_a_softmax_loss(embeddings, centers, labels, *, margin: int = 4, lambda_=0
     H. Zhu et al. Imbalance Robust Softmax for Deep Embedding Learning. ACCV 2020.
     arXiv:2011.11155.
   """
-  return _m.a_softmax_loss(embeddings, ir_weights(centers), labels, margin=margin,
-                           lambda_=lambda_, where=where)
+  return _m.a_softmax_loss(
+    embeddings, ir_weights(centers), labels, margin=margin, lambda_=lambda_, where=where
+  )
 
 
-def ir_am_softmax_loss(embeddings, centers, labels, *, scale=30.0, margin=0.35,
-                       where=None) -> Array:
+def ir_am_softmax_loss(
+  embeddings, centers, labels, *, scale=30.0, margin=0.35, where=None
+) -> Array:
   """IR-AM-Softmax: ``am_softmax_loss`` with weights ``ir_weights(centers)``.
 
   .. math::
@@ -176,19 +179,37 @@ def ir_am_softmax_loss(embeddings, centers, labels, *, scale=30.0, margin=0.35,
     H. Zhu et al. Imbalance Robust Softmax for Deep Embedding Learning. ACCV 2020.
     arXiv:2011.11155.
   """
-  return _m.am_softmax_loss(embeddings, ir_weights(centers), labels, scale=scale, margin=margin,
-                            where=where)
+  return _m.am_softmax_loss(
+    embeddings, ir_weights(centers), labels, scale=scale, margin=margin, where=where
+  )
 
 
-def ir_arcface_loss(embeddings, centers, labels, *, scale=64.0, margin=0.5, easy_margin=False,
-                    gradient: str = "exact", where=None) -> Array:
+def ir_arcface_loss(
+  embeddings,
+  centers,
+  labels,
+  *,
+  scale=64.0,
+  margin=0.5,
+  easy_margin=False,
+  gradient: str = "exact",
+  where=None,
+) -> Array:
   """IR-ArcFace (ours, not in the paper): ``arcface_loss`` with weights ``ir_weights(centers)``.
 
   Choice: the paper re-formulates A-Softmax and AM-Softmax only; ArcFace is the natural third
   member of the family and is included for comparison.
   """
-  return _m.arcface_loss(embeddings, ir_weights(centers), labels, scale=scale, margin=margin,
-                         easy_margin=easy_margin, gradient=gradient, where=where)
+  return _m.arcface_loss(
+    embeddings,
+    ir_weights(centers),
+    labels,
+    scale=scale,
+    margin=margin,
+    easy_margin=easy_margin,
+    gradient=gradient,
+    where=where,
+  )
 
 
 def weight_center_angles(weights, centers) -> Array:
@@ -205,4 +226,3 @@ def weight_center_angles(weights, centers) -> Array:
   diff = jnp.sqrt(jnp.sum(jnp.square(w - c), axis=1))
   summ = jnp.sqrt(jnp.sum(jnp.square(w + c), axis=1))
   return jnp.degrees(2.0 * jnp.arctan2(diff, summ))
-

@@ -86,8 +86,14 @@ def _const_scale(scale):
 
 
 def _check_scale(scale):
-  check_scalar("scale", scale, low=0.0, low_inclusive=False, high=1e4,
-               fix="Typical values: 30 (AM-Softmax), 64 (ArcFace/CosFace).")
+  check_scalar(
+    "scale",
+    scale,
+    low=0.0,
+    low_inclusive=False,
+    high=1e4,
+    fix="Typical values: 30 (AM-Softmax), 64 (ArcFace/CosFace).",
+  )
 
 
 def softmax_head() -> MarginHead:
@@ -128,11 +134,18 @@ def am_softmax_head(*, scale=30.0, margin=0.35) -> MarginHead:
   return MarginHead(True, _const_scale(scale), lambda z, xn: scale * (z - margin))
 
 
-def arcface_head(*, scale=64.0, margin=0.5, easy_margin=False,
-                 gradient: str = "exact") -> MarginHead:
+def arcface_head(
+  *, scale=64.0, margin=0.5, easy_margin=False, gradient: str = "exact"
+) -> MarginHead:
   _check_scale(scale)
-  check_scalar("margin", margin, low=0.0, high=math.pi / 2, high_inclusive=False,
-               fix="ArcFace uses 0.5 rad (pytorch-metric-learning takes degrees: 28.6 = 0.5 rad).")
+  check_scalar(
+    "margin",
+    margin,
+    low=0.0,
+    high=math.pi / 2,
+    high_inclusive=False,
+    fix="ArcFace uses 0.5 rad (pytorch-metric-learning takes degrees: 28.6 = 0.5 rad).",
+  )
   if gradient not in ("exact", "straight_through"):
     raise ValueError(f"gradient={gradient!r}; expected 'exact' or 'straight_through'.")
   cos_m, sin_m = math.cos(margin), math.sin(margin)
@@ -303,8 +316,9 @@ def sphereface_lambda(step, *, base=1000.0, gamma=0.12, power=1.0, lambda_min=5.
   return jnp.maximum(lambda_min, base * jnp.power(1.0 + gamma * t, -power)).astype(jnp.float32)
 
 
-def a_softmax_loss(embeddings, weights, labels, *, margin: int = 4, lambda_=0.0,
-                   where=None) -> Array:
+def a_softmax_loss(
+  embeddings, weights, labels, *, margin: int = 4, lambda_=0.0, where=None
+) -> Array:
   """A-Softmax (SphereFace): multiplicative angular margin with normalised weights.
 
   Weights are normalised, features are not. With :math:`\\cos\\theta_j = \\hat W_j^\\top \\hat x_i`:
@@ -338,8 +352,9 @@ def a_softmax_loss(embeddings, weights, labels, *, margin: int = 4, lambda_=0.0,
   return _loss(a_softmax_head(margin=margin, lambda_=lambda_), embeddings, weights, labels, where)
 
 
-def a_softmax_logits(embeddings, weights, labels, *, margin: int = 4, lambda_=0.0,
-                     where=None) -> Array:
+def a_softmax_logits(
+  embeddings, weights, labels, *, margin: int = 4, lambda_=0.0, where=None
+) -> Array:
   """Margin-adjusted logits ``[batch, num_classes]`` of ``a_softmax_loss``."""
   return _logits(a_softmax_head(margin=margin, lambda_=lambda_), embeddings, weights, labels, where)
 
@@ -368,14 +383,22 @@ def am_softmax_loss(embeddings, weights, labels, *, scale=30.0, margin=0.35, whe
   return _loss(am_softmax_head(scale=scale, margin=margin), embeddings, weights, labels, where)
 
 
-def am_softmax_logits(embeddings, weights, labels, *, scale=30.0, margin=0.35,
-                      where=None) -> Array:
+def am_softmax_logits(embeddings, weights, labels, *, scale=30.0, margin=0.35, where=None) -> Array:
   """Margin-adjusted logits ``[batch, num_classes]`` of ``am_softmax_loss``."""
   return _logits(am_softmax_head(scale=scale, margin=margin), embeddings, weights, labels, where)
 
 
-def arcface_loss(embeddings, weights, labels, *, scale=64.0, margin=0.5, easy_margin=False,
-                 gradient: str = "exact", where=None) -> Array:
+def arcface_loss(
+  embeddings,
+  weights,
+  labels,
+  *,
+  scale=64.0,
+  margin=0.5,
+  easy_margin=False,
+  gradient: str = "exact",
+  where=None,
+) -> Array:
   """ArcFace: additive angular margin with the monotonic fallback.
 
   .. math::
@@ -413,8 +436,17 @@ def arcface_loss(embeddings, weights, labels, *, scale=64.0, margin=0.5, easy_ma
   return _loss(head, embeddings, weights, labels, where)
 
 
-def arcface_logits(embeddings, weights, labels, *, scale=64.0, margin=0.5, easy_margin=False,
-                   gradient: str = "exact", where=None) -> Array:
+def arcface_logits(
+  embeddings,
+  weights,
+  labels,
+  *,
+  scale=64.0,
+  margin=0.5,
+  easy_margin=False,
+  gradient: str = "exact",
+  where=None,
+) -> Array:
   """Margin-adjusted logits ``[batch, num_classes]`` of ``arcface_loss``."""
   head = arcface_head(scale=scale, margin=margin, easy_margin=easy_margin, gradient=gradient)
   return _logits(head, embeddings, weights, labels, where)

@@ -29,10 +29,19 @@ def _check_ranks(ranks):
   return ranks
 
 
-def identification_cmc(probe_features, probe_labels, gallery_features, gallery_labels, *,
-                       distractor_features=None, ranks=(1, 5, 10), probe_mask=None,
-                       gallery_mask=None, distractor_mask=None,
-                       chunk: int = 1024) -> dict[int, float]:
+def identification_cmc(
+  probe_features,
+  probe_labels,
+  gallery_features,
+  gallery_labels,
+  *,
+  distractor_features=None,
+  ranks=(1, 5, 10),
+  probe_mask=None,
+  gallery_mask=None,
+  distractor_mask=None,
+  chunk: int = 1024,
+) -> dict[int, float]:
   """Rank-k identification accuracy of probes against gallery ∪ distractors.
 
   A probe is correct at rank k when a gallery item with its label is among the k most similar
@@ -73,18 +82,26 @@ def identification_cmc(probe_features, probe_labels, gallery_features, gallery_l
   p, pl = p[has_mate], pl[has_mate]
   hits = np.zeros(len(ranks))
   for s in range(0, len(p), chunk):
-    sim = p[s:s + chunk] @ g.T
-    same = pl[s:s + chunk, None] == gl[None, :]
+    sim = p[s : s + chunk] @ g.T
+    same = pl[s : s + chunk, None] == gl[None, :]
     best_true = np.where(same, sim, -np.inf).max(axis=1)
     rank = 1 + np.sum(np.where(same, False, sim >= best_true[:, None]), axis=1)
     if d is not None:
-      rank += np.sum(p[s:s + chunk] @ d.T >= best_true[:, None], axis=1)
+      rank += np.sum(p[s : s + chunk] @ d.T >= best_true[:, None], axis=1)
     hits += (rank[:, None] <= np.asarray(ranks)[None, :]).sum(axis=0)
   return {k: float(h / len(p)) for k, h in zip(ranks, hits)}
 
 
-def megaface_identification(features, labels, distractor_features, *, ranks=(1,), mask=None,
-                            distractor_mask=None, chunk: int = 1024) -> dict[int, float]:
+def megaface_identification(
+  features,
+  labels,
+  distractor_features,
+  *,
+  ranks=(1,),
+  mask=None,
+  distractor_mask=None,
+  chunk: int = 1024,
+) -> dict[int, float]:
   """MegaFace Challenge 1 identification: each probe image against ONE mate plus distractors.
 
   For every ordered pair (p, g), p != g, of images of the same identity (FaceScrub), the
@@ -108,15 +125,16 @@ def megaface_identification(features, labels, distractor_features, *, ranks=(1,)
   lab = _mask(np.asarray(labels).reshape(-1), mask)
   d = _mask(_normalize(distractor_features, "distractor_features"), distractor_mask)
   if len(f) != len(lab) or f.shape[1] != d.shape[1]:
-    raise ValueError(f"shapes disagree: features {f.shape}, labels {lab.shape}, "
-                     f"distractors {d.shape}.")
+    raise ValueError(
+      f"shapes disagree: features {f.shape}, labels {lab.shape}, distractors {d.shape}."
+    )
   hits = np.zeros(len(ranks))
   pairs = 0
   for s in range(0, len(f), chunk):
-    fs = f[s:s + chunk]
+    fs = f[s : s + chunk]
     dsim = np.sort(fs @ d.T, axis=1)  # ascending per probe
     msim = fs @ f.T
-    mate = lab[s:s + chunk, None] == lab[None, :]
+    mate = lab[s : s + chunk, None] == lab[None, :]
     mate[np.arange(len(fs)), np.arange(s, s + len(fs))] = False
     for i in range(len(fs)):
       sg = msim[i, mate[i]]

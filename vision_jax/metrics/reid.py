@@ -48,9 +48,19 @@ def pairwise_distance(query_features, gallery_features, *, metric: str = "cosine
   raise ValueError(f"metric={metric!r}; expected 'cosine' or 'euclidean'.")
 
 
-def reid_cmc_map(distances, query_pids, gallery_pids, query_camids, gallery_camids, *,
-                 max_rank: int = 50, junk_pid: int | None = -1, query_mask=None,
-                 gallery_mask=None, chunk: int = 256) -> ReIDResult:
+def reid_cmc_map(
+  distances,
+  query_pids,
+  gallery_pids,
+  query_camids,
+  gallery_camids,
+  *,
+  max_rank: int = 50,
+  junk_pid: int | None = -1,
+  query_mask=None,
+  gallery_mask=None,
+  chunk: int = 256,
+) -> ReIDResult:
   """CMC and mAP for single-query re-ID with same-camera filtering.
 
   Args:
@@ -76,10 +86,16 @@ def reid_cmc_map(distances, query_pids, gallery_pids, query_camids, gallery_cami
   dist = np.asarray(distances, np.float64)
   qp, gp = np.asarray(query_pids).reshape(-1), np.asarray(gallery_pids).reshape(-1)
   qc, gc = np.asarray(query_camids).reshape(-1), np.asarray(gallery_camids).reshape(-1)
-  if dist.ndim != 2 or dist.shape != (len(qp), len(gp)) or qc.shape != qp.shape or \
-     gc.shape != gp.shape:
-    raise ValueError(f"shapes disagree: distances {dist.shape}, query pids/cams {qp.shape}/"
-                     f"{qc.shape}, gallery pids/cams {gp.shape}/{gc.shape}.")
+  if (
+    dist.ndim != 2
+    or dist.shape != (len(qp), len(gp))
+    or qc.shape != qp.shape
+    or gc.shape != gp.shape
+  ):
+    raise ValueError(
+      f"shapes disagree: distances {dist.shape}, query pids/cams {qp.shape}/"
+      f"{qc.shape}, gallery pids/cams {gp.shape}/{gc.shape}."
+    )
   if query_mask is not None:
     qm = np.asarray(query_mask, bool)
     dist, qp, qc = dist[qm], qp[qm], qc[qm]
@@ -96,10 +112,10 @@ def reid_cmc_map(distances, query_pids, gallery_pids, query_camids, gallery_cami
   ap_sum = inp_sum = 0.0
   valid = 0
   for s in range(0, dist.shape[0], chunk):
-    d = dist[s:s + chunk]
+    d = dist[s : s + chunk]
     order = np.argsort(d, axis=1, kind="stable")
     g_pid, g_cam = gp[order], gc[order]
-    q_pid, q_cam = qp[s:s + chunk, None], qc[s:s + chunk, None]
+    q_pid, q_cam = qp[s : s + chunk, None], qc[s : s + chunk, None]
     keep = ~((g_pid == q_pid) & (g_cam == q_cam))
     match = (g_pid == q_pid) & keep
     num_rel = match.sum(axis=1)

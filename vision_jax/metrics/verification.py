@@ -80,10 +80,12 @@ def kfold_split(num_pairs: int, num_folds: int = 10) -> np.ndarray:
   fold, the SphereFace ``ceil(i / 600)`` and insightface split.
   """
   if num_folds < 2 or num_pairs < num_folds:
-    raise ValueError(f"need 2 <= num_folds <= num_pairs; got num_folds={num_folds}, "
-                     f"num_pairs={num_pairs}.")
-  return np.concatenate([np.full(len(c), i) for i, c in
-                         enumerate(np.array_split(np.arange(num_pairs), num_folds))])
+    raise ValueError(
+      f"need 2 <= num_folds <= num_pairs; got num_folds={num_folds}, num_pairs={num_pairs}."
+    )
+  return np.concatenate(
+    [np.full(len(c), i) for i, c in enumerate(np.array_split(np.arange(num_pairs), num_folds))]
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +98,9 @@ class VerificationResult:
   fold_thresholds: np.ndarray
 
 
-def kfold_verification_accuracy(scores, issame, *, num_folds: int = 10, folds=None,
-                                thresholds=None, where=None) -> VerificationResult:
+def kfold_verification_accuracy(
+  scores, issame, *, num_folds: int = 10, folds=None, thresholds=None, where=None
+) -> VerificationResult:
   """LFW protocol: per fold, the threshold is chosen on the other folds, accuracy on this one.
 
   .. math::
@@ -140,9 +143,16 @@ def kfold_verification_accuracy(scores, issame, *, num_folds: int = 10, folds=No
   return VerificationResult(float(accs.mean()), float(accs.std()), accs, np.asarray(ths))
 
 
-def lfw_verification(features1, features2, issame, *, num_folds: int = 10,
-                     subtract_mean: bool = False, thresholds=None,
-                     where=None) -> VerificationResult:
+def lfw_verification(
+  features1,
+  features2,
+  issame,
+  *,
+  num_folds: int = 10,
+  subtract_mean: bool = False,
+  thresholds=None,
+  where=None,
+) -> VerificationResult:
   """LFW 10-fold verification from pair features (cosine similarity).
 
   With ``subtract_mean=True`` (SphereFace ``evaluation.m``), each test fold's features are
@@ -162,13 +172,16 @@ def lfw_verification(features1, features2, issame, *, num_folds: int = 10,
   f1 = np.asarray(features1, np.float64)
   f2 = np.asarray(features2, np.float64)
   if f1.shape != f2.shape or f1.ndim != 2:
-    raise ValueError(f"features1 {f1.shape} and features2 {f2.shape} must both be [num_pairs, dim].")
+    raise ValueError(
+      f"features1 {f1.shape} and features2 {f2.shape} must both be [num_pairs, dim]."
+    )
   if where is not None:
     w = np.asarray(where, bool).reshape(-1)
     f1, f2, issame = f1[w], f2[w], np.asarray(issame)[w]
   if not subtract_mean:
-    return kfold_verification_accuracy(cosine_scores(f1, f2), issame, num_folds=num_folds,
-                                       thresholds=thresholds)
+    return kfold_verification_accuracy(
+      cosine_scores(f1, f2), issame, num_folds=num_folds, thresholds=thresholds
+    )
   folds = kfold_split(len(f1), num_folds)
   issame = np.asarray(issame).astype(bool)
   accs, ths = [], []
@@ -202,8 +215,11 @@ def roc_curve(scores, issame, *, where=None) -> tuple[np.ndarray, np.ndarray, np
   neg = np.sort(scores[~issame])
   tar = (n_pos - np.searchsorted(pos, thr, side="left")) / n_pos
   far = (n_neg - np.searchsorted(neg, thr, side="left")) / n_neg
-  return (np.concatenate([[0.0], far]), np.concatenate([[0.0], tar]),
-          np.concatenate([[np.inf], thr]))
+  return (
+    np.concatenate([[0.0], far]),
+    np.concatenate([[0.0], tar]),
+    np.concatenate([[np.inf], thr]),
+  )
 
 
 def tar_at_far(scores, issame, far_targets, *, where=None) -> np.ndarray:
