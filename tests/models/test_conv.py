@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from vision_jax.models import Conv, conv2d, resolve_conv_impl
-from vision_jax.models.conv import AUTO_MIN_IN_CHANNELS
+from vision_jax.models.conv import AUTO_MIN_STRIDE
 
 
 def _np_pads(in_hw, k, s, padding):
@@ -112,15 +112,14 @@ def test_conv2d_bfloat16_grads_close_to_float32():
 
 
 def test_resolve_conv_impl():
-  assert resolve_conv_impl("xla", in_channels=512) == "xla"
-  assert resolve_conv_impl("einsum", in_channels=1) == "einsum"
-  assert resolve_conv_impl("auto", in_channels=1, backend="cpu") == "xla"
-  assert resolve_conv_impl("auto", in_channels=512, backend="gpu") == "xla"
-  assert resolve_conv_impl("auto", in_channels=512, backend="tpu") == "xla"
-  assert resolve_conv_impl("auto", in_channels=AUTO_MIN_IN_CHANNELS, backend="cpu") == "einsum"
-  assert resolve_conv_impl("auto", in_channels=AUTO_MIN_IN_CHANNELS - 1, backend="cpu") == "xla"
+  assert resolve_conv_impl("xla", strides=(2, 2)) == "xla"
+  assert resolve_conv_impl("einsum", strides=(1, 1)) == "einsum"
+  assert resolve_conv_impl("auto", strides=(1, 1), backend="cpu") == "xla"
+  assert resolve_conv_impl("auto", strides=(AUTO_MIN_STRIDE, 1), backend="cpu") == "einsum"
+  assert resolve_conv_impl("auto", strides=(2, 2), backend="gpu") == "xla"
+  assert resolve_conv_impl("auto", strides=(2, 2), backend="tpu") == "xla"
   with pytest.raises(ValueError, match="conv_impl must be one of"):
-    resolve_conv_impl("fast", in_channels=3)
+    resolve_conv_impl("fast", strides=(1, 1))
 
 
 def test_conv2d_errors():

@@ -238,3 +238,20 @@ def test_get_model_errors():
     "lightcnn9",
     "lightcnn29v2",
   }
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 3)])
+def test_reshape_pooling_matches_reduce_window(shape):
+  import flax.linen as nn
+
+  from vision_jax.models.layers import avg_pool, max_pool
+
+  x = jnp.asarray(np.random.default_rng(5).standard_normal(shape), jnp.float32)  # no ties
+  for ours, ref in [
+    (max_pool, lambda a: nn.max_pool(a, (2, 2), (2, 2), padding="VALID")),
+    (avg_pool, lambda a: nn.avg_pool(a, (2, 2), (2, 2), padding="VALID")),
+  ]:
+    np.testing.assert_allclose(ours(x), ref(x), rtol=1e-6)
+    g_ours = jax.grad(lambda a, f=ours: jnp.sum(f(a) ** 2))(x)
+    g_ref = jax.grad(lambda a, f=ref: jnp.sum(f(a) ** 2))(x)
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-6, atol=1e-6)

@@ -6,7 +6,7 @@ compute in ``dtype`` with float32 params, and accept ``conv_impl="xla" | "einsum
 """
 
 from vision_jax.models.conv import (
-  AUTO_MIN_IN_CHANNELS,
+  AUTO_MIN_STRIDE,
   CONV_IMPLS,
   Conv,
   conv2d,
@@ -19,7 +19,7 @@ from vision_jax.models.registry import MODEL_NAMES, get_model
 from vision_jax.models.resnet import BasicBlock, Bottleneck, ResNet, ResNet18, ResNet34, ResNet50
 
 __all__ = [
-  "AUTO_MIN_IN_CHANNELS",
+  "AUTO_MIN_STRIDE",
   "CONV_IMPLS",
   "BasicBlock",
   "Bottleneck",

