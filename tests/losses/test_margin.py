@@ -300,3 +300,15 @@ def test_where_mask_for_padded_rows(name):
   gw_ref = jax.grad(lambda w: jnp.sum(fn(x[where], w, y[where])))(w)
   assert np.all(np.isfinite(gx)) and np.all(gx[~where] == 0)
   np.testing.assert_allclose(gw, gw_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_traced_hyperparameters_under_jit():
+  x, w, y = _data(seed=11)
+  f = jax.jit(lambda s, m: L.arcface_loss(x, w, y, scale=s, margin=m))
+  np.testing.assert_allclose(
+    f(20.0, 0.3), L.arcface_loss(x, w, y, scale=20.0, margin=0.3), rtol=1e-5
+  )
+  g = jax.jit(lambda s, m: L.am_softmax_loss(x, w, y, scale=s, margin=m))
+  np.testing.assert_allclose(
+    g(20.0, 0.3), L.am_softmax_loss(x, w, y, scale=20.0, margin=0.3), rtol=1e-5
+  )

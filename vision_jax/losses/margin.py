@@ -148,15 +148,17 @@ def arcface_head(
   )
   if gradient not in ("exact", "straight_through"):
     raise ValueError(f"gradient={gradient!r}; expected 'exact' or 'straight_through'.")
-  cos_m, sin_m = math.cos(margin), math.sin(margin)
-  threshold = math.cos(math.pi - margin)  # theta + m > pi  <=>  cos(theta) < cos(pi - m)
+  # jnp (not math) so that a traced margin (e.g. a margin schedule under jit) works.
+  m = jnp.asarray(margin, jnp.float32)
+  cos_m, sin_m = jnp.cos(m), jnp.sin(m)
+  threshold = -cos_m  # theta + m > pi  <=>  cos(theta) < cos(pi - m) = -cos(m)
 
   def phi(c):
     c = jnp.clip(c, -1.0, 1.0)
     cos_theta_m = c * cos_m - _sin_from_cos(c) * sin_m
     if easy_margin:
       return jnp.where(c > 0.0, cos_theta_m, c)
-    return jnp.where(c > threshold, cos_theta_m, c - margin * sin_m)
+    return jnp.where(c > threshold, cos_theta_m, c - m * sin_m)
 
   def target(z, xn):
     if gradient == "exact":
