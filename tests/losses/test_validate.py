@@ -128,3 +128,15 @@ def test_traced_checks_in_user_step():
   err, _ = jax.jit(checkify.checkify(step))(x, w, np.array([0, 1, 2, -3], np.int32))
   with pytest.raises(Exception, match=r"labels\[3\]=-3"):
     err.throw()
+
+
+def test_nan_row_index_refers_to_unmasked_batch_and_weights_checked():
+  x, w, y = _ok()
+  x[3, 2] = np.nan
+  where = np.array([True, False, True, True])
+  with pytest.raises(ValueError, match=r"row 3 \(1 bad rows\)"):
+    L.am_softmax_loss(x, w, y, where=where)
+  x, w, y = _ok()
+  w[4, 0] = np.inf
+  with pytest.raises(ValueError, match=r"weights .* non-finite"):
+    L.arcface_loss(x, w, y)

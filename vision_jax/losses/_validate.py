@@ -111,11 +111,12 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
         f"labels must lie in [0, num_classes={num_classes}); found labels[{i}]={int(lab[i])} "
         f"({int(bad.sum())} bad in total). Remap ids to 0..C-1 or mask padded rows with where=."
       )
+  # Finiteness is reduced on device (only a [B] / scalar bool reaches the host), so a sharded
+  # 1M-class weight matrix is never gathered for validation.
   if is_concrete(embeddings):
-    emb = np.asarray(embeddings, dtype=np.float32)
+    finite = np.asarray(jnp.all(jnp.isfinite(jnp.asarray(embeddings)), axis=1))
     if keep is not None:
-      emb = emb[keep]
-    finite = np.isfinite(emb).all(axis=1)
+      finite = finite | ~keep
     if not finite.all():
       i = int(np.flatnonzero(~finite)[0])
       raise ValueError(
@@ -123,7 +124,7 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
         f"({int((~finite).sum())} bad rows); check the backbone output / learning rate."
       )
   if is_concrete(weights):
-    if not np.isfinite(np.asarray(weights, dtype=np.float32)).all():
+    if not bool(jnp.all(jnp.isfinite(jnp.asarray(weights)))):
       raise ValueError("weights (class weights / centres) contain non-finite values (NaN/Inf).")
 
 
