@@ -146,3 +146,21 @@ def test_conv_module_matches_nn_conv(impl):
   gr = jax.grad(lambda p: jnp.sum(ref.apply(p, x) ** 2))(v)
   for a, b in zip(jax.tree.leaves(gy), jax.tree.leaves(gr)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_einsum_backward_under_batch_sharding_matches_single_device(num_devices):
+  mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  rng = np.random.default_rng(6)
+  x = rng.standard_normal((num_devices, 6, 6, 4)).astype(np.float32)
+  w = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+  f = jax.jit(
+    jax.grad(
+      lambda a, b: jnp.sum(jnp.tanh(conv2d(a, b, (2, 2), "SAME", impl="einsum"))), argnums=(0, 1)
+    )
+  )
+  ref = f(x, w)
+  got = f(jax.device_put(x, sharding), w)
+  assert not got[0].sharding.is_fully_replicated  # dx stays batch-sharded
+  for a, b in zip(got, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
