@@ -10,6 +10,7 @@ import numpy as np
 
 from experiments.ir_softmax import data as ird
 from vision_jax import data as vdata
+from vision_jax.losses import weight_center_angles
 from vision_jax.models import get_model
 from vision_jax.train import train_and_evaluate
 from vision_jax.train.embedding import head_weights_and_centers, margin_softmax_task
@@ -73,8 +74,8 @@ def open_set_summary(test_labels, cfg):
     # Eval batches come back in source order (padding dropped), so rows index the test set.
     scores = np.sum(emb[a] * emb[b], axis=-1)
     acc = V.kfold_verification_accuracy(scores, same, folds=fold)
-    tar = V.tar_at_far(scores, same, far=cfg.open.far)
-    return {"verification_accuracy": float(acc["mean"]), "verification_std": float(acc["std"]),
+    tar = V.tar_at_far(scores, same, cfg.open.far)
+    return {"verification_accuracy": float(acc.accuracy), "verification_std": float(acc.std),
             f"tar_at_far_{cfg.open.far:g}": float(tar)}
 
   return summarize
@@ -95,9 +96,7 @@ def run_one(cfg, workdir, setting, method, train_src, test_src, num_classes, sum
   summary, state = train_and_evaluate(run_cfg, workdir, task, train_ds, eval_data,
                                       progress=progress, return_state=True)
   w, c = head_weights_and_centers(state, ir=ir)
-  wn = w / np.linalg.norm(w, axis=1, keepdims=True)
-  cn = c / np.linalg.norm(c, axis=1, keepdims=True)
-  angles = np.degrees(np.arccos(np.clip(np.sum(wn * cn, 1), -1.0, 1.0)))
+  angles = np.asarray(weight_center_angles(w, c))
   summary["weight_center_angle_deg"] = angles.tolist()
   save_json(os.path.join(workdir, "summary.json"), summary)
   return summary

@@ -1,11 +1,20 @@
 """vision_jax.metrics: host-side NumPy evaluation protocols.
 
 Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
-identification (rank-k with distractors, MegaFace). Each honours a mask for padded batches.
+identification (rank-k with distractors, MegaFace), hashing retrieval (mAP@K with Hamming
+ranking, tie-aware mAP, P@H<=r, PR curve). Each honours a mask for padded batches.
 """
 
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
 from vision_jax.metrics.reid import ReIDResult, pairwise_distance, reid_cmc_map
+from vision_jax.metrics.retrieval import (
+  PrecisionRecallCurve,
+  precision_at_hamming_radius,
+  precision_recall_curve,
+  retrieval_average_precision,
+  retrieval_map,
+)
+from vision_jax.metrics.retrieval import hamming_distance as retrieval_hamming_distance
 from vision_jax.metrics.verification import (
   VerificationResult,
   best_threshold,
@@ -18,6 +27,12 @@ from vision_jax.metrics.verification import (
 )
 
 __all__ = [
+  "PrecisionRecallCurve",
+  "precision_at_hamming_radius",
+  "precision_recall_curve",
+  "retrieval_average_precision",
+  "retrieval_hamming_distance",
+  "retrieval_map",
   "ReIDResult",
   "VerificationResult",
   "best_threshold",

@@ -148,7 +148,7 @@ def margin_softmax_task(
                      train=False)
     w, b = weights(params, extra)
     if loss == "softmax":
-      scores = z @ w.T + (b if b is not None else 0.0)
+      scores = z @ w.T + (b[None, :] if b is not None else 0.0)
     else:
       scores = L.l2_normalize(z) @ L.l2_normalize(w).T
     return {"embedding": L.l2_normalize(z), "pred": jnp.argmax(scores, -1), "label": batch["label"]}
