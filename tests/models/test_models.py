@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from vision_jax.models import MODEL_NAMES, get_model
+from vision_jax.models import MODEL_NAMES, get_model, resolve_conv_impl
 
 
 def _count(tree):
@@ -278,3 +278,23 @@ def test_reshape_pooling_matches_reduce_window(shape):
     g_ours = jax.grad(lambda a, f=ours: jnp.sum(f(a) ** 2))(x)
     g_ref = jax.grad(lambda a, f=ref: jnp.sum(f(a) ** 2))(x)
     np.testing.assert_allclose(g_ours, g_ref, rtol=1e-6, atol=1e-6)
+
+
+def test_resnet_gradients_equal_across_conv_impls():
+  x = jnp.asarray(np.random.default_rng(7).standard_normal((2, 8, 8, 3)), jnp.float32)
+  y = jnp.array([0, 2])
+  grads = {}
+  for impl in ("xla", "auto"):  # auto = einsum backward on the strided convs (CPU)
+    m = get_model(
+      "resnet18", num_classes=3, stem="cifar", width=0.125, stage_sizes=(1, 1, 1, 1), conv_impl=impl
+    )
+    v = _fast_variables(m, x)
+
+    def loss(p, m=m, v=v):
+      (logits, _), _ = m.apply({**v, "params": p}, x, train=True, mutable=["batch_stats"])
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+    grads[impl] = jax.jit(jax.grad(loss))(v["params"])
+  assert resolve_conv_impl("auto", strides=(2, 2)) == "einsum"  # the test runs on CPU
+  for a, b in zip(jax.tree.leaves(grads["auto"]), jax.tree.leaves(grads["xla"])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
