@@ -232,7 +232,7 @@ class Conv(nn.Module):
     use_bias: add a learned bias.
     dtype: compute dtype (e.g. ``jnp.bfloat16`` on GPU/TPU); params stay ``param_dtype``.
     param_dtype: parameter dtype (float32).
-    conv_impl: backward implementation, see `conv2d` (``"auto"`` picks per backend and width).
+    conv_impl: backward implementation, see `conv2d` (``"auto"``: einsum on CPU for strided convs).
     kernel_init: kernel initialiser.
     bias_init: bias initialiser.
   """
