@@ -1,9 +1,9 @@
-"""2-D convolution with a CPU-fast backward pass, and the `Conv` module every backbone uses.
+"""2-D convolution with an optional per-tap GEMM backward pass; the `Conv` module of all models.
 
-XLA:CPU lowers the *weight* gradient of a convolution (a convolution of the input with the output
-gradient, contracting over batch and space) to a slow generic loop: about 3 GFLOP/s on this
-machine against about 50 GFLOP/s for the forward convolution. The weight gradient is, however,
-a sum of ``k_h * k_w`` plain matrix products, one per kernel tap:
+The weight gradient of a convolution is a convolution of the input with the output gradient,
+contracting over batch and space, which XLA:CPU may lower to a slow generic loop (the foundation
+issue reported ~3 GFLOP/s vs ~54 forward on its machine). It is also a sum of ``k_h * k_w`` plain
+matrix products, one per kernel tap:
 
 .. math::
 
@@ -16,6 +16,10 @@ XLA:CPU runs through its fast dot path. `conv2d` implements that as a `jax.custo
 gradient can use the stock transposed convolution (``dx_impl="xla"``) or the same per-tap
 decomposition (``dx_impl="einsum"``: ``dX^{pad}`` is the sum over taps of ``G W_{ij}^T`` scattered
 back with stride ``s``).
+
+Measured here (jax 0.10.2, 2-core CPU) stock XLA's weight gradient was *not* slow (17-120 GFLOP/s
+per layer), so the per-tap backward only wins for strided convolutions; ``conv_impl="auto"`` uses
+it there (on CPU) and nowhere else. Numbers: docs/models.md, benchmarks/bench_train_step.py.
 
 Layout: inputs NHWC, kernels HWIO (flax's layout), feature groups and dilation are not supported.
 """
@@ -176,8 +180,8 @@ def conv2d(
   Raises:
     ValueError: on wrong ranks, mismatched channels, or unknown ``impl`` / ``padding``.
 
-  Choice: the forward pass stays stock (it is already fast on XLA:CPU); only the backward pass is
-    rewritten, because that is where XLA:CPU is slow (see the module docstring).
+  Choice: the forward pass stays stock (it is fast on XLA:CPU); only the backward pass can be
+    rewritten, because that is where XLA:CPU can be slow (see the module docstring).
   """
   if x.ndim != 4 or w.ndim != 4:
     raise ValueError(f"conv2d expects x [B,H,W,C] and w [kh,kw,Cin,Cout]; got {x.shape}, {w.shape}")
