@@ -37,10 +37,17 @@ def method_spec(method: str, cfg) -> tuple[str, bool, dict]:
   return base, ir, kw[base]
 
 
+def _backbone(cfg):
+  m = cfg.model
+  if m.name == "convnet":
+    return get_model("convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden,
+                     conv_impl=m.conv_impl)
+  return get_model(m.name, num_classes=None, conv_impl=m.conv_impl)
+
+
 def _task(cfg, num_classes, method):
   base, ir, kw = method_spec(method, cfg)
-  backbone = get_model(cfg.model.name, num_classes=None, widths=tuple(cfg.model.widths),
-                       hidden=cfg.model.hidden, conv_impl=cfg.model.conv_impl)
+  backbone = _backbone(cfg)
   return margin_softmax_task(backbone, num_classes=num_classes, embed_dim=cfg.model.embed_dim,
                              loss=base, ir=ir, loss_kwargs=kw,
                              center_momentum=cfg.loss.center_momentum,
@@ -81,17 +88,109 @@ def open_set_summary(test_labels, cfg):
   return summarize
 
 
-def run_one(cfg, workdir, setting, method, train_src, test_src, num_classes, summarize, progress):
+def _face_transform(size: int, train: bool):
+  """Decoded photo -> ``size x size`` RGB uint8 (+ random flip when training); drops text fields."""
+  from PIL import Image
+
+  def transform(ex, rng):
+    img = np.asarray(ex["image"], np.uint8)
+    if img.ndim == 2:
+      img = np.repeat(img[..., None], 3, axis=-1)
+    if img.shape[:2] != (size, size):
+      img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), np.uint8)
+    if train and rng.random() < 0.5:
+      img = img[:, ::-1]
+    return {"image": np.ascontiguousarray(img), "label": np.int32(ex["label"])}
+
+  return transform
+
+
+class _Mapped:
+  """``source`` with a deterministic per-example ``transform`` applied on read (eval sources)."""
+
+  def __init__(self, source, transform):
+    self.source, self.transform = source, transform
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    return self.transform(self.source[int(i)], None)
+
+  def __getitems__(self, idx):
+    return [self[i] for i in idx]
+
+
+def real_setting(setting: str, cfg):
+  """Paper settings on real on-disk data: ``lfw`` (identity-folder train -> LFW pairs) and
+  ``market`` (Market-1501 train -> query/gallery re-ID).
+
+  Returns:
+    ``(train_source, train_transform, eval_source, num_classes, summarize)``.
+  """
+  from vision_jax.metrics import kfold_verification_accuracy, reid_cmc_map, tar_at_far
+
+  pc = cfg.paper
+  size = int(pc.image_size)
+  kw = dict(data_dir=pc.data_dir or None)
+  if setting == "lfw":
+    train = vdata.load("vj_identity_folder", "train", manual_dir=pc.train_dir or None, **kw)
+    images = vdata.load("vj_lfw/images", "images", manual_dir=pc.lfw_dir or None, **kw)
+    pairs = vdata.load("vj_lfw/pairs", "pairs", manual_dir=pc.lfw_dir or None, **kw)
+    rows = pairs.__getitems__(list(range(len(pairs))))
+    i1 = np.array([int(r["index1"]) for r in rows])
+    i2 = np.array([int(r["index2"]) for r in rows])
+    same = np.array([bool(r["is_same"]) for r in rows])
+    fold = np.array([int(r["fold"]) for r in rows])
+    num_classes = int(train[len(train) - 1]["label"]) + 1  # rows sorted by identity
+
+    def summarize(out):
+      emb = out["embedding"]
+      scores = np.sum(emb[i1] * emb[i2], axis=-1)
+      acc = kfold_verification_accuracy(scores, same, folds=fold)
+      tars = tar_at_far(scores, same, [1e-3, 1e-2])
+      return {"lfw_accuracy": float(acc.accuracy), "lfw_std": float(acc.std),
+              "tar_at_far_0.001": float(tars[0]), "tar_at_far_0.01": float(tars[1])}
+
+    return train, _face_transform(size, True), _Mapped(images, _face_transform(size, False)), \
+      num_classes, summarize
+  if setting == "market":
+    train = vdata.load("vj_market1501", "train", manual_dir=pc.market_dir or None, **kw)
+    query = vdata.load("vj_market1501", "query", manual_dir=pc.market_dir or None, **kw)
+    gallery = vdata.load("vj_market1501", "gallery", manual_dir=pc.market_dir or None, **kw)
+    meta = lambda src: np.array([(int(e["pid"]), int(e["camid"]))
+                                 for e in src.__getitems__(list(range(len(src))))]).reshape(-1, 2)
+    qm, gm = meta(query), meta(gallery)
+    num_classes = int(train[len(train) - 1]["label"]) + 1  # relabelled 0..K-1 in pid order
+    nq = len(query)
+
+    def summarize(out):
+      emb = out["embedding"]
+      dist = 1.0 - emb[:nq] @ emb[nq:].T
+      res = reid_cmc_map(dist, qm[:, 0], gm[:, 0], qm[:, 1], gm[:, 1])
+      return {"rank1": float(res.cmc[0]), "rank5": float(res.cmc[min(4, len(res.cmc) - 1)]),
+              "mAP": float(res.mAP)}
+
+    relabel = lambda ex: dict(ex, label=ex["pid"])
+    eval_src = _Mapped(vdata.ConcatSource(query, gallery),
+                       lambda ex, rng: _face_transform(size, False)(relabel(ex), rng))
+    return train, _face_transform(size, True), eval_src, num_classes, summarize
+  raise ValueError(f"unknown real-data setting {setting!r}; valid: lfw, market")
+
+
+def run_one(cfg, workdir, setting, method, train_src, test_src, num_classes, summarize, progress,
+            transform=None):
   task, ir = _task(cfg, num_classes, method)
   task = dataclasses.replace(task, summarize=summarize)
-  steps = cfg.closed.num_steps if setting.startswith("closed") else cfg.open.num_steps
+  steps = {"closed": cfg.closed.num_steps, "open": cfg.open.num_steps}.get(
+    setting.split("_")[0], cfg.paper.num_steps)
   run_cfg = cfg.copy_and_resolve_references()
   with run_cfg.unlocked():
     run_cfg.train.num_steps = int(steps)
     run_cfg.method = method
     run_cfg.setting = setting
   train_ds = vdata.train_dataset(train_src, global_batch_size=cfg.data.global_batch_size,
-                                 seed=cfg.seed)
+                                 seed=cfg.seed, transform=transform)
   eval_data = lambda: vdata.eval_batches(test_src, global_batch_size=cfg.data.eval_batch_size)
   summary, state = train_and_evaluate(run_cfg, workdir, task, train_ds, eval_data,
                                       progress=progress, return_state=True)
@@ -111,13 +210,17 @@ def run(cfg, workdir, *, progress=True):
   for s in cfg.settings.split(","):
     if s == "closed":
       settings += [f"closed_lt{int(r)}" for r in cfg.closed.imbalance_ratios]
-    elif s == "open":
-      settings.append("open")
+    elif s in ("open", "lfw", "market"):
+      settings.append(s)
     elif s:
-      raise ValueError(f"unknown setting {s!r}; valid: closed, open")
+      raise ValueError(f"unknown setting {s!r}; valid: closed, open, lfw, market")
   results = {}
   for setting in settings:
-    if setting.startswith("closed"):
+    transform = None
+    if setting in ("lfw", "market"):
+      train_src, transform, test_src, num_classes, summarize = real_setting(setting, cfg)
+      counts = np.zeros(num_classes, np.int64)
+    elif setting.startswith("closed"):
       ratio = float(setting[len("closed_lt"):])
       if cfg.preset == "smoke":
         src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
@@ -139,6 +242,9 @@ def run(cfg, workdir, *, progress=True):
         imbalance_ratio=oc.imbalance_ratio, test_samples=oc.test_samples, seed=cfg.seed)
       summarize = open_set_summary(test_src.arrays["label"], cfg)
       num_classes = len(counts)
+    if transform is not None and len(train_src) <= 200_000:
+      counts = np.bincount([int(e["label"]) for e in train_src.__getitems__(list(range(len(train_src))))],
+                           minlength=num_classes)
     print(f"== {setting}: {len(train_src)} train examples over {num_classes} classes "
           f"(largest {int(max(counts))}, smallest {int(min(counts))}), {len(test_src)} test")
     results[setting] = {"class_counts": np.asarray(counts).tolist(), "methods": {}}
@@ -154,7 +260,8 @@ def run(cfg, workdir, *, progress=True):
           continue
       print(f"-- {setting} / {method}")
       results[setting]["methods"][method] = run_one(
-        cfg, wd, setting, method, train_src, test_src, num_classes, summarize, progress)
+        cfg, wd, setting, method, train_src, test_src, num_classes, summarize, progress,
+        transform=transform)
   save_json(os.path.join(workdir, "results.json"), results)
   plot_angles(results, os.path.join(workdir, "weight_center_angle.png"))
   return results
