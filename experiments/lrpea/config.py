@@ -19,8 +19,9 @@ follows the BBP limit and is near 1 below n = p / lam^2. Measured numbers: docs/
 
 Presets:
   smoke    one 6x6 shape, r in {1, 2}, 2 sample sizes, 2 seeds; seconds (run by tests)
-  default  20x20 (r = 1, 2, 3) and 50x50 (r = 1), n = p/16 ... 4p, 10 seeds; all three cases;
-           SparsePCA on 20x20 only (it is ~1000x slower than the rest)
+  default  spiked 20x20 (r = 1, 2, 3) and 50x50 (r = 1), circulant and kronecker 20x20;
+           n = p/16 ... 4p capped at n <= 2000 (50x50: n < p only), 6 seeds; SparsePCA on 20x20 with n <= 800 and 2 seeds only (one fit
+           takes seconds, ~1000x the rest); ~25 min on 2 shared cores
   paper    the full grid 20x20, 50x50, 100x100, r in {1, 2, 3}, 20 seeds (hours on 2 cores; the
            100x100 cells use the matrix-free covariance operator)
 """
@@ -34,10 +35,12 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
   cfg.cases = ("spiked", "circulant", "kronecker")
-  # (p1, p2, r) cells of the spiked case; circulant / kronecker use each distinct (p1, p2), r = 1.
+  # (p1, p2, r) cells of the spiked case.
   cfg.cells = ((20, 20, 1), (20, 20, 2), (20, 20, 3), (50, 50, 1))
+  cfg.structured_shapes = ((20, 20),)  # shapes of the circulant and kronecker cases (r = 1)
   cfg.n_fractions = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)  # n = round(f * p1 * p2)
-  cfg.num_seeds = 10
+  cfg.max_n = 2000  # sizes above are skipped (50x50 keeps n = p/16 ... p/2, the n < p regime)
+  cfg.num_seeds = 6
   cfg.spike = 3.0  # lam in Sigma = lam v v^T + I, and in the circulant case
   cfg.circulant_rho = 0.5  # first row rho^dist of the circulant background
   cfg.kronecker_rho = 0.6  # AR(1) factors Sigma_i = toeplitz(rho^|i-j|)
@@ -51,14 +54,17 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   )
   if preset == "smoke":
     cfg.cells = ((6, 6, 1), (6, 6, 2))
+    cfg.structured_shapes = ((6, 6),)
     cfg.n_fractions = (0.5, 4.0)
     cfg.num_seeds = 2
     cfg.sparsepca.max_iter = 5
     cfg.sparsepca.num_seeds = 1
   elif preset == "paper":
     cfg.cells = tuple((p, p, r) for p in (20, 50, 100) for r in (1, 2, 3))
+    cfg.structured_shapes = ((20, 20), (50, 50), (100, 100))
     cfg.n_fractions = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)
     cfg.num_seeds = 20
+    cfg.max_n = 40_000
     cfg.sparsepca.max_p = 2500
     cfg.sparsepca.max_n = 2500
     cfg.sparsepca.num_seeds = 5

@@ -80,7 +80,9 @@ def run_cell(case, p1, p2, r, n, seed, cfg, methods):
   p = p1 * p2
   rng = np.random.default_rng([cfg.seed, seed, p1, p2, r, n, ("spiked", "circulant", "kronecker").index(case)])
   x, v = sample_case(case, p1, p2, r, n, rng, cfg)
-  dense = p <= cfg.solver.matrix_free_above
+  # Dense p x p covariance when it is small and n is not far below p (one compile for every n);
+  # otherwise the matrix-free operator (O(np) per matvec, one compile per n).
+  dense = p <= cfg.solver.matrix_free_above and 2 * n >= p
   cov = (x.T @ x) / n if (dense or n >= p) else None
   out = {}
   t = time.perf_counter()
@@ -157,8 +159,7 @@ def _cells(cfg):
     if case == "spiked":
       cells += [(case, int(a), int(b), int(r)) for a, b, r in cfg.cells]
     else:
-      shapes = sorted({(int(a), int(b)) for a, b, _ in cfg.cells})
-      cells += [(case, a, b, 1) for a, b in shapes]
+      cells += [(case, int(a), int(b), 1) for a, b in cfg.structured_shapes]
   return cells
 
 
@@ -172,6 +173,8 @@ def run(cfg, workdir: str) -> dict:
     p = p1 * p2
     for f in cfg.n_fractions:
       n = max(2, int(round(f * p)))
+      if n > cfg.max_n:
+        continue
       per = {m: [] for m in methods}
       iters = {m: [] for m in methods}
       secs = {m: [] for m in methods}
@@ -261,6 +264,7 @@ def _fmt(d):
 def _row_line(row, methods):
   parts = [f"{row['case']:9s} {row['p1']:3d}x{row['p2']:<3d} r={row['r']} n={row['n']:6d}"]
   parts += [f"{m}={_fmt(row[m]).strip()}" for m in methods]
+  parts += [f"iters={row[m]['iters_mean']:.0f}" for m in methods[:1] if "iters_mean" in row[m]]
   return "  ".join(parts)
 
 

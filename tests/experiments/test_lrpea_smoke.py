@@ -20,7 +20,7 @@ def test_smoke_preset_runs(tmp_path, capsys):
   with open(tmp_path / "summary.json") as f:
     summary = json.load(f)
   cfg = load_config("lrpea", "smoke")
-  n_cells = len(cfg.cells) + 2  # spiked cells + circulant + kronecker on the one 6x6 shape
+  n_cells = len(cfg.cells) + 2 * len(cfg.structured_shapes)  # spiked + circulant + kronecker
   assert len(summary["rows"]) == n_cells * len(cfg.n_fractions)
   for row in summary["rows"]:
     for m in ("lrpea", "lrpea_random", "pca", "tpower"):
