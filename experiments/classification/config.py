@@ -30,7 +30,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     num_train=0,                # 0 = all
   ))
   cfg.model = ml_collections.ConfigDict(dict(
-    name="convnet", widths=(32, 32, 64, 64), hidden=128, conv_impl="auto", dtype="float32"))
+    name="convnet", widths=(16, 16, 32, 32), hidden=128, conv_impl="auto", dtype="float32"))
   cfg.optim = ml_collections.ConfigDict(dict(
     name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100, grad_clip=0.0))
   cfg.train = ml_collections.ConfigDict(dict(
