@@ -45,3 +45,20 @@ def test_unknown_experiment():
 def test_cli_rejects_stray_argument():
   with pytest.raises(SystemExit):
     parse_launch_args("classification", ["--preset=smoke", "--lr=3"])
+
+
+def test_runtime_flags(tmp_path, monkeypatch):
+  import jax
+
+  from vision_jax.train import setup_runtime
+
+  monkeypatch.setenv("VISION_JAX_DISTRIBUTED", "1")
+  _, args = parse_launch_args("classification", ["--preset=smoke"])
+  assert args.distributed is True and args.workdir.endswith("classification/smoke")
+  old = jax.config.jax_compilation_cache_dir
+  try:
+    setup_runtime(compilation_cache=str(tmp_path / "cc"))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cc")
+    assert (tmp_path / "cc").is_dir()
+  finally:
+    jax.config.update("jax_compilation_cache_dir", old)
