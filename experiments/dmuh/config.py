@@ -17,7 +17,9 @@ baselines at every code length; whether that holds here is reported as measured.
 Presets:
   smoke    synthetic data, 2 methods x 1 code length, a few steps (seconds; run by tests)
   default  the embedded setting above
-  paper    CIFAR-10 (python pickles in --config.data.cifar10_dir), ResNet-18, 150 epochs (GPU/TPU)
+  paper    CIFAR-10 (python pickles in --config.data.cifar10_dir), ResNet-18, 150 epochs (GPU/TPU);
+           NUS-WIDE / COCO hashing lists with --config.data.name=nuswide_21|coco
+           --config.data.image_list_dir=DIR --config.eval.topk=5000 (mAP@5000 as DeepHash-pytorch)
 """
 
 import ml_collections
@@ -31,7 +33,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.methods = "dpsh,csq,dmuh"
   cfg.bits = (16, 32, 64)
   cfg.data = ml_collections.ConfigDict(dict(
-    name="fashion_mnist", data_dir="", manual_dir="", cifar10_dir="",
+    name="fashion_mnist",  # fashion_mnist | cifar10 | nuswide_21 | coco | synthetic
+    data_dir="", manual_dir="", cifar10_dir="",
+    image_list_dir="",     # NUS-WIDE / COCO: train.txt, test.txt, database.txt + images
+    image_size=224,        # photos (NUS-WIDE / COCO) are resized to this
     num_query_per_class=100, num_train_per_class=500, global_batch_size=64,
     eval_batch_size=1000, flip=True))
   cfg.model = ml_collections.ConfigDict(dict(

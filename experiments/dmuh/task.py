@@ -27,6 +27,11 @@ def hashing_task(backbone, *, method: str, num_bits: int, num_classes: int, cfg,
     raise ValueError(f"unknown hashing method {method!r}; valid: {', '.join(METHODS)}")
   net = H.HashNetwork(backbone, num_bits)
   centers = jnp.asarray(H.csq_hash_centers(num_classes, num_bits, seed=seed), jnp.float32)
+  # CSQ: multi-label images get sign(sum of their label centres); zero bits take a fixed random
+  # +-1 vector (ignored for single-label data).
+  tie_breaker = jnp.asarray(
+    np.random.default_rng(seed + 1).choice([-1.0, 1.0], size=num_bits), jnp.float32)
+  targets_of = lambda labels: H.label_centers(labels, centers, tie_breaker=tie_breaker)
   dm = cfg.dmuh
 
   def apply(variables, x, train):
@@ -54,7 +59,7 @@ def hashing_task(backbone, *, method: str, num_bits: int, num_classes: int, cfg,
     if method == "dpsh":
       per_ex = H.dpsh_loss(h, labels, quantization_weight=cfg.dpsh.quantization_weight, where=where)
     elif method == "csq":
-      per_ex = H.csq_loss(h, H.label_centers(labels, centers),
+      per_ex = H.csq_loss(h, targets_of(labels),
                           quantization_weight=cfg.csq.quantization_weight, where=where)
     else:
       h_ema, _ = apply(extra["ema"], x, False)
@@ -62,7 +67,7 @@ def hashing_task(backbone, *, method: str, num_bits: int, num_classes: int, cfg,
                 quantization_weight=dm.quantization_weight, discrepancy=dm.discrepancy,
                 where=where)
       if dm.base == "center":
-        kw["targets"] = H.label_centers(labels, centers)
+        kw["targets"] = targets_of(labels)
       else:
         kw["labels"] = labels
       per_ex = H.dmuh_loss(h, h_ema, **kw)

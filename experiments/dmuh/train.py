@@ -15,20 +15,46 @@ from vision_jax.train import read_metrics, train_and_evaluate
 from vision_jax.utils import save_json
 
 
+def _photo_transform(size: int):
+  """Decoded photo + multi-hot ``labels`` -> ``size x size`` RGB uint8 and int8 ``label`` [C]."""
+  from PIL import Image
+
+  def fn(ex):
+    img = np.asarray(ex["image"], np.uint8)
+    if img.ndim == 2:
+      img = np.repeat(img[..., None], 3, axis=-1)
+    if img.shape[:2] != (size, size):
+      img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), np.uint8)
+    return {"image": img, "label": np.asarray(ex["labels"], np.int8)}
+
+  return fn
+
+
+NUM_CLASSES = {"synthetic": 10, "fashion_mnist": 10, "cifar10": 10, "nuswide_21": 21, "coco": 80}
+
+
 def make_sources(cfg):
+  """``({"query", "train", "database"}, num_classes)``; labels are ids or multi-hot ``[C]``."""
   d = cfg.data
+  if d.name in ("nuswide_21", "coco"):
+    fn = _photo_transform(int(d.image_size))
+    srcs = {k: vdata.MappedSource(vdata.load(f"vj_hashing_image_list/{d.name}", k,
+                                             data_dir=d.data_dir or None,
+                                             manual_dir=d.image_list_dir or None), fn)
+            for k in ("query", "train", "database")}
+    return srcs, NUM_CLASSES[d.name]
   kw = dict(num_query_per_class=d.num_query_per_class, num_train_per_class=d.num_train_per_class,
             seed=cfg.seed)
   if d.name == "synthetic":
     src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
-    return vdata.array_hashing_sources(src.arrays["image"], src.arrays["label"], **kw), (28, 28, 1)
+    return vdata.array_hashing_sources(src.arrays["image"], src.arrays["label"], **kw), 10
   if d.name == "fashion_mnist":
     return vdata.fashion_mnist_hashing_sources(data_dir=d.data_dir or None,
-                                               manual_dir=d.manual_dir or None, **kw), (28, 28, 1)
+                                               manual_dir=d.manual_dir or None, **kw), 10
   if d.name == "cifar10":
     return vdata.cifar10_hashing_sources(data_dir=d.data_dir or None,
-                                         manual_dir=d.cifar10_dir or None, **kw), (32, 32, 3)
-  raise ValueError(f"unknown data.name {d.name!r}; valid: fashion_mnist, cifar10, synthetic")
+                                         manual_dir=d.cifar10_dir or None, **kw), 10
+  raise ValueError(f"unknown data.name {d.name!r}; valid: {', '.join(NUM_CLASSES)}")
 
 
 def _backbone(cfg):
@@ -51,7 +77,7 @@ def run(cfg, workdir, *, progress=True):
   bad = [m for m in methods if m not in METHODS]
   if bad:
     raise ValueError(f"unknown method(s) {bad}; valid: {', '.join(METHODS)}")
-  srcs, _ = make_sources(cfg)
+  srcs, num_classes = make_sources(cfg)
   query, train_src, db = srcs["query"], srcs["train"], srcs["database"]
   eval_src = vdata.ConcatSource(query, db)
   print(f"dmuh: {len(query)} query / {len(train_src)} train / {len(db)} database images")
@@ -70,7 +96,7 @@ def run(cfg, workdir, *, progress=True):
         print(f"   {bits} bits / {method}: done earlier, skipped")
         continue
       print(f"-- {bits} bits / {method}")
-      task = hashing_task(_backbone(cfg), method=method, num_bits=int(bits), num_classes=10,
+      task = hashing_task(_backbone(cfg), method=method, num_bits=int(bits), num_classes=num_classes,
                           cfg=cfg, seed=cfg.seed)
       task = dataclasses.replace(task, summarize=summarize)
       run_cfg = cfg.copy_and_resolve_references()

@@ -105,22 +105,6 @@ def _face_transform(size: int, train: bool):
   return transform
 
 
-class _Mapped:
-  """``source`` with a deterministic per-example ``transform`` applied on read (eval sources)."""
-
-  def __init__(self, source, transform):
-    self.source, self.transform = source, transform
-
-  def __len__(self):
-    return len(self.source)
-
-  def __getitem__(self, i):
-    return self.transform(self.source[int(i)], None)
-
-  def __getitems__(self, idx):
-    return [self[i] for i in idx]
-
-
 def real_setting(setting: str, cfg):
   """Paper settings on real on-disk data: ``lfw`` (identity-folder train -> LFW pairs) and
   ``market`` (Market-1501 train -> query/gallery re-ID).
@@ -152,7 +136,7 @@ def real_setting(setting: str, cfg):
       return {"lfw_accuracy": float(acc.accuracy), "lfw_std": float(acc.std),
               "tar_at_far_0.001": float(tars[0]), "tar_at_far_0.01": float(tars[1])}
 
-    return train, _face_transform(size, True), _Mapped(images, _face_transform(size, False)), \
+    return train, _face_transform(size, True), vdata.MappedSource(images, lambda ex: _face_transform(size, False)(ex, None)), \
       num_classes, summarize
   if setting == "market":
     train = vdata.load("vj_market1501", "train", manual_dir=pc.market_dir or None, **kw)
@@ -172,8 +156,8 @@ def real_setting(setting: str, cfg):
               "mAP": float(res.mAP)}
 
     relabel = lambda ex: dict(ex, label=ex["pid"])
-    eval_src = _Mapped(vdata.ConcatSource(query, gallery),
-                       lambda ex, rng: _face_transform(size, False)(relabel(ex), rng))
+    eval_src = vdata.MappedSource(vdata.ConcatSource(query, gallery),
+                                  lambda ex: _face_transform(size, False)(relabel(ex), None))
     return train, _face_transform(size, True), eval_src, num_classes, summarize
   raise ValueError(f"unknown real-data setting {setting!r}; valid: lfw, market")
 

@@ -38,6 +38,7 @@ from vision_jax.data.offline import (
 )
 from vision_jax.data.pipeline import (
   ArraySource,
+  MappedSource,
   SubsetSource,
   eval_batches,
   materialize,
@@ -58,6 +59,7 @@ from vision_jax.data.sources import default_data_dir, fashion_mnist, load
 __all__ = [
   "array_hashing_sources",
   "ArraySource",
+  "MappedSource",
   "CIFAR10_CLASSES",
   "cifar10_hashing_sources",
   "ConcatSource",

@@ -311,6 +311,30 @@ def materialize(source: Sequence[Example], *, chunk: int = 4096) -> ArraySource:
   return ArraySource({k: np.concatenate(v) for k, v in parts.items()})
 
 
+class MappedSource(Sequence):
+  """``source`` with a deterministic ``fn(example) -> example`` applied on every read.
+
+  For eval-time preprocessing of sources whose raw elements cannot be batched as they are
+  (variable-size decoded photos, text fields): resize, relabel, drop strings.
+  """
+
+  def __init__(self, source: Sequence[Example], fn):
+    self.source, self.fn = source, fn
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return [self[j] for j in range(*i.indices(len(self)))]
+    return self.fn(self.source[int(i)])
+
+  def __getitems__(self, indices: Sequence[int]) -> list[Example]:
+    getitems = getattr(self.source, "__getitems__", None)
+    items = getitems(list(indices)) if getitems is not None else [self.source[i] for i in indices]
+    return [self.fn(e) for e in items]
+
+
 def synthetic_source(
   num_examples: int,
   image_shape: tuple[int, int, int] = (28, 28, 1),
