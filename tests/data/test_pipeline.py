@@ -176,3 +176,13 @@ def test_to_global_arrays_on_fake_devices(num_devices):
   g = pl.to_global_arrays(batch, sharding)
   assert g["idx"].shape == (16,) and len(g["idx"].sharding.device_set) == num_devices
   np.testing.assert_array_equal(np.asarray(g["idx"]), batch["idx"])
+
+
+def test_mapped_source_applies_fn_on_read():
+  src = pl.ArraySource({"x": np.arange(5), "y": np.arange(5) * 10})
+  m = pl.MappedSource(src, lambda e: {"x": e["x"] + 1})
+  assert len(m) == 5 and m[2] == {"x": 3}
+  assert [e["x"] for e in m.__getitems__([4, 0])] == [5, 1]
+  batches = list(pl.eval_batches(m, global_batch_size=4, process_index=0, process_count=1))
+  np.testing.assert_array_equal(batches[0]["x"], [1, 2, 3, 4])
+  np.testing.assert_array_equal(batches[1]["mask"], [True, False, False, False])
