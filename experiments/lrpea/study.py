@@ -78,7 +78,9 @@ def pca_top(x: np.ndarray, cov: np.ndarray | None) -> np.ndarray:
 def run_cell(case, p1, p2, r, n, seed, cfg, methods):
   """One (case, shape, rank, n, seed) draw; returns {method: (sin, iters or None, seconds)}."""
   p = p1 * p2
-  rng = np.random.default_rng([cfg.seed, seed, p1, p2, r, n, ("spiked", "circulant", "kronecker").index(case)])
+  rng = np.random.default_rng(
+    [cfg.seed, seed, p1, p2, r, n, ("spiked", "circulant", "kronecker").index(case)]
+  )
   x, v = sample_case(case, p1, p2, r, n, rng, cfg)
   # Dense p x p covariance when it is small and n is not far below p (one compile for every n);
   # otherwise the matrix-free operator (O(np) per matvec, one compile per n).
@@ -97,20 +99,36 @@ def run_cell(case, p1, p2, r, n, seed, cfg, methods):
   if "lrpea" in methods:
     t = time.perf_counter()
     res = L.matricized_power_method(
-      op, (p1, p2), r, init="kronecker", num_restarts=cfg.solver.num_restarts,
-      key=jax.random.key(seed), **sk,
+      op,
+      (p1, p2),
+      r,
+      init="kronecker",
+      num_restarts=cfg.solver.num_restarts,
+      key=jax.random.key(seed),
+      **sk,
     )
     vh = np.asarray(res.vector)
-    out["lrpea"] = (sin_angle(vh, v), (int(res.num_iters), bool(res.converged)), time.perf_counter() - t)
+    out["lrpea"] = (
+      sin_angle(vh, v),
+      (int(res.num_iters), bool(res.converged)),
+      time.perf_counter() - t,
+    )
   if "lrpea_random" in methods:
     t = time.perf_counter()
     res = L.matricized_power_method(
-      op, (p1, p2), r, init="random", num_restarts=cfg.solver.num_restarts,
-      key=jax.random.key(seed), **sk,
+      op,
+      (p1, p2),
+      r,
+      init="random",
+      num_restarts=cfg.solver.num_restarts,
+      key=jax.random.key(seed),
+      **sk,
     )
     vh = np.asarray(res.vector)
     out["lrpea_random"] = (
-      sin_angle(vh, v), (int(res.num_iters), bool(res.converged)), time.perf_counter() - t
+      sin_angle(vh, v),
+      (int(res.num_iters), bool(res.converged)),
+      time.perf_counter() - t,
     )
   if "tpower" in methods:
     card = cfg.tpower.cardinality
@@ -118,7 +136,8 @@ def run_cell(case, p1, p2, r, n, seed, cfg, methods):
     t = time.perf_counter()
     res = L.truncated_power_method(op, k, dim=p, init=v_pca.astype(np.float32), **sk)
     out["tpower"] = (
-      sin_angle(np.asarray(res.eigenvector), v), (int(res.num_iters), bool(res.converged)),
+      sin_angle(np.asarray(res.eigenvector), v),
+      (int(res.num_iters), bool(res.converged)),
       t_pca + time.perf_counter() - t,
     )
   sp = cfg.sparsepca
@@ -128,8 +147,14 @@ def run_cell(case, p1, p2, r, n, seed, cfg, methods):
     t = time.perf_counter()
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
-      model = SparsePCA(n_components=1, alpha=sp.alpha, method="cd", max_iter=sp.max_iter,
-                        tol=1e-4, random_state=seed).fit(x)
+      model = SparsePCA(
+        n_components=1,
+        alpha=sp.alpha,
+        method="cd",
+        max_iter=sp.max_iter,
+        tol=1e-4,
+        random_state=seed,
+      ).fit(x)
     out["sparsepca"] = (sin_angle(model.components_[0], v), None, time.perf_counter() - t)
   return out
 
@@ -184,7 +209,9 @@ def run(cfg, workdir: str) -> dict:
           secs[m].append(s)
           if it is not None:
             iters[m].append(it)
-      row = dict(case=case, p1=p1, p2=p2, p=p, r=r, n=n, theory=theory(case, p1, p2, r, n, cfg.spike))
+      row = dict(
+        case=case, p1=p1, p2=p2, p=p, r=r, n=n, theory=theory(case, p1, p2, r, n, cfg.spike)
+      )
       for m in methods:
         e = np.asarray(per[m])
         row[m] = dict(
@@ -196,13 +223,18 @@ def run(cfg, workdir: str) -> dict:
         if iters[m]:
           its = np.asarray([i for i, _ in iters[m]])
           row[m].update(
-            iters_mean=float(its.mean()), iters_max=int(its.max()),
+            iters_mean=float(its.mean()),
+            iters_max=int(its.max()),
             converged=float(np.mean([c for _, c in iters[m]])),
           )
       rows.append(row)
       print(_row_line(row, methods), flush=True)
-  summary = dict(rows=rows, verdict=verdict(rows, methods), seconds=time.perf_counter() - t0,
-                 versions=package_versions(("scikit-learn", "scipy")))
+  summary = dict(
+    rows=rows,
+    verdict=verdict(rows, methods),
+    seconds=time.perf_counter() - t0,
+    versions=package_versions(("scikit-learn", "scipy")),
+  )
   save_json(os.path.join(workdir, "summary.json"), summary)
   print()
   print(format_table(rows, methods))
@@ -222,8 +254,15 @@ def verdict(rows, methods) -> dict:
   ratios = []
   for row in rows:
     if row["case"] == "spiked" and row["n"] < row["p"]:
-      ratios.append(dict(p1=row["p1"], p2=row["p2"], r=row["r"], n=row["n"],
-                         pca_over_lrpea=row["pca"]["mean"] / max(row["lrpea"]["mean"], 1e-12)))
+      ratios.append(
+        dict(
+          p1=row["p1"],
+          p2=row["p2"],
+          r=row["r"],
+          n=row["n"],
+          pca_over_lrpea=row["pca"]["mean"] / max(row["lrpea"]["mean"], 1e-12),
+        )
+      )
   iters = [row["lrpea"].get("iters_mean", float("nan")) for row in rows]
   conv = [row["lrpea"].get("converged", float("nan")) for row in rows]
   vals = np.asarray([x["pca_over_lrpea"] for x in ratios]) if ratios else np.zeros(0)
@@ -269,17 +308,28 @@ def _row_line(row, methods):
 
 
 def format_table(rows, methods) -> str:
-  head = f"{'case':9s} {'shape':7s} {'r':>1s} {'n':>6s} {'n/p':>6s} " + " ".join(
-    f"{m:>13s}" for m in methods) + f" {'theory LR':>9s} {'theory PCA':>10s} {'BBP':>5s} {'iters':>6s}"
-  lines = ["mean sin angle(v_hat, v) ± s.e. over seeds (unitless; 0 = exact, 1 = orthogonal)", head,
-           "-" * len(head)]
+  head = (
+    f"{'case':9s} {'shape':7s} {'r':>1s} {'n':>6s} {'n/p':>6s} "
+    + " ".join(f"{m:>13s}" for m in methods)
+    + f" {'theory LR':>9s} {'theory PCA':>10s} {'BBP':>5s} {'iters':>6s}"
+  )
+  lines = [
+    "mean sin angle(v_hat, v) ± s.e. over seeds (unitless; 0 = exact, 1 = orthogonal)",
+    head,
+    "-" * len(head),
+  ]
   for row in rows:
     th = row["theory"]
     it = row.get("lrpea", {}).get("iters_mean")
     lines.append(
       f"{row['case']:9s} {row['p1']:>3d}x{row['p2']:<3d} {row['r']:1d} {row['n']:6d} "
-      f"{row['n'] / row['p']:6.3f} " + " ".join(f"{_fmt(row[m]):>13s}" for m in methods)
-      + (f" {th['lrpea']:9.3f} {th['pca']:10.3f} {th['bbp']:5.3f}" if th else f" {'':9s} {'':10s} {'':5s}")
+      f"{row['n'] / row['p']:6.3f} "
+      + " ".join(f"{_fmt(row[m]):>13s}" for m in methods)
+      + (
+        f" {th['lrpea']:9.3f} {th['pca']:10.3f} {th['bbp']:5.3f}"
+        if th
+        else f" {'':9s} {'':10s} {'':5s}"
+      )
       + (f" {it:6.1f}" if it is not None else "")
     )
   return "\n".join(lines)
@@ -308,20 +358,34 @@ def plot(rows, methods, cfg, path):
         continue
       ax.plot(ns, ys, "o-", ms=3, label=METHOD_LABELS.get(m, m))
     if sub[0]["theory"]:
-      ax.plot(ns, [row["theory"]["lrpea"] for row in sub], "k--", lw=1,
-              label=r"$\sqrt{(r(p_1+p_2-r)-1)(1+\lambda)/(n\lambda^2)}$")
-      ax.plot(ns, [row["theory"]["pca"] for row in sub], "k:", lw=1,
-              label=r"$\sqrt{(p-1)(1+\lambda)/(n\lambda^2)}$")
+      ax.plot(
+        ns,
+        [row["theory"]["lrpea"] for row in sub],
+        "k--",
+        lw=1,
+        label=r"$\sqrt{(r(p_1+p_2-r)-1)(1+\lambda)/(n\lambda^2)}$",
+      )
+      ax.plot(
+        ns,
+        [row["theory"]["pca"] for row in sub],
+        "k:",
+        lw=1,
+        label=r"$\sqrt{(p-1)(1+\lambda)/(n\lambda^2)}$",
+      )
       ax.plot(ns, [row["theory"]["bbp"] for row in sub], color="0.6", lw=1, label="PCA BBP limit")
     ax.axvline(sub[0]["p"], color="0.8", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(1e-2, 1.3)
-    ax.set_title(f"{k[0]} {k[1]}x{k[2]} r={k[3]} (λ={cfg.spike:g})" if k[0] == "spiked"
-                 else f"{k[0]} {k[1]}x{k[2]}", fontsize=9)
+    ax.set_title(
+      f"{k[0]} {k[1]}x{k[2]} r={k[3]} (λ={cfg.spike:g})"
+      if k[0] == "spiked"
+      else f"{k[0]} {k[1]}x{k[2]}",
+      fontsize=9,
+    )
     ax.set_xlabel("n (grey line: n = p)")
     ax.set_ylabel("sin ∠(v̂, v)")
-  for ax in axes.ravel()[len(keys):]:
+  for ax in axes.ravel()[len(keys) :]:
     ax.axis("off")
   axes.ravel()[0].legend(fontsize=6, loc="lower left")
   fig.tight_layout()

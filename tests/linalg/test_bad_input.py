@@ -35,7 +35,9 @@ def test_bad_shape_argument():
 
 @pytest.mark.parametrize("rank", [0, -1, 4, 2.0, True])
 def test_rank_out_of_range(rank):
-  with pytest.raises(ValueError, match=r"1 <= rank <= min\(p1, p2\) = 3 .*got " + repr(rank).replace(".", r"\.")):
+  with pytest.raises(
+    ValueError, match=r"1 <= rank <= min\(p1, p2\) = 3 .*got " + repr(rank).replace(".", r"\.")
+  ):
     L.matricized_power_method(_spd(12), (3, 4), rank)
 
 

@@ -52,7 +52,7 @@ def test_circulant_top_eigenvector_is_constant_rank1():
   p1, p2 = 4, 6
   d = p1 * p2
   dist = np.minimum(np.arange(d), d - np.arange(d))
-  row = 0.6 ** dist + 0.05
+  row = 0.6**dist + 0.05
   c = np.stack([np.roll(row, i) for i in range(d)])
   lam_fft = np.fft.fft(row).real  # eigenvalues of a symmetric circulant
   res = L.matricized_power_method(c.astype(np.float32), (p1, p2), 1, tol=1e-6)
@@ -100,9 +100,12 @@ def test_matrix_free_equals_explicit():
   rng = np.random.default_rng(3)
   n, p1, p2 = 30, 5, 4
   x = rng.normal(size=(n, p1 * p2)).astype(np.float32)
-  x[:, :] += 2.0 * rng.normal(size=(n, 1)).astype(np.float32) * np.kron(
-    rng.normal(size=p1), rng.normal(size=p2)
-  ).astype(np.float32)[None, :] / 3
+  x[:, :] += (
+    2.0
+    * rng.normal(size=(n, 1)).astype(np.float32)
+    * np.kron(rng.normal(size=p1), rng.normal(size=p2)).astype(np.float32)[None, :]
+    / 3
+  )
   dense = x.T.astype(np.float64) @ x.astype(np.float64) / n
   init = rng.normal(size=(p1 * p2,)).astype(np.float32)
   kw = dict(init=init, tol=1e-6, max_iters=500)
@@ -116,7 +119,9 @@ def test_matrix_free_equals_explicit():
     assert abs(int(r.num_iters) - int(r_dense.num_iters)) <= 2
   # And the covariance operator is the sample second moment (centred if asked).
   v = rng.normal(size=(p1 * p2,))
-  np.testing.assert_allclose(np.asarray(L.covariance_operator(x)(v)), dense @ v, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(L.covariance_operator(x)(v)), dense @ v, rtol=1e-4, atol=1e-5
+  )
   cov = np.cov(x.astype(np.float64), rowvar=False, bias=True)
   np.testing.assert_allclose(
     np.asarray(L.covariance_operator(x, center=True)(v)), cov @ v, rtol=1e-4, atol=1e-5
@@ -135,7 +140,9 @@ def test_vmap_restarts_equal_sequential():
   np.testing.assert_allclose(np.asarray(batched.restart_eigenvalues), lams, rtol=1e-5)
   conv = np.array([bool(s.converged) for s in seq])
   best = int(np.argmax(np.where(conv, lams, -np.inf))) if conv.any() else int(np.argmax(lams))
-  np.testing.assert_allclose(np.asarray(batched.eigenmatrix), np.asarray(seq[best].eigenmatrix), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(batched.eigenmatrix), np.asarray(seq[best].eigenmatrix), atol=1e-5
+  )
   assert int(batched.num_iters) == int(seq[best].num_iters)
 
 
@@ -194,7 +201,9 @@ def test_randomized_svd_matches_full():
   x = rng.normal(size=(200, p1 * p2)) + 2.0 * rng.normal(size=(200, 1)) * v[None, :]
   op = L.covariance_operator(x.astype(np.float32))
   full = L.matricized_power_method(op, (p1, p2), r, init="kronecker", tol=1e-6)
-  rand = L.matricized_power_method(op, (p1, p2), r, init="kronecker", tol=1e-6, svd="randomized", oversample=2)
+  rand = L.matricized_power_method(
+    op, (p1, p2), r, init="kronecker", tol=1e-6, svd="randomized", oversample=2
+  )
   assert _dist(rand.vector, full.vector) < 1e-4
   assert _sin(full.vector, v) < 0.3
 
@@ -216,7 +225,9 @@ def test_top_k_deflation_recovers_orthogonal_spikes():
   np.testing.assert_allclose(np.asarray(res.eigenvalue), np.array(lams) + 1, rtol=1e-5)
   # Data path: deflated covariance keeps the kronecker init available.
   x = rng.normal(size=(400, p1 * p2)) @ np.linalg.cholesky(a).T
-  rd = L.top_k_eigenmatrices(L.covariance_operator(x.astype(np.float32)), (p1, p2), 1, 2, init="kronecker")
+  rd = L.top_k_eigenmatrices(
+    L.covariance_operator(x.astype(np.float32)), (p1, p2), 1, 2, init="kronecker"
+  )
   assert _sin(rd.vector[0], spikes[0]) < 0.2 and _sin(rd.vector[1], spikes[1]) < 0.3
 
 
@@ -228,7 +239,9 @@ def test_truncated_power_method_sparse_spike():
   s /= np.linalg.norm(s)
   a = 3.0 * np.outer(s, s) + np.eye(p)
   # Y&Z start: the largest diagonal entries (a random start can sit on a disjoint support).
-  res = L.truncated_power_method(a.astype(np.float32), k, init=np.diag(a).astype(np.float32), tol=1e-6)
+  res = L.truncated_power_method(
+    a.astype(np.float32), k, init=np.diag(a).astype(np.float32), tol=1e-6
+  )
   assert _dist(res.eigenvector, s) < 1e-6
   assert int(np.sum(np.asarray(res.eigenvector) != 0)) == k
   np.testing.assert_allclose(float(res.eigenvalue), 4.0, rtol=1e-6)
@@ -239,6 +252,8 @@ def test_solver_traces_under_jit():
   p1, p2 = 4, 4
   x = rng.normal(size=(10, p1 * p2)).astype(np.float32)
   kw = dict(init=np.ones(p1 * p2, np.float32), tol=1e-6)
-  f = jax.jit(lambda x: L.matricized_power_method(L.covariance_operator(x), (p1, p2), 1, **kw).eigenvalue)
+  f = jax.jit(
+    lambda x: L.matricized_power_method(L.covariance_operator(x), (p1, p2), 1, **kw).eigenvalue
+  )
   eager = L.matricized_power_method(L.covariance_operator(x), (p1, p2), 1, **kw).eigenvalue
   np.testing.assert_allclose(float(f(x)), float(eager), rtol=1e-6)

@@ -78,7 +78,9 @@ def power_loop(
 
 
 @functools.partial(jax.jit, static_argnames=("project", "max_iters"))
-def run_restarts(op, x0s, carry0, tol, *, project: Project, max_iters: int) -> tuple[LoopOut, LoopOut]:
+def run_restarts(
+  op, x0s, carry0, tol, *, project: Project, max_iters: int
+) -> tuple[LoopOut, LoopOut]:
   """vmaps :func:`power_loop` over starts ``x0s [k, p]``; returns (best, all) by Rayleigh quotient."""
   fn = lambda x0: power_loop(op, x0, carry0, project, max_iters=max_iters, tol=tol)
   outs = jax.vmap(fn)(x0s)
@@ -136,7 +138,9 @@ def prepare_init(init, dim: int, dtype, name: str, solver: str) -> jax.Array:
   if x.ndim == 1:
     x = x[None, :]
   if x.ndim != 2 or x.shape[1] != dim:
-    raise ValueError(f"{solver}: {name} must have shape [{dim}] or [k, {dim}], got {jnp.shape(init)}")
+    raise ValueError(
+      f"{solver}: {name} must have shape [{dim}] or [k, {dim}], got {jnp.shape(init)}"
+    )
   x = x.astype(dtype)
   if is_concrete(x):
     if not bool(jnp.all(jnp.isfinite(x))):

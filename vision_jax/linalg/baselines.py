@@ -127,7 +127,9 @@ def power_method(
   solver = "power_method"
   p = _dim_of(operator, dim)
   op = ops.as_operator(operator, p)
-  return _run(op, p, init, num_restarts, key, max_iters, tol, _Identity(), warn, solver, _Identity())
+  return _run(
+    op, p, init, num_restarts, key, max_iters, tol, _Identity(), warn, solver, _Identity()
+  )
 
 
 def truncated_power_method(

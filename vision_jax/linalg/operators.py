@@ -149,7 +149,9 @@ def as_operator(
       output shape is not ``[dim]``.
     TypeError: anything else.
   """
-  if isinstance(operator, Partial) and (is_dense_operator(operator) or is_covariance_operator(operator)):
+  if isinstance(operator, Partial) and (
+    is_dense_operator(operator) or is_covariance_operator(operator)
+  ):
     arr = operator.args[0]
     if is_dense_operator(operator):
       return as_operator(arr, dim, name=name, symmetry_rtol=symmetry_rtol)
