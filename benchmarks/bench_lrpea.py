@@ -69,12 +69,13 @@ def bench_shape(p1, p2, args):
   x, v = make_data(p1, p2, args.rank, args.n, args.spike, args.seed)
   rows = {}
   op = L.covariance_operator(x)
-  for name, kw in (
-    ("ours (random start)", dict(init="random")),
-    ("ours (partial-trace start)", dict(init="kronecker")),
-  ):
+  starts = {"random": "ours (random start)", "kronecker": "ours (partial-trace start)"}
+  for init in args.inits.split(","):
+    name, kw = starts[init], dict(init=init)
     run = lambda kw=kw: jax.block_until_ready(
-      L.matricized_power_method(op, (p1, p2), args.rank, tol=args.tol, max_iters=500, **kw)
+      L.matricized_power_method(
+        op, (p1, p2), args.rank, tol=args.tol, max_iters=500, svd=args.svd, **kw
+      )
     )
     run()  # warm-up: compile
     t, res = timed(run, args.repeats)
@@ -123,7 +124,7 @@ def bench_shape(p1, p2, args):
       f"and eigh is O(p^3) = {p**3:.1e} flops (> --eigh_max_p={args.eigh_max_p})"
     )
 
-  base = rows["ours (random start)"]
+  base = rows[starts[args.inits.split(",")[0]]]
   print(f"\np = {p} ({p1}x{p2}), n = {n}, n/p = {n / p:.3f}")
   print(
     f"  {'method':30s} {'wall s':>9s} {'sin∠(v̂,v)':>11s} {'matvecs':>8s} "
@@ -158,6 +159,12 @@ def main(argv=None):
   ap.add_argument("--eigsh_tol", type=float, default=1e-6, help="ARPACK relative Ritz tolerance")
   ap.add_argument("--eigh_max_p", type=int, default=10_000, help="skip numpy eigh above this p")
   ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--svd", default="randomized", help="full | randomized (rank-r truncation)")
+  ap.add_argument(
+    "--inits",
+    default="kronecker,random",
+    help="our starts, comma list of kronecker|random; the first is the ratio base",
+  )
   args = ap.parse_args(argv)
 
   vers = package_versions(("scipy", "scikit-learn"))
