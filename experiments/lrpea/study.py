@@ -281,6 +281,12 @@ def verdict(rows, methods) -> dict:
 def format_verdict(v: dict) -> str:
   if not v:
     return "verdict: needs methods lrpea and pca"
+  if not v["n_lt_p_points"]:
+    return (
+      "verdict: no spiked-case point with n < p in this run (the claim is checked on the spiked "
+      f"case); LR-PEA mean iterations {v['lrpea_iters_mean']:.1f}, converged fraction "
+      f"{v['lrpea_converged_fraction']:.3f}."
+    )
   holds = v["fraction_ratio_ge_2"] is not None and v["fraction_ratio_ge_2"] >= 0.5
   return (
     f"Claim 'LR-PEA error far below PCA when n < p' (spiked, ratio PCA/LR-PEA of mean sin): "
