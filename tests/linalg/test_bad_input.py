@@ -94,7 +94,7 @@ def test_bad_iteration_and_init_arguments():
     L.matricized_power_method(a, (3, 4), 1, init=np.zeros(12, np.float32))
   with pytest.raises(ValueError, match="init must be 'random', 'kronecker' or an array, got 'pca'"):
     L.matricized_power_method(a, (3, 4), 1, init="pca")
-  with pytest.raises(ValueError, match="svd must be 'full' or 'randomized'"):
+  with pytest.raises(ValueError, match="svd must be 'auto', 'full' or 'randomized', got 'lanczos'"):
     L.matricized_power_method(a, (3, 4), 1, svd="lanczos")
   with pytest.raises(ValueError, match="init='kronecker' needs the operator's partial traces"):
     L.matricized_power_method(lambda v: v, (3, 4), 1, init="kronecker")
