@@ -343,6 +343,7 @@ def format_table(rows, methods) -> str:
 
 def plot(rows, methods, cfg, path):
   import matplotlib
+  import matplotlib.ticker
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -381,6 +382,7 @@ def plot(rows, methods, cfg, path):
       ax.plot(ns, [row["theory"]["bbp"] for row in sub], color="0.6", lw=1, label="PCA BBP limit")
     ax.axvline(sub[0]["p"], color="0.8", lw=1)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yscale("log")
     ax.set_ylim(1e-2, 1.3)
     ax.set_title(
