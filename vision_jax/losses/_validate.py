@@ -114,7 +114,10 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
   # Finiteness is reduced on device (only a [B] / scalar bool reaches the host), so a sharded
   # 1M-class weight matrix is never gathered for validation.
   if is_concrete(embeddings):
-    finite = np.asarray(jnp.all(jnp.isfinite(jnp.asarray(embeddings)), axis=1))
+    # ensure_compile_time_eval: a concrete array closed over by a jitted function must be reduced
+    # now, not staged into the trace (which would hand a tracer to NumPy).
+    with jax.ensure_compile_time_eval():
+      finite = np.asarray(jnp.all(jnp.isfinite(jnp.asarray(embeddings)), axis=1))
     if keep is not None:
       finite = finite | ~keep
     if not finite.all():
@@ -124,7 +127,9 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
         f"({int((~finite).sum())} bad rows); check the backbone output / learning rate."
       )
   if is_concrete(weights):
-    if not bool(jnp.all(jnp.isfinite(jnp.asarray(weights)))):
+    with jax.ensure_compile_time_eval():
+      weights_finite = bool(jnp.all(jnp.isfinite(jnp.asarray(weights))))
+    if not weights_finite:
       raise ValueError("weights (class weights / centres) contain non-finite values (NaN/Inf).")
 
 
