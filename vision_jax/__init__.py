@@ -18,7 +18,17 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBPACKAGES = ("train", "data", "models", "losses", "metrics", "search", "linalg", "hashing", "utils")
+_SUBPACKAGES = (
+  "train",
+  "data",
+  "models",
+  "losses",
+  "metrics",
+  "search",
+  "linalg",
+  "hashing",
+  "utils",
+)
 
 
 def __getattr__(name):

@@ -21,22 +21,36 @@ PRESETS = ("smoke", "default", "paper")
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
-  cfg.data = ml_collections.ConfigDict(dict(
-    name="fashion_mnist",       # fashion_mnist | synthetic
-    data_dir="",                # "" = ~/.cache/vision_jax/tensorflow_datasets (VISION_JAX_DATA_DIR)
-    manual_dir="",              # "" = /usr/share/datasets/fashion-mnist
-    global_batch_size=128,
-    eval_batch_size=1000,
-    flip=True,                  # random horizontal flip
-    num_train=0,                # 0 = all
-  ))
-  cfg.model = ml_collections.ConfigDict(dict(
-    name="convnet", widths=(16, 16, 32, 32), hidden=128, conv_impl="auto", dtype="float32"))
-  cfg.optim = ml_collections.ConfigDict(dict(
-    name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100, grad_clip=0.0))
-  cfg.train = ml_collections.ConfigDict(dict(
-    epochs=4.0, num_steps=0,    # num_steps 0 = derived from epochs
-    log_every=50, eval_every=0, checkpoint_every=500, keep_checkpoints=2, prefetch=4))
+  cfg.data = ml_collections.ConfigDict(
+    dict(
+      name="fashion_mnist",  # fashion_mnist | synthetic
+      data_dir="",  # "" = ~/.cache/vision_jax/tensorflow_datasets (VISION_JAX_DATA_DIR)
+      manual_dir="",  # "" = /usr/share/datasets/fashion-mnist
+      global_batch_size=128,
+      eval_batch_size=1000,
+      flip=True,  # random horizontal flip
+      num_train=0,  # 0 = all
+    )
+  )
+  cfg.model = ml_collections.ConfigDict(
+    dict(name="convnet", widths=(16, 16, 32, 32), hidden=128, conv_impl="auto", dtype="float32")
+  )
+  cfg.optim = ml_collections.ConfigDict(
+    dict(
+      name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=100, grad_clip=0.0
+    )
+  )
+  cfg.train = ml_collections.ConfigDict(
+    dict(
+      epochs=4.0,
+      num_steps=0,  # num_steps 0 = derived from epochs
+      log_every=50,
+      eval_every=0,
+      checkpoint_every=500,
+      keep_checkpoints=2,
+      prefetch=4,
+    )
+  )
   cfg.mesh = ml_collections.ConfigDict(dict(model=1))
   if preset == "smoke":
     cfg.data.name = "synthetic"

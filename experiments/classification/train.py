@@ -17,7 +17,9 @@ def make_sources(cfg):
   d = cfg.data
   if d.name == "synthetic":
     n = d.num_train or 2048
-    return vdata.synthetic_source(n, (28, 28, 1), 10, seed=1), vdata.synthetic_source(256, (28, 28, 1), 10, seed=2)
+    return vdata.synthetic_source(n, (28, 28, 1), 10, seed=1), vdata.synthetic_source(
+      256, (28, 28, 1), 10, seed=2
+    )
   if d.name == "fashion_mnist":
     kw = dict(data_dir=d.data_dir or None, manual_dir=d.manual_dir or None)
     # In-memory copies (47 MB): batch reads become NumPy indexing instead of per-example decode.
@@ -42,26 +44,38 @@ def run(cfg, workdir, *, progress=True):
     with cfg.unlocked():
       cfg.train.num_steps = int(math.ceil(cfg.train.epochs * steps_per_epoch))
   train_ds = vdata.train_dataset(
-    train_src, global_batch_size=cfg.data.global_batch_size, seed=cfg.seed,
-    transform=flip_transform if cfg.data.flip else None)
-  model = get_model(cfg.model.name, num_classes=10, widths=tuple(cfg.model.widths),
-                    hidden=cfg.model.hidden, conv_impl=cfg.model.conv_impl,
-                    dtype=getattr(jnp, cfg.model.dtype))
+    train_src,
+    global_batch_size=cfg.data.global_batch_size,
+    seed=cfg.seed,
+    transform=flip_transform if cfg.data.flip else None,
+  )
+  model = get_model(
+    cfg.model.name,
+    num_classes=10,
+    widths=tuple(cfg.model.widths),
+    hidden=cfg.model.hidden,
+    conv_impl=cfg.model.conv_impl,
+    dtype=getattr(jnp, cfg.model.dtype),
+  )
   task = classification_task(model, num_classes=10)
   eval_data = lambda: vdata.eval_batches(test_src, global_batch_size=cfg.data.eval_batch_size)
-  print(f"classification: {len(train_src)} train / {len(test_src)} test examples, "
-        f"{cfg.train.num_steps} steps ({cfg.train.num_steps / steps_per_epoch:.2f} epochs) "
-        f"at batch {cfg.data.global_batch_size}; workdir {workdir}")
+  print(
+    f"classification: {len(train_src)} train / {len(test_src)} test examples, "
+    f"{cfg.train.num_steps} steps ({cfg.train.num_steps / steps_per_epoch:.2f} epochs) "
+    f"at batch {cfg.data.global_batch_size}; workdir {workdir}"
+  )
   summary = train_and_evaluate(cfg, workdir, task, train_ds, eval_data, progress=progress)
   return summary
 
 
 def format_table(summary) -> str:
   ev = summary.get("eval", {})
-  rows = [("test accuracy", f"{100 * ev.get('accuracy', float('nan')):.2f} %"),
-          ("test loss", f"{ev.get('loss', float('nan')):.4f} nats"),
-          ("test examples", f"{int(ev.get('num_examples', 0))}"),
-          ("steps", f"{summary.get('step')}"),
-          ("train wall time", f"{summary.get('seconds', 0.0) / 60:.1f} min")]
+  rows = [
+    ("test accuracy", f"{100 * ev.get('accuracy', float('nan')):.2f} %"),
+    ("test loss", f"{ev.get('loss', float('nan')):.4f} nats"),
+    ("test examples", f"{int(ev.get('num_examples', 0))}"),
+    ("steps", f"{summary.get('step')}"),
+    ("train wall time", f"{summary.get('seconds', 0.0) / 60:.1f} min"),
+  ]
   w = max(len(r[0]) for r in rows)
   return "\n".join(f"| {k:<{w}} | {v:>12} |" for k, v in rows)

@@ -18,8 +18,10 @@ def main(argv=None):
   results = train.run(cfg, args.workdir)
   print()
   print(train.format_table(results, radius=cfg.eval.radius))
-  print(f"Total wall time: {(time.time() - t0) / 60:.1f} min. Outputs in {args.workdir}: "
-        "results.json, bit_uncertainty.png, <bits>bits/<method>/(summary.json, curves.png)")
+  print(
+    f"Total wall time: {(time.time() - t0) / 60:.1f} min. Outputs in {args.workdir}: "
+    "results.json, bit_uncertainty.png, <bits>bits/<method>/(summary.json, curves.png)"
+  )
 
 
 if __name__ == "__main__":

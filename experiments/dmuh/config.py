@@ -32,24 +32,46 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.seed = 0
   cfg.methods = "dpsh,csq,dmuh"
   cfg.bits = (16, 32, 64)
-  cfg.data = ml_collections.ConfigDict(dict(
-    name="fashion_mnist",  # fashion_mnist | cifar10 | nuswide_21 | coco | synthetic
-    data_dir="", manual_dir="", cifar10_dir="",
-    image_list_dir="",     # NUS-WIDE / COCO: train.txt, test.txt, database.txt + images
-    image_size=224,        # photos (NUS-WIDE / COCO) are resized to this
-    num_query_per_class=100, num_train_per_class=500, global_batch_size=64,
-    eval_batch_size=1000, flip=True))
-  cfg.model = ml_collections.ConfigDict(dict(
-    name="convnet", widths=(16, 16, 32, 32), hidden=128, conv_impl="auto"))
+  cfg.data = ml_collections.ConfigDict(
+    dict(
+      name="fashion_mnist",  # fashion_mnist | cifar10 | nuswide_21 | coco | synthetic
+      data_dir="",
+      manual_dir="",
+      cifar10_dir="",
+      image_list_dir="",  # NUS-WIDE / COCO: train.txt, test.txt, database.txt + images
+      image_size=224,  # photos (NUS-WIDE / COCO) are resized to this
+      num_query_per_class=100,
+      num_train_per_class=500,
+      global_batch_size=64,
+      eval_batch_size=1000,
+      flip=True,
+    )
+  )
+  cfg.model = ml_collections.ConfigDict(
+    dict(name="convnet", widths=(16, 16, 32, 32), hidden=128, conv_impl="auto")
+  )
   cfg.dpsh = ml_collections.ConfigDict(dict(quantization_weight=0.1))
   cfg.csq = ml_collections.ConfigDict(dict(quantization_weight=1e-4))
-  cfg.dmuh = ml_collections.ConfigDict(dict(
-    base="center", momentum=0.99, bit_weight=1.0, image_weight=1.0, discrepancy="abs",
-    quantization_weight=1e-4))
-  cfg.optim = ml_collections.ConfigDict(dict(
-    name="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=30, grad_clip=5.0))
-  cfg.train = ml_collections.ConfigDict(dict(
-    num_steps=300, log_every=10, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=4))
+  cfg.dmuh = ml_collections.ConfigDict(
+    dict(
+      base="center",
+      momentum=0.99,
+      bit_weight=1.0,
+      image_weight=1.0,
+      discrepancy="abs",
+      quantization_weight=1e-4,
+    )
+  )
+  cfg.optim = ml_collections.ConfigDict(
+    dict(
+      name="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=30, grad_clip=5.0
+    )
+  )
+  cfg.train = ml_collections.ConfigDict(
+    dict(
+      num_steps=300, log_every=10, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=4
+    )
+  )
   cfg.eval = ml_collections.ConfigDict(dict(topk=0, radius=2))  # topk 0 = mAP@all
   cfg.mesh = ml_collections.ConfigDict(dict(model=1))
   if preset == "smoke":
@@ -69,8 +91,15 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.data.name = "cifar10"
     cfg.model.name = "resnet18"
     cfg.data.global_batch_size = 128
-    cfg.optim = ml_collections.ConfigDict(dict(
-      name="rmsprop", lr=1e-5, weight_decay=1e-5, schedule="constant", warmup_steps=0,
-      grad_clip=0.0))
+    cfg.optim = ml_collections.ConfigDict(
+      dict(
+        name="rmsprop",
+        lr=1e-5,
+        weight_decay=1e-5,
+        schedule="constant",
+        warmup_steps=0,
+        grad_clip=0.0,
+      )
+    )
     cfg.train.num_steps = 150 * 5000 // 128
   return cfg

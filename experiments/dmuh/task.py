@@ -20,8 +20,16 @@ from vision_jax.train.step import Task
 METHODS = ("dpsh", "csq", "dmuh")
 
 
-def hashing_task(backbone, *, method: str, num_bits: int, num_classes: int, cfg, seed: int = 0,
-                 preprocess=image_to_float) -> Task:
+def hashing_task(
+  backbone,
+  *,
+  method: str,
+  num_bits: int,
+  num_classes: int,
+  cfg,
+  seed: int = 0,
+  preprocess=image_to_float,
+) -> Task:
   """Builds the Task; ``cfg`` holds the per-method sections ``dpsh``, ``csq``, ``dmuh``."""
   if method not in METHODS:
     raise ValueError(f"unknown hashing method {method!r}; valid: {', '.join(METHODS)}")
@@ -30,7 +38,8 @@ def hashing_task(backbone, *, method: str, num_bits: int, num_classes: int, cfg,
   # CSQ: multi-label images get sign(sum of their label centres); zero bits take a fixed random
   # +-1 vector (ignored for single-label data).
   tie_breaker = jnp.asarray(
-    np.random.default_rng(seed + 1).choice([-1.0, 1.0], size=num_bits), jnp.float32)
+    np.random.default_rng(seed + 1).choice([-1.0, 1.0], size=num_bits), jnp.float32
+  )
   targets_of = lambda labels: H.label_centers(labels, centers, tie_breaker=tie_breaker)
   dm = cfg.dmuh
 
@@ -59,13 +68,19 @@ def hashing_task(backbone, *, method: str, num_bits: int, num_classes: int, cfg,
     if method == "dpsh":
       per_ex = H.dpsh_loss(h, labels, quantization_weight=cfg.dpsh.quantization_weight, where=where)
     elif method == "csq":
-      per_ex = H.csq_loss(h, targets_of(labels),
-                          quantization_weight=cfg.csq.quantization_weight, where=where)
+      per_ex = H.csq_loss(
+        h, targets_of(labels), quantization_weight=cfg.csq.quantization_weight, where=where
+      )
     else:
       h_ema, _ = apply(extra["ema"], x, False)
-      kw = dict(base=dm.base, bit_weight=dm.bit_weight, image_weight=dm.image_weight,
-                quantization_weight=dm.quantization_weight, discrepancy=dm.discrepancy,
-                where=where)
+      kw = dict(
+        base=dm.base,
+        bit_weight=dm.bit_weight,
+        image_weight=dm.image_weight,
+        quantization_weight=dm.quantization_weight,
+        discrepancy=dm.discrepancy,
+        where=where,
+      )
       if dm.base == "center":
         kw["targets"] = targets_of(labels)
       else:

@@ -38,30 +38,44 @@ def make_sources(cfg):
   d = cfg.data
   if d.name in ("nuswide_21", "coco"):
     fn = _photo_transform(int(d.image_size))
-    srcs = {k: vdata.MappedSource(vdata.load(f"vj_hashing_image_list/{d.name}", k,
-                                             data_dir=d.data_dir or None,
-                                             manual_dir=d.image_list_dir or None), fn)
-            for k in ("query", "train", "database")}
+    srcs = {
+      k: vdata.MappedSource(
+        vdata.load(
+          f"vj_hashing_image_list/{d.name}",
+          k,
+          data_dir=d.data_dir or None,
+          manual_dir=d.image_list_dir or None,
+        ),
+        fn,
+      )
+      for k in ("query", "train", "database")
+    }
     return srcs, NUM_CLASSES[d.name]
-  kw = dict(num_query_per_class=d.num_query_per_class, num_train_per_class=d.num_train_per_class,
-            seed=cfg.seed)
+  kw = dict(
+    num_query_per_class=d.num_query_per_class,
+    num_train_per_class=d.num_train_per_class,
+    seed=cfg.seed,
+  )
   if d.name == "synthetic":
     src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
     return vdata.array_hashing_sources(src.arrays["image"], src.arrays["label"], **kw), 10
   if d.name == "fashion_mnist":
-    return vdata.fashion_mnist_hashing_sources(data_dir=d.data_dir or None,
-                                               manual_dir=d.manual_dir or None, **kw), 10
+    return vdata.fashion_mnist_hashing_sources(
+      data_dir=d.data_dir or None, manual_dir=d.manual_dir or None, **kw
+    ), 10
   if d.name == "cifar10":
-    return vdata.cifar10_hashing_sources(data_dir=d.data_dir or None,
-                                         manual_dir=d.cifar10_dir or None, **kw), 10
+    return vdata.cifar10_hashing_sources(
+      data_dir=d.data_dir or None, manual_dir=d.cifar10_dir or None, **kw
+    ), 10
   raise ValueError(f"unknown data.name {d.name!r}; valid: {', '.join(NUM_CLASSES)}")
 
 
 def _backbone(cfg):
   m = cfg.model
   if m.name == "convnet":
-    return get_model("convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden,
-                     conv_impl=m.conv_impl)
+    return get_model(
+      "convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden, conv_impl=m.conv_impl
+    )
   return get_model(m.name, num_classes=None, stem="cifar", conv_impl=m.conv_impl)
 
 
@@ -82,8 +96,12 @@ def run(cfg, workdir, *, progress=True):
   eval_src = vdata.ConcatSource(query, db)
   print(f"dmuh: {len(query)} query / {len(train_src)} train / {len(db)} database images")
   summarize = retrieval_summary(len(query), topk=cfg.eval.topk, radius=cfg.eval.radius)
-  train_ds = vdata.train_dataset(train_src, global_batch_size=cfg.data.global_batch_size,
-                                 seed=cfg.seed, transform=flip_transform if cfg.data.flip else None)
+  train_ds = vdata.train_dataset(
+    train_src,
+    global_batch_size=cfg.data.global_batch_size,
+    seed=cfg.seed,
+    transform=flip_transform if cfg.data.flip else None,
+  )
   eval_data = lambda: vdata.eval_batches(eval_src, global_batch_size=cfg.data.eval_batch_size)
   results = {}
   for bits in cfg.bits:
@@ -96,14 +114,21 @@ def run(cfg, workdir, *, progress=True):
         print(f"   {bits} bits / {method}: done earlier, skipped")
         continue
       print(f"-- {bits} bits / {method}")
-      task = hashing_task(_backbone(cfg), method=method, num_bits=int(bits), num_classes=num_classes,
-                          cfg=cfg, seed=cfg.seed)
+      task = hashing_task(
+        _backbone(cfg),
+        method=method,
+        num_bits=int(bits),
+        num_classes=num_classes,
+        cfg=cfg,
+        seed=cfg.seed,
+      )
       task = dataclasses.replace(task, summarize=summarize)
       run_cfg = cfg.copy_and_resolve_references()
       with run_cfg.unlocked():
         run_cfg.method, run_cfg.num_bits = method, int(bits)
       results.setdefault(str(bits), {})[method] = train_and_evaluate(
-        run_cfg, wd, task, train_ds, eval_data, progress=progress)
+        run_cfg, wd, task, train_ds, eval_data, progress=progress
+      )
   save_json(os.path.join(workdir, "results.json"), results)
   plot_uncertainty(workdir, cfg, os.path.join(workdir, "bit_uncertainty.png"))
   return results
@@ -112,14 +137,24 @@ def run(cfg, workdir, *, progress=True):
 def format_table(results, radius=2) -> str:
   methods = sorted({m for r in results.values() for m in r})
   bits = sorted(results, key=int)
-  lines = ["| method | " + " | ".join(f"mAP@all {b} bits" for b in bits) + " | "
-           + " | ".join(f"P@H<={radius} {b} bits" for b in bits) + " |",
-           "|---|" + "---|" * (2 * len(bits))]
+  lines = [
+    "| method | "
+    + " | ".join(f"mAP@all {b} bits" for b in bits)
+    + " | "
+    + " | ".join(f"P@H<={radius} {b} bits" for b in bits)
+    + " |",
+    "|---|" + "---|" * (2 * len(bits)),
+  ]
   for m in methods:
     maps = [results[b].get(m, {}).get("eval", {}).get("map", float("nan")) for b in bits]
     phs = [results[b].get(m, {}).get("eval", {}).get(f"p_at_h{radius}", float("nan")) for b in bits]
-    lines.append(f"| {m} | " + " | ".join(f"{v:.4f}" for v in maps) + " | "
-                 + " | ".join(f"{v:.4f}" for v in phs) + " |")
+    lines.append(
+      f"| {m} | "
+      + " | ".join(f"{v:.4f}" for v in maps)
+      + " | "
+      + " | ".join(f"{v:.4f}" for v in phs)
+      + " |"
+    )
   return "\n".join(lines)
 
 
@@ -132,8 +167,11 @@ def plot_uncertainty(workdir, cfg, path):
 
   panels = []
   for bits in cfg.bits:
-    rows = [r for r in read_metrics(os.path.join(workdir, f"{bits}bits", "dmuh", "metrics.jsonl"))
-            if r["split"] == "train" and "ubit_00" in r]
+    rows = [
+      r
+      for r in read_metrics(os.path.join(workdir, f"{bits}bits", "dmuh", "metrics.jsonl"))
+      if r["split"] == "train" and "ubit_00" in r
+    ]
     if rows:
       mat = np.array([[r[f"ubit_{k:02d}"] for k in range(int(bits))] for r in rows]).T
       panels.append((bits, [r["step"] for r in rows], mat))
@@ -141,8 +179,13 @@ def plot_uncertainty(workdir, cfg, path):
     return
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
   for ax, (bits, steps, mat) in zip(axes[0], panels):
-    im = ax.imshow(mat, aspect="auto", origin="lower", cmap="magma",
-                   extent=(steps[0], steps[-1], -0.5, int(bits) - 0.5))
+    im = ax.imshow(
+      mat,
+      aspect="auto",
+      origin="lower",
+      cmap="magma",
+      extent=(steps[0], steps[-1], -0.5, int(bits) - 0.5),
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("bit")
     ax.set_title(f"DMUH bit uncertainty |h - h_ema|, {bits} bits")

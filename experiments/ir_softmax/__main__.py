@@ -19,8 +19,10 @@ def main(argv=None):
   results = train.run(cfg, args.workdir)
   print()
   print(train.format_table(results))
-  print(f"Total wall time: {(time.time() - t0) / 60:.1f} min. Outputs in {args.workdir}: "
-        f"results.json, weight_center_angle.png, <setting>/<method>/(summary.json, curves.png)")
+  print(
+    f"Total wall time: {(time.time() - t0) / 60:.1f} min. Outputs in {args.workdir}: "
+    f"results.json, weight_center_angle.png, <setting>/<method>/(summary.json, curves.png)"
+  )
   print(f"Diagnostic plot: {os.path.join(args.workdir, 'weight_center_angle.png')}")
 
 

@@ -28,38 +28,77 @@ import ml_collections
 
 PRESETS = ("smoke", "default", "paper")
 
-METHODS = ("softmax", "a_softmax", "am_softmax", "arcface", "ir_a_softmax", "ir_am_softmax",
-           "ir_arcface")
+METHODS = (
+  "softmax",
+  "a_softmax",
+  "am_softmax",
+  "arcface",
+  "ir_a_softmax",
+  "ir_am_softmax",
+  "ir_arcface",
+)
 
 
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
   cfg.methods = ",".join(METHODS)
-  cfg.settings = "closed,open"     # closed = long-tailed Fashion-MNIST, open = pseudo-identities
-  cfg.closed = ml_collections.ConfigDict(dict(
-    imbalance_ratios=(100.0,), data_dir="", manual_dir="", max_test=0, num_steps=300))
-  cfg.open = ml_collections.ConfigDict(dict(
-    image_size=28, train_fraction=0.7, n_max=60, imbalance_ratio=10.0, test_samples=10,
-    num_folds=10, pairs_per_fold=300, far=0.01, num_steps=300))
-  cfg.paper = ml_collections.ConfigDict(dict(
-    train_dir="",     # CASIA-WebFace-style <identity>/<image>.jpg (aligned faces)
-    lfw_dir="",       # lfw/<Name>/<Name>_0001.jpg + pairs.txt (aligned like the train set)
-    market_dir="",    # Market-1501: bounding_box_train / query / bounding_box_test
-    data_dir="", image_size=112, num_steps=28000))
+  cfg.settings = "closed,open"  # closed = long-tailed Fashion-MNIST, open = pseudo-identities
+  cfg.closed = ml_collections.ConfigDict(
+    dict(imbalance_ratios=(100.0,), data_dir="", manual_dir="", max_test=0, num_steps=300)
+  )
+  cfg.open = ml_collections.ConfigDict(
+    dict(
+      image_size=28,
+      train_fraction=0.7,
+      n_max=60,
+      imbalance_ratio=10.0,
+      test_samples=10,
+      num_folds=10,
+      pairs_per_fold=300,
+      far=0.01,
+      num_steps=300,
+    )
+  )
+  cfg.paper = ml_collections.ConfigDict(
+    dict(
+      train_dir="",  # CASIA-WebFace-style <identity>/<image>.jpg (aligned faces)
+      lfw_dir="",  # lfw/<Name>/<Name>_0001.jpg + pairs.txt (aligned like the train set)
+      market_dir="",  # Market-1501: bounding_box_train / query / bounding_box_test
+      data_dir="",
+      image_size=112,
+      num_steps=28000,
+    )
+  )
   cfg.data = ml_collections.ConfigDict(dict(global_batch_size=64, eval_batch_size=500))
-  cfg.model = ml_collections.ConfigDict(dict(
-    name="convnet", widths=(16, 16, 32, 32), hidden=128, embed_dim=64, conv_impl="auto"))
-  cfg.loss = ml_collections.ConfigDict(dict(
-    am_scale=16.0, am_margin=0.35,
-    arc_scale=16.0, arc_margin=0.3,
-    a_margin=4, a_lambda_base=1000.0, a_lambda_gamma=0.5, a_lambda_min=5.0,
-    normface_scale=16.0,
-    center_momentum=0.9, center_warmup_steps=50))
-  cfg.optim = ml_collections.ConfigDict(dict(
-    name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=30, grad_clip=5.0))
-  cfg.train = ml_collections.ConfigDict(dict(
-    num_steps=0, log_every=25, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=4))
+  cfg.model = ml_collections.ConfigDict(
+    dict(name="convnet", widths=(16, 16, 32, 32), hidden=128, embed_dim=64, conv_impl="auto")
+  )
+  cfg.loss = ml_collections.ConfigDict(
+    dict(
+      am_scale=16.0,
+      am_margin=0.35,
+      arc_scale=16.0,
+      arc_margin=0.3,
+      a_margin=4,
+      a_lambda_base=1000.0,
+      a_lambda_gamma=0.5,
+      a_lambda_min=5.0,
+      normface_scale=16.0,
+      center_momentum=0.9,
+      center_warmup_steps=50,
+    )
+  )
+  cfg.optim = ml_collections.ConfigDict(
+    dict(
+      name="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", warmup_steps=30, grad_clip=5.0
+    )
+  )
+  cfg.train = ml_collections.ConfigDict(
+    dict(
+      num_steps=0, log_every=25, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=4
+    )
+  )
   cfg.mesh = ml_collections.ConfigDict(dict(model=1))
   if preset == "smoke":
     cfg.methods = "softmax,ir_am_softmax"

@@ -17,20 +17,39 @@ from PIL import Image
 
 from vision_jax import data as vdata
 
-_NATURAL = ("astronaut", "camera", "coffee", "chelsea", "rocket", "immunohistochemistry",
-            "moon", "page", "text", "coins", "horse", "hubble_deep_field", "motorcycle_left",
-            "retina", "cat", "brick", "grass", "gravel")
+_NATURAL = (
+  "astronaut",
+  "camera",
+  "coffee",
+  "chelsea",
+  "rocket",
+  "immunohistochemistry",
+  "moon",
+  "page",
+  "text",
+  "coins",
+  "horse",
+  "hubble_deep_field",
+  "motorcycle_left",
+  "retina",
+  "cat",
+  "brick",
+  "grass",
+  "gravel",
+)
 
 
 def fashion_mnist_arrays(split: str, *, data_dir=None, manual_dir=None):
   """Decodes a Fashion-MNIST split (TFDS array_record source) into in-memory uint8 arrays."""
   src = vdata.materialize(
-    vdata.fashion_mnist(split, data_dir=data_dir or None, manual_dir=manual_dir or None))
+    vdata.fashion_mnist(split, data_dir=data_dir or None, manual_dir=manual_dir or None)
+  )
   return src.arrays["image"].astype(np.uint8), src.arrays["label"].astype(np.int32)
 
 
-def long_tailed_fashion_mnist(imbalance_ratio: float, *, seed: int = 0, data_dir=None,
-                              manual_dir=None, max_test: int = 0):
+def long_tailed_fashion_mnist(
+  imbalance_ratio: float, *, seed: int = 0, data_dir=None, manual_dir=None, max_test: int = 0
+):
   """``(train ArraySource, test ArraySource, class_counts [10])`` for one imbalance ratio."""
   x, y = fashion_mnist_arrays("train", data_dir=data_dir, manual_dir=manual_dir)
   xt, yt = fashion_mnist_arrays("test", data_dir=data_dir, manual_dir=manual_dir)
@@ -38,8 +57,11 @@ def long_tailed_fashion_mnist(imbalance_ratio: float, *, seed: int = 0, data_dir
   if max_test:
     xt, yt = xt[:max_test], yt[:max_test]
   counts = np.bincount(y[idx], minlength=10)
-  return (vdata.ArraySource({"image": x[idx], "label": y[idx]}),
-          vdata.ArraySource({"image": xt, "label": yt}), counts)
+  return (
+    vdata.ArraySource({"image": x[idx], "label": y[idx]}),
+    vdata.ArraySource({"image": xt, "label": yt}),
+    counts,
+  )
 
 
 def _base_images(size: int = 40) -> list[np.ndarray]:
@@ -69,18 +91,27 @@ def _augment(base: np.ndarray, rng: np.random.Generator, out: int) -> np.ndarray
   s = rng.uniform(0.7, 0.95)
   ch, cw = max(int(h * s), 4), max(int(w * s), 4)
   y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-  crop = base[y0:y0 + ch, x0:x0 + cw]
+  crop = base[y0 : y0 + ch, x0 : x0 + cw]
   if rng.random() < 0.5:
     crop = crop[:, ::-1]
-  img = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8)).resize((out, out), Image.BILINEAR)
+  img = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8)).resize(
+    (out, out), Image.BILINEAR
+  )
   a = np.asarray(img, np.float64) / 255.0
   a = (a - a.mean()) * rng.uniform(0.7, 1.3) + a.mean() + rng.uniform(-0.15, 0.15)
   a = a + rng.normal(0, 0.04, a.shape)
   return (np.clip(a, 0, 1) * 255).astype(np.uint8)[..., None]
 
 
-def pseudo_identities(*, image_size: int = 28, train_fraction: float = 0.7, n_max: int = 60,
-                      imbalance_ratio: float = 10.0, test_samples: int = 10, seed: int = 0):
+def pseudo_identities(
+  *,
+  image_size: int = 28,
+  train_fraction: float = 0.7,
+  n_max: int = 60,
+  imbalance_ratio: float = 10.0,
+  test_samples: int = 10,
+  seed: int = 0,
+):
   """Open-set pseudo-identity data.
 
   Identities are shuffled (seeded); the first ``train_fraction`` are training classes whose
@@ -96,7 +127,9 @@ def pseudo_identities(*, image_size: int = 28, train_fraction: float = 0.7, n_ma
   order = rng.permutation(len(bases))
   k_train = int(round(train_fraction * len(bases)))
   train_ids, test_ids = order[:k_train], order[k_train:]
-  counts = vdata.long_tailed_counts(n_max, k_train, imbalance_ratio) if k_train > 1 else np.array([n_max])
+  counts = (
+    vdata.long_tailed_counts(n_max, k_train, imbalance_ratio) if k_train > 1 else np.array([n_max])
+  )
   xs, ys = [], []
   for c, b in enumerate(train_ids):
     for _ in range(int(counts[c])):
@@ -112,8 +145,9 @@ def pseudo_identities(*, image_size: int = 28, train_fraction: float = 0.7, n_ma
   return train, test, counts
 
 
-def verification_pairs(labels: np.ndarray, *, num_folds: int = 10, pairs_per_fold: int = 300,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def verification_pairs(
+  labels: np.ndarray, *, num_folds: int = 10, pairs_per_fold: int = 300, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """LFW-style pairs: per fold ``pairs_per_fold`` positive and as many negative pairs.
 
   Returns:

@@ -25,33 +25,46 @@ def method_spec(method: str, cfg) -> tuple[str, bool, dict]:
   kw = {
     "softmax": {},
     "normface": dict(scale=lc.normface_scale),
-    "a_softmax": dict(margin=int(lc.a_margin), lambda_schedule=dict(
-      base=lc.a_lambda_base, gamma=lc.a_lambda_gamma, lambda_min=lc.a_lambda_min)),
+    "a_softmax": dict(
+      margin=int(lc.a_margin),
+      lambda_schedule=dict(
+        base=lc.a_lambda_base, gamma=lc.a_lambda_gamma, lambda_min=lc.a_lambda_min
+      ),
+    ),
     "am_softmax": dict(scale=lc.am_scale, margin=lc.am_margin),
     "arcface": dict(scale=lc.arc_scale, margin=lc.arc_margin),
   }
   if base not in kw:
     raise ValueError(f"unknown method {method!r}; valid: {', '.join(kw)} and ir_<name>")
   if ir and base in ("softmax", "normface"):
-    raise ValueError(f"{method!r}: IR applies to the angular-margin losses (a_softmax, am_softmax, arcface)")
+    raise ValueError(
+      f"{method!r}: IR applies to the angular-margin losses (a_softmax, am_softmax, arcface)"
+    )
   return base, ir, kw[base]
 
 
 def _backbone(cfg):
   m = cfg.model
   if m.name == "convnet":
-    return get_model("convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden,
-                     conv_impl=m.conv_impl)
+    return get_model(
+      "convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden, conv_impl=m.conv_impl
+    )
   return get_model(m.name, num_classes=None, conv_impl=m.conv_impl)
 
 
 def _task(cfg, num_classes, method):
   base, ir, kw = method_spec(method, cfg)
   backbone = _backbone(cfg)
-  return margin_softmax_task(backbone, num_classes=num_classes, embed_dim=cfg.model.embed_dim,
-                             loss=base, ir=ir, loss_kwargs=kw,
-                             center_momentum=cfg.loss.center_momentum,
-                             center_warmup_steps=cfg.loss.center_warmup_steps), ir
+  return margin_softmax_task(
+    backbone,
+    num_classes=num_classes,
+    embed_dim=cfg.model.embed_dim,
+    loss=base,
+    ir=ir,
+    loss_kwargs=kw,
+    center_momentum=cfg.loss.center_momentum,
+    center_warmup_steps=cfg.loss.center_warmup_steps,
+  ), ir
 
 
 def closed_set_summary(counts):
@@ -59,8 +72,9 @@ def closed_set_summary(counts):
 
   def summarize(out):
     pred, label = out["pred"], out["label"]
-    per_class = np.array([np.mean(pred[label == c] == c) if np.any(label == c) else np.nan
-                          for c in range(len(counts))])
+    per_class = np.array(
+      [np.mean(pred[label == c] == c) if np.any(label == c) else np.nan for c in range(len(counts))]
+    )
     res = {"accuracy": float(np.mean(pred == label))}
     for g, ids in groups.items():
       res[f"{g}_accuracy"] = float(np.nanmean(per_class[ids]))
@@ -72,8 +86,9 @@ def closed_set_summary(counts):
 def open_set_summary(test_labels, cfg):
   from vision_jax.metrics import verification as V
 
-  a, b, same = ird.verification_pairs(test_labels, num_folds=cfg.open.num_folds,
-                                      pairs_per_fold=cfg.open.pairs_per_fold, seed=cfg.seed)
+  a, b, same = ird.verification_pairs(
+    test_labels, num_folds=cfg.open.num_folds, pairs_per_fold=cfg.open.pairs_per_fold, seed=cfg.seed
+  )
   fold = np.repeat(np.arange(cfg.open.num_folds), 2 * cfg.open.pairs_per_fold)
 
   def summarize(out):
@@ -82,8 +97,11 @@ def open_set_summary(test_labels, cfg):
     scores = np.sum(emb[a] * emb[b], axis=-1)
     acc = V.kfold_verification_accuracy(scores, same, folds=fold)
     tar = V.tar_at_far(scores, same, cfg.open.far)
-    return {"verification_accuracy": float(acc.accuracy), "verification_std": float(acc.std),
-            f"tar_at_far_{cfg.open.far:g}": float(tar)}
+    return {
+      "verification_accuracy": float(acc.accuracy),
+      "verification_std": float(acc.std),
+      f"tar_at_far_{cfg.open.far:g}": float(tar),
+    }
 
   return summarize
 
@@ -133,17 +151,27 @@ def real_setting(setting: str, cfg):
       scores = np.sum(emb[i1] * emb[i2], axis=-1)
       acc = kfold_verification_accuracy(scores, same, folds=fold)
       tars = tar_at_far(scores, same, [1e-3, 1e-2])
-      return {"lfw_accuracy": float(acc.accuracy), "lfw_std": float(acc.std),
-              "tar_at_far_0.001": float(tars[0]), "tar_at_far_0.01": float(tars[1])}
+      return {
+        "lfw_accuracy": float(acc.accuracy),
+        "lfw_std": float(acc.std),
+        "tar_at_far_0.001": float(tars[0]),
+        "tar_at_far_0.01": float(tars[1]),
+      }
 
-    return train, _face_transform(size, True), vdata.MappedSource(images, lambda ex: _face_transform(size, False)(ex, None)), \
-      num_classes, summarize
+    return (
+      train,
+      _face_transform(size, True),
+      vdata.MappedSource(images, lambda ex: _face_transform(size, False)(ex, None)),
+      num_classes,
+      summarize,
+    )
   if setting == "market":
     train = vdata.load("vj_market1501", "train", manual_dir=pc.market_dir or None, **kw)
     query = vdata.load("vj_market1501", "query", manual_dir=pc.market_dir or None, **kw)
     gallery = vdata.load("vj_market1501", "gallery", manual_dir=pc.market_dir or None, **kw)
-    meta = lambda src: np.array([(int(e["pid"]), int(e["camid"]))
-                                 for e in src.__getitems__(list(range(len(src))))]).reshape(-1, 2)
+    meta = lambda src: np.array(
+      [(int(e["pid"]), int(e["camid"])) for e in src.__getitems__(list(range(len(src))))]
+    ).reshape(-1, 2)
     qm, gm = meta(query), meta(gallery)
     num_classes = int(train[len(train) - 1]["label"]) + 1  # relabelled 0..K-1 in pid order
     nq = len(query)
@@ -152,32 +180,49 @@ def real_setting(setting: str, cfg):
       emb = out["embedding"]
       dist = 1.0 - emb[:nq] @ emb[nq:].T
       res = reid_cmc_map(dist, qm[:, 0], gm[:, 0], qm[:, 1], gm[:, 1])
-      return {"rank1": float(res.cmc[0]), "rank5": float(res.cmc[min(4, len(res.cmc) - 1)]),
-              "mAP": float(res.mAP)}
+      return {
+        "rank1": float(res.cmc[0]),
+        "rank5": float(res.cmc[min(4, len(res.cmc) - 1)]),
+        "mAP": float(res.mAP),
+      }
 
     relabel = lambda ex: dict(ex, label=ex["pid"])
-    eval_src = vdata.MappedSource(vdata.ConcatSource(query, gallery),
-                                  lambda ex: _face_transform(size, False)(relabel(ex), None))
+    eval_src = vdata.MappedSource(
+      vdata.ConcatSource(query, gallery), lambda ex: _face_transform(size, False)(relabel(ex), None)
+    )
     return train, _face_transform(size, True), eval_src, num_classes, summarize
   raise ValueError(f"unknown real-data setting {setting!r}; valid: lfw, market")
 
 
-def run_one(cfg, workdir, setting, method, train_src, test_src, num_classes, summarize, progress,
-            transform=None):
+def run_one(
+  cfg,
+  workdir,
+  setting,
+  method,
+  train_src,
+  test_src,
+  num_classes,
+  summarize,
+  progress,
+  transform=None,
+):
   task, ir = _task(cfg, num_classes, method)
   task = dataclasses.replace(task, summarize=summarize)
   steps = {"closed": cfg.closed.num_steps, "open": cfg.open.num_steps}.get(
-    setting.split("_")[0], cfg.paper.num_steps)
+    setting.split("_")[0], cfg.paper.num_steps
+  )
   run_cfg = cfg.copy_and_resolve_references()
   with run_cfg.unlocked():
     run_cfg.train.num_steps = int(steps)
     run_cfg.method = method
     run_cfg.setting = setting
-  train_ds = vdata.train_dataset(train_src, global_batch_size=cfg.data.global_batch_size,
-                                 seed=cfg.seed, transform=transform)
+  train_ds = vdata.train_dataset(
+    train_src, global_batch_size=cfg.data.global_batch_size, seed=cfg.seed, transform=transform
+  )
   eval_data = lambda: vdata.eval_batches(test_src, global_batch_size=cfg.data.eval_batch_size)
-  summary, state = train_and_evaluate(run_cfg, workdir, task, train_ds, eval_data,
-                                      progress=progress, return_state=True)
+  summary, state = train_and_evaluate(
+    run_cfg, workdir, task, train_ds, eval_data, progress=progress, return_state=True
+  )
   w, c = head_weights_and_centers(state, ir=ir)
   angles = np.asarray(weight_center_angles(w, c))
   summary["weight_center_angle_deg"] = angles.tolist()
@@ -205,7 +250,7 @@ def run(cfg, workdir, *, progress=True):
       train_src, transform, test_src, num_classes, summarize = real_setting(setting, cfg)
       counts = np.zeros(num_classes, np.int64)
     elif setting.startswith("closed"):
-      ratio = float(setting[len("closed_lt"):])
+      ratio = float(setting[len("closed_lt") :])
       if cfg.preset == "smoke":
         src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
         y = src.arrays["label"]
@@ -215,22 +260,35 @@ def run(cfg, workdir, *, progress=True):
         counts = np.bincount(y[idx], minlength=10)
       else:
         train_src, test_src, counts = ird.long_tailed_fashion_mnist(
-          ratio, seed=cfg.seed, data_dir=cfg.closed.data_dir, manual_dir=cfg.closed.manual_dir,
-          max_test=cfg.closed.max_test)
+          ratio,
+          seed=cfg.seed,
+          data_dir=cfg.closed.data_dir,
+          manual_dir=cfg.closed.manual_dir,
+          max_test=cfg.closed.max_test,
+        )
       summarize = closed_set_summary(counts)
       num_classes = 10
     else:
       oc = cfg.open
       train_src, test_src, counts = ird.pseudo_identities(
-        image_size=oc.image_size, train_fraction=oc.train_fraction, n_max=oc.n_max,
-        imbalance_ratio=oc.imbalance_ratio, test_samples=oc.test_samples, seed=cfg.seed)
+        image_size=oc.image_size,
+        train_fraction=oc.train_fraction,
+        n_max=oc.n_max,
+        imbalance_ratio=oc.imbalance_ratio,
+        test_samples=oc.test_samples,
+        seed=cfg.seed,
+      )
       summarize = open_set_summary(test_src.arrays["label"], cfg)
       num_classes = len(counts)
     if transform is not None and len(train_src) <= 200_000:
-      counts = np.bincount([int(e["label"]) for e in train_src.__getitems__(list(range(len(train_src))))],
-                           minlength=num_classes)
-    print(f"== {setting}: {len(train_src)} train examples over {num_classes} classes "
-          f"(largest {int(max(counts))}, smallest {int(min(counts))}), {len(test_src)} test")
+      counts = np.bincount(
+        [int(e["label"]) for e in train_src.__getitems__(list(range(len(train_src))))],
+        minlength=num_classes,
+      )
+    print(
+      f"== {setting}: {len(train_src)} train examples over {num_classes} classes "
+      f"(largest {int(max(counts))}, smallest {int(min(counts))}), {len(test_src)} test"
+    )
     results[setting] = {"class_counts": np.asarray(counts).tolist(), "methods": {}}
     for method in methods:
       wd = os.path.join(workdir, setting, method)
@@ -244,8 +302,17 @@ def run(cfg, workdir, *, progress=True):
           continue
       print(f"-- {setting} / {method}")
       results[setting]["methods"][method] = run_one(
-        cfg, wd, setting, method, train_src, test_src, num_classes, summarize, progress,
-        transform=transform)
+        cfg,
+        wd,
+        setting,
+        method,
+        train_src,
+        test_src,
+        num_classes,
+        summarize,
+        progress,
+        transform=transform,
+      )
   save_json(os.path.join(workdir, "results.json"), results)
   plot_angles(results, os.path.join(workdir, "weight_center_angle.png"))
   return results
@@ -261,8 +328,10 @@ def format_table(results) -> str:
     head = "| method | " + " | ".join(keys) + " | mean W–centre angle (deg) |"
     lines += [f"### {setting}", head, "|" + "---|" * (len(keys) + 2)]
     for m, s in ms.items():
-      vals = " | ".join(f"{100 * s['eval'][k]:.2f} %" if "std" not in k else f"{100 * s['eval'][k]:.2f}"
-                        for k in keys)
+      vals = " | ".join(
+        f"{100 * s['eval'][k]:.2f} %" if "std" not in k else f"{100 * s['eval'][k]:.2f}"
+        for k in keys
+      )
       lines.append(f"| {m} | {vals} | {np.mean(s['weight_center_angle_deg']):.1f} |")
     lines.append("")
   return "\n".join(lines)

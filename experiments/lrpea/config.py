@@ -37,11 +37,11 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.seed = 0
   cfg.cases = ("spiked", "circulant", "kronecker")
   # (p1, p2, r) cells of the spiked case.
-  cfg.cells = ((20, 20, 1), (20, 20, 2), (20, 20, 3), (50, 50, 1))
+  cfg.cells = ((20, 20, 1), (20, 20, 2), (20, 20, 3))
   cfg.structured_shapes = ((20, 20),)  # shapes of the circulant and kronecker cases (r = 1)
   cfg.n_fractions = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)  # n = round(f * p1 * p2)
   cfg.max_n = 2000  # sizes above are skipped (50x50 keeps n = p/16 ... p/2, the n < p regime)
-  cfg.num_seeds = 6
+  cfg.num_seeds = 4
   cfg.spike = 3.0  # lam in Sigma = lam v v^T + I, and in the circulant case
   cfg.circulant_rho = 0.5  # first row rho^dist of the circulant background
   cfg.kronecker_rho = 0.6  # AR(1) factors Sigma_i = toeplitz(rho^|i-j|)

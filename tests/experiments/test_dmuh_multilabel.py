@@ -22,10 +22,21 @@ def test_nuswide_list_format_runs(tmp_path):
       y[rng.choice(21, 1 + i % 2, replace=False)] = 1
       lines.append(rel + " " + " ".join(map(str, y)))
     (d / f"{split}.txt").write_text("\n".join(lines) + "\n")
-  cfg = load_config("dmuh", "smoke", {
-    "data.name": "nuswide_21", "data.image_list_dir": str(d), "data.data_dir": str(tmp_path / "tfds"),
-    "data.image_size": "16", "data.global_batch_size": "8", "data.eval_batch_size": "8",
-    "methods": "dmuh", "eval.topk": "10", "train.num_steps": "2"})
+  cfg = load_config(
+    "dmuh",
+    "smoke",
+    {
+      "data.name": "nuswide_21",
+      "data.image_list_dir": str(d),
+      "data.data_dir": str(tmp_path / "tfds"),
+      "data.image_size": "16",
+      "data.global_batch_size": "8",
+      "data.eval_batch_size": "8",
+      "methods": "dmuh",
+      "eval.topk": "10",
+      "train.num_steps": "2",
+    },
+  )
   results = train.run(cfg, str(tmp_path / "run"), progress=False)
   ev = results["16"]["dmuh"]["eval"]
   assert 0.0 <= ev["map"] <= 1.0 and 0.0 <= ev["p_at_h2"] <= 1.0

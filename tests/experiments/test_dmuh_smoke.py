@@ -16,8 +16,11 @@ def test_smoke_preset_runs(tmp_path):
   for m, s in results["16"].items():
     ev = s["eval"]
     assert 0.0 < ev["map"] <= 1.0 and 0.0 <= ev["p_at_h2"] <= 1.0, (m, ev)
-  rows = [r for r in read_metrics(str(tmp_path / "16bits" / "dmuh" / "metrics.jsonl"))
-          if r["split"] == "train"]
+  rows = [
+    r
+    for r in read_metrics(str(tmp_path / "16bits" / "dmuh" / "metrics.jsonl"))
+    if r["split"] == "train"
+  ]
   u = np.array([[r[f"ubit_{k:02d}"] for k in range(16)] for r in rows])
   assert u.shape[1] == 16 and np.all(u >= 0)
   # The momentum network starts as a copy: uncertainty at step 1 is tiny (BN train vs eval

@@ -67,7 +67,9 @@ def test_checkpoint_written_on_8_restores_on_1(tmp_path, num_devices):
   tree = {"w": jnp.arange(32.0).reshape(8, 4), "b": jnp.ones(3)}
   sh8 = {"w": NamedSharding(mesh8, P("model")), "b": NamedSharding(mesh8, P())}
   tree8 = jax.device_put(tree, sh8)
-  assert len(tree8["w"].addressable_shards) == 8 and tree8["w"].addressable_shards[0].data.shape == (4, 4)
+  assert len(tree8["w"].addressable_shards) == 8 and tree8["w"].addressable_shards[
+    0
+  ].data.shape == (4, 4)
   ck = Checkpointer(str(tmp_path / "ck"))
   ck.save(5, tree8, {"note": "x"}, wait=True)
   mesh1 = make_mesh(devices=jax.devices()[:1])
@@ -93,7 +95,9 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path):
       if not f.startswith("_"):
         os.remove(os.path.join(root, f))
   target = jax.eval_shape(lambda t: t, tree)
-  target = abstract_with_shardings(target, jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), tree))
+  target = abstract_with_shardings(
+    target, jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), tree)
+  )
   with pytest.warns(RuntimeWarning, match="step 2"):
     restored, _, step = ck.restore_latest(target)
   ck.close()
@@ -144,9 +148,20 @@ def _final_params(workdir, step):
 
 def _run_toy(workdir, steps, sleep=0.0, wait=True):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=REPO)
-  cmd = [sys.executable, "-m", "tests.train.toy", "--workdir", workdir, "--steps", str(steps),
-         "--sleep", str(sleep)]
-  p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  cmd = [
+    sys.executable,
+    "-m",
+    "tests.train.toy",
+    "--workdir",
+    workdir,
+    "--steps",
+    str(steps),
+    "--sleep",
+    str(sleep),
+  ]
+  p = subprocess.Popen(
+    cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
   if wait:
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out

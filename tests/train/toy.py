@@ -36,17 +36,19 @@ class ToyData:
     h = self.size // 2
     for i, y in enumerate(labels):
       r, c = divmod(int(y), 2)
-      img[i, r * h:(r + 1) * h, c * h:(c + 1) * h] += 150
+      img[i, r * h : (r + 1) * h, c * h : (c + 1) * h] += 150
     return {"image": img, "label": labels.astype(np.int32)}
 
   def eval_batches(self, n=40, batch_size=16):
     parts = [self[10_000 + i] for i in range(-(-n // self.batch_size))]
     data = {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
     for i in range(0, n, batch_size):
-      chunk = {k: v[i:i + batch_size] for k, v in data.items()}
+      chunk = {k: v[i : i + batch_size] for k, v in data.items()}
       m = len(chunk["label"])
       pad = batch_size - m
-      chunk = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in chunk.items()}
+      chunk = {
+        k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in chunk.items()
+      }
       chunk["mask"] = np.arange(batch_size) < m
       yield chunk
 
@@ -54,12 +56,20 @@ class ToyData:
 def toy_config(num_steps=6, **train):
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
-  cfg.train = ml_collections.ConfigDict(dict(
-    num_steps=num_steps, log_every=1, eval_every=0, checkpoint_every=2, keep_checkpoints=10,
-    prefetch=2))
+  cfg.train = ml_collections.ConfigDict(
+    dict(
+      num_steps=num_steps,
+      log_every=1,
+      eval_every=0,
+      checkpoint_every=2,
+      keep_checkpoints=10,
+      prefetch=2,
+    )
+  )
   cfg.train.update(train)
-  cfg.optim = ml_collections.ConfigDict(dict(name="sgd", lr=0.1, momentum=0.9, schedule="cosine",
-                                             warmup_steps=1, weight_decay=1e-4))
+  cfg.optim = ml_collections.ConfigDict(
+    dict(name="sgd", lr=0.1, momentum=0.9, schedule="cosine", warmup_steps=1, weight_decay=1e-4)
+  )
   return cfg
 
 
@@ -76,10 +86,12 @@ def main():
 
   data = ToyData()
   if a.sleep:
+
     class Slow(ToyData):
       def __getitem__(self, t):
         time.sleep(a.sleep)
         return super().__getitem__(t)
+
     data = Slow()
   task = classification_task(ToyNet(), num_classes=4)
   out = train_and_evaluate(toy_config(a.steps), a.workdir, task, data, progress=False)

@@ -6,9 +6,18 @@ from vision_jax.utils import ConfigError, load_config, parse_launch_args
 
 
 def test_override_types_are_parsed():
-  cfg, args = parse_launch_args("classification", [
-    "--preset=smoke", "--workdir=/tmp/x", "--config.optim.lr=0.5", "--config.train.num_steps=3",
-    "--config.data.flip=false", "--config.model.widths=(4,4,8,8)", "--config.optim.name=sgd"])
+  cfg, args = parse_launch_args(
+    "classification",
+    [
+      "--preset=smoke",
+      "--workdir=/tmp/x",
+      "--config.optim.lr=0.5",
+      "--config.train.num_steps=3",
+      "--config.data.flip=false",
+      "--config.model.widths=(4,4,8,8)",
+      "--config.optim.name=sgd",
+    ],
+  )
   assert cfg.optim.lr == 0.5 and isinstance(cfg.optim.lr, float)
   assert cfg.train.num_steps == 3 and cfg.data.flip is False
   assert tuple(cfg.model.widths) == (4, 4, 8, 8) and cfg.optim.name == "sgd"

@@ -87,7 +87,9 @@ class Checkpointer:
         log.warning("%s; falling back to the previous checkpoint", msg)
         import warnings
 
-        warnings.warn(msg + "; falling back to the previous checkpoint", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+          msg + "; falling back to the previous checkpoint", RuntimeWarning, stacklevel=2
+        )
         continue
       return out["state"], dict(out["meta"] or {}), step
     if steps:

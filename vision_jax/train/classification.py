@@ -62,15 +62,30 @@ def classification_task(
     mask = batch.get("mask")
     loss = _masked_mean(per_ex, mask)
     acc = _masked_mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32), mask)
-    return loss, {"model_state": dict(new_state), "extra": extra, "metrics": {"train_accuracy": acc}}
+    return loss, {
+      "model_state": dict(new_state),
+      "extra": extra,
+      "metrics": {"train_accuracy": acc},
+    }
 
   def eval_fn(params, model_state, extra, batch):
-    logits, _ = model.apply({"params": params, **model_state}, preprocess(batch["image"]), train=False)
-    per_ex = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label"])
-    return {"correct": jnp.argmax(logits, -1) == batch["label"], "loss": per_ex, "label": batch["label"]}
+    logits, _ = model.apply(
+      {"params": params, **model_state}, preprocess(batch["image"]), train=False
+    )
+    per_ex = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), batch["label"]
+    )
+    return {
+      "correct": jnp.argmax(logits, -1) == batch["label"],
+      "loss": per_ex,
+      "label": batch["label"],
+    }
 
   def summarize(out):
-    return {"accuracy": float(np.mean(out["correct"])), "loss": float(np.mean(out["loss"])),
-            "num_examples": float(out["correct"].shape[0])}
+    return {
+      "accuracy": float(np.mean(out["correct"])),
+      "loss": float(np.mean(out["loss"])),
+      "num_examples": float(out["correct"].shape[0]),
+    }
 
   return Task(init=init, loss_fn=loss_fn, eval_fn=eval_fn, summarize=summarize)

@@ -127,8 +127,12 @@ def margin_softmax_task(
 
   def loss_fn(params, model_state, extra, batch, rng, step):
     (z, _), new_state = net.apply(
-      {"params": params["net"], **model_state}, preprocess(batch["image"]), train=True,
-      mutable=list(model_state.keys()), rngs={"dropout": rng})
+      {"params": params["net"], **model_state},
+      preprocess(batch["image"]),
+      train=True,
+      mutable=list(model_state.keys()),
+      rngs={"dropout": rng},
+    )
     labels = batch["label"]
     where = batch.get("mask")
     w, b = weights(params, extra)
@@ -136,16 +140,22 @@ def margin_softmax_task(
     denom = jnp.sum(where) if where is not None else per_ex.shape[0]
     total = jnp.sum(per_ex) / jnp.maximum(denom, 1)
     mu = L.ir_center_momentum(step, momentum=center_momentum, warmup_steps=center_warmup_steps)
-    centers = L.update_class_centers(extra["centers"], jax.lax.stop_gradient(z), labels,
-                                     momentum=mu, where=where)
+    centers = L.update_class_centers(
+      extra["centers"], jax.lax.stop_gradient(z), labels, momentum=mu, where=where
+    )
     wn = L.l2_normalize(w)
     acc = jnp.mean((jnp.argmax(L.l2_normalize(z) @ wn.T, -1) == labels).astype(jnp.float32))
     metrics = {"train_accuracy": acc, "feature_norm": jnp.mean(jnp.linalg.norm(z, axis=-1))}
-    return total, {"model_state": dict(new_state), "extra": {"centers": centers}, "metrics": metrics}
+    return total, {
+      "model_state": dict(new_state),
+      "extra": {"centers": centers},
+      "metrics": metrics,
+    }
 
   def eval_fn(params, model_state, extra, batch):
-    z, _ = net.apply({"params": params["net"], **model_state}, preprocess(batch["image"]),
-                     train=False)
+    z, _ = net.apply(
+      {"params": params["net"], **model_state}, preprocess(batch["image"]), train=False
+    )
     w, b = weights(params, extra)
     if loss == "softmax":
       scores = z @ w.T + (b[None, :] if b is not None else 0.0)

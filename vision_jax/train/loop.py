@@ -210,8 +210,14 @@ def train_and_evaluate(
     writer.write(step, dict(res, eval_seconds=time.perf_counter() - t0), split="eval")
     return res
 
-  bar = tqdm(total=num_steps, initial=start, unit="step", disable=not (progress and is_main),
-             dynamic_ncols=True, mininterval=1.0)
+  bar = tqdm(
+    total=num_steps,
+    initial=start,
+    unit="step",
+    disable=not (progress and is_main),
+    dynamic_ncols=True,
+    mininterval=1.0,
+  )
   summary: dict[str, Any] = {"preempted": False}
   last_eval: dict[str, float] = {}
   pending = None  # (step, metrics) of the previous step, read one step late to keep dispatch async
@@ -243,14 +249,18 @@ def train_and_evaluate(
           host = check(prev_step, prev_metrics)
           if (prev_step + 1) % log_every == 0 or prev_step == start:
             writer.write(prev_step + 1, host)
-            bar.set_postfix(loss=f"{host['loss']:.4f}", lr=f"{host.get('lr', 0):.3g}", refresh=False)
+            bar.set_postfix(
+              loss=f"{host['loss']:.4f}", lr=f"{host.get('lr', 0):.3g}", refresh=False
+            )
         pending = (step, metrics)
         step += 1
         n_last += 1
         bar.update(1)
         now = time.perf_counter()
         if now - t_last > 5.0:
-          bar.set_postfix_str(f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False)
+          bar.set_postfix_str(
+            f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False
+          )
           t_last, n_last = now, 0
         if ckpt_every and step % ckpt_every == 0 and step < num_steps:
           check(*pending)  # never checkpoint a state whose last step is unchecked
@@ -261,7 +271,9 @@ def train_and_evaluate(
         if stop_event.is_set():
           check(*pending)
           ckpt.save(step, state, meta, wait=True)
-          bar.write(f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting.")
+          bar.write(
+            f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting."
+          )
           summary.update(preempted=True, step=step)
           return (summary, state) if return_state else summary
       if pending is not None:

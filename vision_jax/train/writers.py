@@ -17,8 +17,9 @@ class MetricWriter:
   was killed) are dropped, so the file never holds two values for one step.
   """
 
-  def __init__(self, workdir: str, *, resume_step: int = 0, enabled: bool = True,
-               tensorboard: bool = True):
+  def __init__(
+    self, workdir: str, *, resume_step: int = 0, enabled: bool = True, tensorboard: bool = True
+  ):
     self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._tb = None
@@ -70,7 +71,9 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
   return rows
 
 
-def plot_curves(workdir: str, out: str | None = None, keys: tuple[str, ...] | None = None) -> str | None:
+def plot_curves(
+  workdir: str, out: str | None = None, keys: tuple[str, ...] | None = None
+) -> str | None:
   """Saves ``curves.png``: train loss and every eval metric against the step."""
   rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
   if not rows:

@@ -65,7 +65,9 @@ def _parse_value(raw: str, old):
   return value
 
 
-def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, str]) -> ml_collections.ConfigDict:
+def apply_overrides(
+  cfg: ml_collections.ConfigDict, overrides: dict[str, str]
+) -> ml_collections.ConfigDict:
   """Applies ``{"a.b": "value"}`` string overrides, typed like the existing fields.
 
   Raises:
@@ -77,9 +79,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, str]) -
     if key not in valid:
       close = difflib.get_close_matches(key, valid, n=3)
       hint = f" Did you mean {', '.join(close)}?" if close else ""
-      raise ConfigError(
-        f"unknown config key {key!r}.{hint} Valid keys: {', '.join(sorted(valid))}"
-      )
+      raise ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(sorted(valid))}")
     *parents, leaf = key.split(".")
     node = cfg
     for p in parents:

@@ -9,8 +9,16 @@ import platform
 from typing import Any
 
 _PACKAGES = (
-  "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "tensorflow-datasets", "grain",
-  "ml_collections", "numpy",
+  "jax",
+  "jaxlib",
+  "flax",
+  "optax",
+  "orbax-checkpoint",
+  "chex",
+  "tensorflow-datasets",
+  "grain",
+  "ml_collections",
+  "numpy",
 )
 
 
