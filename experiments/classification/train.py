@@ -31,12 +31,6 @@ def make_sources(cfg):
   raise ValueError(f"unknown data.name {d.name!r}; valid: fashion_mnist, synthetic")
 
 
-def flip_transform(example, rng):
-  if rng.random() < 0.5:
-    example = dict(example, image=example["image"][:, ::-1])
-  return example
-
-
 def run(cfg, workdir, *, progress=True):
   train_src, test_src = make_sources(cfg)
   steps_per_epoch = len(train_src) / cfg.data.global_batch_size
@@ -47,7 +41,7 @@ def run(cfg, workdir, *, progress=True):
     train_src,
     global_batch_size=cfg.data.global_batch_size,
     seed=cfg.seed,
-    transform=flip_transform if cfg.data.flip else None,
+    transform=vdata.random_horizontal_flip if cfg.data.flip else None,
   )
   model = get_model(
     cfg.model.name,

@@ -10,7 +10,7 @@ import numpy as np
 
 from experiments.dmuh.task import METHODS, hashing_task, retrieval_summary
 from vision_jax import data as vdata
-from vision_jax.models import get_model
+from vision_jax.models import backbone_from_config
 from vision_jax.train import read_metrics, train_and_evaluate
 from vision_jax.utils import save_json
 
@@ -70,21 +70,6 @@ def make_sources(cfg):
   raise ValueError(f"unknown data.name {d.name!r}; valid: {', '.join(NUM_CLASSES)}")
 
 
-def _backbone(cfg):
-  m = cfg.model
-  if m.name == "convnet":
-    return get_model(
-      "convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden, conv_impl=m.conv_impl
-    )
-  return get_model(m.name, num_classes=None, stem="cifar", conv_impl=m.conv_impl)
-
-
-def flip_transform(example, rng):
-  if rng.random() < 0.5:
-    example = dict(example, image=example["image"][:, ::-1])
-  return example
-
-
 def run(cfg, workdir, *, progress=True):
   """Runs all bits x methods; finished runs (summary.json present) are skipped on re-run."""
   methods = [m for m in cfg.methods.split(",") if m]
@@ -100,7 +85,7 @@ def run(cfg, workdir, *, progress=True):
     train_src,
     global_batch_size=cfg.data.global_batch_size,
     seed=cfg.seed,
-    transform=flip_transform if cfg.data.flip else None,
+    transform=vdata.random_horizontal_flip if cfg.data.flip else None,
   )
   eval_data = lambda: vdata.eval_batches(eval_src, global_batch_size=cfg.data.eval_batch_size)
   results = {}
@@ -115,7 +100,7 @@ def run(cfg, workdir, *, progress=True):
         continue
       print(f"-- {bits} bits / {method}")
       task = hashing_task(
-        _backbone(cfg),
+        backbone_from_config(cfg.model),
         method=method,
         num_bits=int(bits),
         num_classes=num_classes,

@@ -122,6 +122,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     # SphereFace-style schedule: CASIA-WebFace (10,572 ids) -> LFW 6,000 pairs, and Market-1501.
     cfg.settings = "lfw,market"
     cfg.model.name = "resnet50"
+    cfg.model.stem = "imagenet"  # 7x7/2 + max-pool for 112x112 faces
     cfg.model.embed_dim = 512
     cfg.data.global_batch_size = 256
     cfg.data.eval_batch_size = 256

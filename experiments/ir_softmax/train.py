@@ -11,7 +11,7 @@ import numpy as np
 from experiments.ir_softmax import data as ird
 from vision_jax import data as vdata
 from vision_jax.losses import weight_center_angles
-from vision_jax.models import get_model
+from vision_jax.models import backbone_from_config
 from vision_jax.train import train_and_evaluate
 from vision_jax.train.embedding import head_weights_and_centers, margin_softmax_task
 from vision_jax.utils import save_json
@@ -43,18 +43,9 @@ def method_spec(method: str, cfg) -> tuple[str, bool, dict]:
   return base, ir, kw[base]
 
 
-def _backbone(cfg):
-  m = cfg.model
-  if m.name == "convnet":
-    return get_model(
-      "convnet", num_classes=None, widths=tuple(m.widths), hidden=m.hidden, conv_impl=m.conv_impl
-    )
-  return get_model(m.name, num_classes=None, conv_impl=m.conv_impl)
-
-
 def _task(cfg, num_classes, method):
   base, ir, kw = method_spec(method, cfg)
-  backbone = _backbone(cfg)
+  backbone = backbone_from_config(cfg.model)
   return margin_softmax_task(
     backbone,
     num_classes=num_classes,

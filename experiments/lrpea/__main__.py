@@ -1,18 +1,11 @@
 """``python -m experiments.lrpea --preset=default --workdir=DIR [--config.k=v ...]``."""
 
-import sys
-
 from experiments.lrpea import study
-from vision_jax.utils import ConfigError, parse_launch_args
+from vision_jax.utils import launch
 
 
 def main(argv=None):
-  try:
-    cfg, args = parse_launch_args("lrpea", argv)
-  except ConfigError as e:
-    sys.exit(f"error: {e}")
-  study.run(cfg, args.workdir)
-  print(f"Outputs in {args.workdir}: config.json, summary.json, error_vs_n.png")
+  return launch("lrpea", study.run, None, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """LR-PEA synthetic study: error of the leading-eigenvector estimate vs sample size n.
 
-Run (embedded default, offline; ~25-30 min on a 2-core CPU shared with other jobs)::
+Run (embedded default, offline; ~1 min on a 2-core CPU)::
 
     python -m experiments.lrpea --preset=default --workdir=runs/lrpea/default
 
@@ -20,8 +20,9 @@ follows the BBP limit and is near 1 below n = p / lam^2. Measured numbers: docs/
 
 Presets:
   smoke    one 6x6 shape, r in {1, 2}, 2 sample sizes, 2 seeds; seconds (run by tests)
-  default  spiked 20x20 (r = 1, 2, 3) and 50x50 (r = 1), circulant and kronecker 20x20;
-           n = p/16 ... 4p capped at n <= 2000 (50x50: n < p only), 6 seeds; SparsePCA on 20x20
+  default  spiked 20x20 (r = 1, 2, 3), circulant and kronecker 20x20; n = p/16 ... 4p,
+           4 seeds (add --config.cells='((20,20,1),(20,20,2),(20,20,3),(50,50,1))'
+           --config.num_seeds=6 for the 30-minute run in docs/lrpea.md); SparsePCA on 20x20
            with n <= 800 and 2 seeds only (one fit takes seconds, ~1000x the rest)
   paper    the full grid 20x20, 50x50, 100x100, r in {1, 2, 3}, 20 seeds (hours on 2 cores; the
            100x100 cells use the matrix-free covariance operator)

@@ -298,3 +298,17 @@ def test_resnet_gradients_equal_across_conv_impls():
   assert resolve_conv_impl("auto", strides=(2, 2)) == "einsum"  # the test runs on CPU
   for a, b in zip(jax.tree.leaves(grads["auto"]), jax.tree.leaves(grads["xla"])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_backbone_from_config():
+  import ml_collections
+
+  from vision_jax.models import ConvNet, ResNet, backbone_from_config
+
+  m = backbone_from_config(
+    ml_collections.ConfigDict(dict(name="convnet", widths=(4, 4, 8, 8), hidden=16, conv_impl="xla"))
+  )
+  assert isinstance(m, ConvNet) and m.num_classes is None and tuple(m.widths) == (4, 4, 8, 8)
+  r = backbone_from_config(ml_collections.ConfigDict(dict(name="ResNet-18", stem="imagenet")))
+  assert isinstance(r, ResNet) and r.stem == "imagenet" and r.num_classes is None
+  assert backbone_from_config(ml_collections.ConfigDict(dict(name="resnet18"))).stem == "cifar"

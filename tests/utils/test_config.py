@@ -71,3 +71,19 @@ def test_runtime_flags(tmp_path, monkeypatch):
     assert (tmp_path / "cc").is_dir()
   finally:
     jax.config.update("jax_compilation_cache_dir", old)
+
+
+def test_launcher_exits_with_the_config_error(capsys):
+  from experiments.classification.__main__ import main
+
+  with pytest.raises(SystemExit, match=r"error: unknown config key 'train.num_stepz'"):
+    main(["--preset=smoke", "--config.train.num_stepz=3"])
+
+
+def test_launcher_runs_and_reports(tmp_path, capsys):
+  from experiments.lrpea.__main__ import main
+
+  main(["--preset=smoke", f"--workdir={tmp_path}"])
+  out = capsys.readouterr().out
+  assert "Total wall time" in out and str(tmp_path) in out
+  assert (tmp_path / "summary.json").exists()

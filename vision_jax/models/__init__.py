@@ -15,7 +15,7 @@ from vision_jax.models.conv import (
 from vision_jax.models.convnet import ConvNet
 from vision_jax.models.layers import batch_norm, max_feature_map, max_plus_avg_pool
 from vision_jax.models.lightcnn import LightCNN9, LightCNN29v2, MFMConv, MFMGroup, MFMResBlock
-from vision_jax.models.registry import MODEL_NAMES, get_model
+from vision_jax.models.registry import MODEL_NAMES, backbone_from_config, get_model
 from vision_jax.models.resnet import BasicBlock, Bottleneck, ResNet, ResNet18, ResNet34, ResNet50
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
   "ResNet18",
   "ResNet34",
   "ResNet50",
+  "backbone_from_config",
   "batch_norm",
   "conv2d",
   "get_model",

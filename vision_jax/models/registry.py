@@ -53,3 +53,20 @@ def get_model(name: str, **kwargs) -> nn.Module:
   if bad:
     raise TypeError(f"model {name!r} has no field(s) {bad}; valid fields: {fields}")
   return ctor(**kwargs)
+
+
+def backbone_from_config(mcfg) -> nn.Module:
+  """A feature extractor (``num_classes=None``) from an experiment's ``config.model`` section.
+
+  ``mcfg.name`` picks the model; ``widths``/``hidden`` apply to the ConvNet, ``stem`` (default
+  ``"cifar"`` for ResNets) and ``conv_impl`` to the others when present.
+  """
+  kw = {"num_classes": None}
+  if "conv_impl" in mcfg:
+    kw["conv_impl"] = mcfg.conv_impl
+  key = mcfg.name.lower().replace("-", "").replace("_", "")
+  if key == "convnet":
+    kw.update(widths=tuple(mcfg.widths), hidden=int(mcfg.hidden))
+  elif key.startswith("resnet"):
+    kw["stem"] = mcfg.get("stem", "cifar")
+  return get_model(mcfg.name, **kw)
