@@ -11,7 +11,7 @@ centres) with the same backbone, budget and seed on
 prints one table and saves the paper's diagnostic (angle between classifier weight and class
 centre vs class frequency) as ``weight_center_angle.png``.
 
-Hardware / expected: 2-core x86 CPU, about 15 minutes; see README for the measured table. The
+Hardware / expected: 2-core x86 CPU, about 9 minutes (measured 8.7 min, 21 runs); see README. The
 paper's claim (LFW / MegaFace / Market-1501 / Duke, CASIA-WebFace training) is that IR variants
 beat their base losses; whether that holds on this small embedded data is reported as measured.
 
