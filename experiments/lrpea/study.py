@@ -96,37 +96,21 @@ def run_cell(case, p1, p2, r, n, seed, cfg, methods):
   sk = dict(max_iters=cfg.solver.max_iters, tol=cfg.solver.tol, warn=False)
   import jax
 
-  if "lrpea" in methods:
+  for name, init in (("lrpea", "kronecker"), ("lrpea_random", "random")):
+    if name not in methods:
+      continue
     t = time.perf_counter()
     res = L.matricized_power_method(
       op,
       (p1, p2),
       r,
-      init="kronecker",
+      init=init,
       num_restarts=cfg.solver.num_restarts,
       key=jax.random.key(seed),
       **sk,
     )
-    vh = np.asarray(res.vector)
-    out["lrpea"] = (
-      sin_angle(vh, v),
-      (int(res.num_iters), bool(res.converged)),
-      time.perf_counter() - t,
-    )
-  if "lrpea_random" in methods:
-    t = time.perf_counter()
-    res = L.matricized_power_method(
-      op,
-      (p1, p2),
-      r,
-      init="random",
-      num_restarts=cfg.solver.num_restarts,
-      key=jax.random.key(seed),
-      **sk,
-    )
-    vh = np.asarray(res.vector)
-    out["lrpea_random"] = (
-      sin_angle(vh, v),
+    out[name] = (
+      sin_angle(np.asarray(res.vector), v),
       (int(res.num_iters), bool(res.converged)),
       time.perf_counter() - t,
     )
