@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from vision_jax.search import native
 from vision_jax.search import quantization as qz
 
 _FORMAT_VERSION = 1
@@ -122,6 +123,49 @@ def _search_batch(
   return jnp.where(out_ok, out_ids, -1), s
 
 
+def _rerank(queries, database, ids, k):
+  """Exact re-ranking of candidate ``ids [b, R]`` (``-1`` = none): top ``k`` by ``⟨q, x⟩``."""
+  ok = ids >= 0
+  exact = jnp.einsum("bd,brd->br", queries, database[jnp.maximum(ids, 0)])
+  exact = jnp.where(ok, exact, -jnp.inf)
+  s, pos = lax.top_k(exact, k)
+  out = jnp.take_along_axis(ids, pos, axis=1)
+  return jnp.where(jnp.take_along_axis(ok, pos, axis=1), out, -1), s
+
+
+@functools.partial(jax.jit, static_argnames=("k", "leaves_to_search", "reorder", "lut", "simd"))
+def _search_batch_native(
+  queries,
+  leaf_centers,
+  codebooks,
+  database,
+  perm,
+  offsets,
+  codes,
+  goffsets,
+  *,
+  k,
+  leaves_to_search,
+  reorder,
+  lut,
+  simd=True,
+):
+  """Tree + native ADC/top-R kernel (+ exact reorder in XLA). ``codes``: CSR-sorted ``[n, K]``
+  for ``lut="float32"``, packed groups for ``lut="uint8"`` (:mod:`vision_jax.search.native`)."""
+  luts = lookup_tables(queries, codebooks)
+  bias, leaves = lax.top_k(queries @ leaf_centers.T, leaves_to_search)
+  topn = reorder or k
+  if lut == "uint8":
+    ids, s = native.adc_topk_lut16(
+      bias, leaves, luts, codes, offsets, goffsets, perm, topn=topn, simd=simd
+    )
+  else:
+    ids, s = native.adc_topk_f32(bias, leaves, luts, codes, offsets, perm, topn=topn)
+  if reorder:
+    return _rerank(queries, database, ids, k)
+  return ids, s
+
+
 @functools.partial(jax.jit, static_argnames=("k",))
 def _exact_topk(q, db, *, k):
   return lax.top_k(q @ db.T, k)
@@ -202,6 +246,16 @@ class AVQIndex:
     self.leaf_centers = jnp.asarray(leaf_centers, jnp.float32)
     self.members = jnp.asarray(members, jnp.int32)
     self.info = dict(info)
+    self._native = {}  # lut dtype -> (perm, offsets, codes, goffsets) device arrays, built lazily
+
+  def _native_arrays(self, lut: str):
+    if lut not in self._native:
+      perm, offsets, codes = native.csr_layout(np.asarray(self.members), np.asarray(self.codes))
+      goff = offsets
+      if lut == "uint8":
+        codes, goff = native.pack_lut16(codes, offsets)
+      self._native[lut] = tuple(jnp.asarray(a) for a in (perm, offsets, codes, goff))
+    return self._native[lut]
 
   # --- properties -------------------------------------------------------------------------------
   @property
@@ -420,6 +474,8 @@ class AVQIndex:
     reorder: int = 0,
     batch_size: int | None = None,
     approx_top_k: bool = False,
+    backend: str | None = None,
+    native_lut: str = "auto",
   ) -> tuple[jax.Array, jax.Array]:
     """Approximate maximum-inner-product search.
 
@@ -429,16 +485,27 @@ class AVQIndex:
       leaves_to_search: leaves probed per query (default: all leaves).
       reorder: top ADC candidates re-scored exactly (0 = none; else ≥ k).
       batch_size: queries per jit call (default from a ~64 MB working-set budget).
-      approx_top_k: use ``lax.approx_max_k`` for the ADC top-k (TPU-friendly).
+      approx_top_k: use ``lax.approx_max_k`` for the ADC top-k (TPU-friendly; XLA path only).
+      backend: ``"xla"`` (pure XLA: padded ``[L, max_leaf]`` gather ADC + ``lax.top_k``; the
+        path for GPU/TPU), ``"native"`` (C++ kernel via the XLA FFI over a CSR leaf layout with
+        an in-kernel top-R heap, :mod:`vision_jax.search.native`; CPU only) or ``"auto"``
+        (native on a CPU backend for a tree index when the kernel builds, else XLA). ``None``
+        reads ``$VISION_JAX_SEARCH_BACKEND`` (default ``"auto"``). If the kernel cannot be built
+        a warning names the reason once and the XLA path is used.
+      native_lut: ``"float32"`` (scores equal the XLA path's to float rounding), ``"uint8"``
+        (LUT16 fast scan: needs 16 centres and ≤ 256 blocks; ADC estimates within
+        ``K·Δ/2``, see :func:`~vision_jax.search.native.lut16_error_bound`) or ``"auto"``
+        (uint8 when ``reorder > 0`` and the index is LUT16, since the returned scores are then
+        exact anyway; float32 otherwise).
 
     Returns:
       ``(ids [nq, k] int32, scores [nq, k] float32)``; scores are exact inner products when
-      ``reorder > 0``, ADC estimates otherwise. ids are ``-1`` where fewer than k candidates
-      were probed.
+      ``reorder > 0``, ADC estimates otherwise. Where fewer than k (or ``reorder``) points were
+      probed the missing slots hold id ``-1`` and score ``-inf``.
 
     Raises:
-      ValueError: NaN/inf queries, dimension mismatch, k outside [1, n], bad leaves_to_search
-        or reorder.
+      ValueError: NaN/inf queries, dimension mismatch, k outside [1, n], bad leaves_to_search,
+        reorder, backend or native_lut.
     """
     q = np.asarray(queries)
     if q.ndim == 1:
@@ -466,7 +533,38 @@ class AVQIndex:
         "probe more leaves"
       )
     nb = int(self.codes.shape[1])
+    nc = int(self.codebooks.shape[1])
     exhaustive = self.info.get("num_leaves", 0) == 0
+    backend = backend or os.environ.get("VISION_JAX_SEARCH_BACKEND", "auto")
+    if backend not in ("auto", "xla", "native"):
+      raise ValueError(f"backend={backend!r} must be 'auto', 'xla' or 'native'")
+    if native_lut not in ("auto", "float32", "uint8"):
+      raise ValueError(f"native_lut={native_lut!r} must be 'auto', 'float32' or 'uint8'")
+    lut16_ok = nc == 16 and nb <= 256
+    if native_lut == "uint8" and not lut16_ok:
+      raise ValueError(
+        f"native_lut='uint8' needs num_centers=16 and <= 256 blocks (index has {nc} centres, "
+        f"{nb} blocks); use native_lut='float32'"
+      )
+    if backend == "auto":
+      use_native = not exhaustive and jax.default_backend() == "cpu" and native.available()
+    else:
+      use_native = backend == "native" and native.available()
+    if use_native:
+      lut = native_lut if native_lut != "auto" else ("uint8" if reorder and lut16_ok else "float32")
+      arrays = self._native_arrays(lut)
+      fn = functools.partial(
+        _search_batch_native,
+        k=int(k),
+        leaves_to_search=int(leaves_to_search),
+        reorder=int(reorder),
+        lut=lut,
+      )
+      return self._batched(
+        q,
+        batch_size or min(len(q), 1024),
+        lambda qb: fn(qb, self.leaf_centers, self.codebooks, self.database, *arrays),
+      )
     if batch_size is None:
       per_query = cand * (1 if exhaustive else nb)
       batch_size = int(max(1, min(len(q), (1 << 24) // max(1, per_query))))
@@ -478,18 +576,27 @@ class AVQIndex:
       approx=bool(approx_top_k),
       exhaustive=bool(exhaustive),
     )
+    return self._batched(
+      q,
+      batch_size,
+      lambda qb: fn(qb, self.leaf_centers, self.members, self.codes, self.codebooks, self.database),
+    )
+
+  @staticmethod
+  def _batched(q: np.ndarray, batch_size: int, run):
+    # Fixed batch shape (the last batch zero-padded) so each setting compiles once.
     ids, scores = [], []
     for s in range(0, len(q), batch_size):
       qb = q[s : s + batch_size]
       pad = batch_size - len(qb)
       if pad and len(q) > batch_size:
         qb = np.concatenate([qb, np.zeros((pad, qb.shape[1]), np.float32)])
-      i, sc = fn(
-        jnp.asarray(qb), self.leaf_centers, self.members, self.codes, self.codebooks, self.database
-      )
+      i, sc = run(jnp.asarray(qb))
       n_real = batch_size - pad if len(q) > batch_size else len(qb)
       ids.append(i[:n_real])
       scores.append(sc[:n_real])
+    if len(ids) == 1:
+      return ids[0], scores[0]
     return jnp.concatenate(ids), jnp.concatenate(scores)
 
   # --- persistence ------------------------------------------------------------------------------

@@ -1,0 +1,190 @@
+"""Native (XLA FFI, C++) ADC kernels: equal to the XLA search path, layouts, padding, fallback."""
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vision_jax.search import index as ix
+from vision_jax.search import native
+from vision_jax.search import quantization as qz
+
+# Leaves of very different sizes, two of them empty, one crossing several 32-point groups.
+LEAF_SIZES = (0, 1, 3, 33, 64, 200, 0, 299)
+
+
+@pytest.fixture(scope="module")
+def kernels():
+  if shutil.which("g++") is None:
+    pytest.skip("g++ not found: the native kernels cannot be compiled (XLA path still tested)")
+  if not native.available():
+    pytest.skip(f"native kernels unavailable: {native.unavailable_reason()}")
+
+
+def _index(d=18, dpb=2, nc=16, seed=0):
+  """Hand-built index (random codebooks/codes) with the leaf sizes above; K = d/dpb = 9 (odd)."""
+  rng = np.random.default_rng(seed)
+  n, nl, nb = sum(LEAF_SIZES), len(LEAF_SIZES), d // dpb
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  codes = rng.integers(0, nc, size=(n, nb)).astype(np.uint8)
+  codebooks = rng.normal(size=(nb, nc, dpb)).astype(np.float32)
+  centers = rng.normal(size=(nl, d)).astype(np.float32)
+  members = np.full((nl, max(LEAF_SIZES)), -1, np.int32)
+  ids = rng.permutation(n)
+  s = 0
+  for leaf, size in enumerate(LEAF_SIZES):
+    members[leaf, :size] = np.sort(ids[s : s + size])
+    s += size
+  info = dict(num_leaves=nl, dims_per_block=dpb, num_centers=nc)
+  q = rng.normal(size=(7, d)).astype(np.float32)
+  return ix.AVQIndex(x, codes, codebooks, centers, members, info), q
+
+
+def _float_adc(index, q, ids):
+  """Float ADC score ⟨q, c_leaf + decode(code)⟩ of each returned id (-inf for id -1)."""
+  leaf_of = np.zeros(index.num_points, np.int64)
+  mem = np.asarray(index.members)
+  for leaf, row in enumerate(mem):
+    leaf_of[row[row >= 0]] = leaf
+  dec = (
+    np.asarray(qz.pq_decode(index.codes, index.codebooks)) + np.asarray(index.leaf_centers)[leaf_of]
+  )
+  ids = np.asarray(ids)
+  s = np.einsum("bd,bkd->bk", q, dec[np.maximum(ids, 0)])
+  return np.where(ids >= 0, s, -np.inf)
+
+
+def _assert_same_results(a, b, tol=1e-5):
+  """ids equal wherever the score is not within tol of a neighbour's (near-ties may swap)."""
+  (ia, sa), (ib, sb) = (np.asarray(a[0]), np.asarray(a[1])), (np.asarray(b[0]), np.asarray(b[1]))
+  fin = np.isfinite(sa)
+  np.testing.assert_array_equal(fin, np.isfinite(sb))
+  np.testing.assert_allclose(sa[fin], sb[fin], rtol=tol, atol=tol)
+  gap = np.full(sa.shape, np.inf)
+  d = np.abs(np.diff(np.where(fin, sa, -1e30), axis=1))
+  gap[:, 1:] = np.minimum(gap[:, 1:], d)
+  gap[:, :-1] = np.minimum(gap[:, :-1], d)
+  sure = gap > tol
+  np.testing.assert_array_equal(ia[sure], ib[sure])
+
+
+def test_csr_layout_and_lut16_packing_round_trip():
+  index, _ = _index()
+  perm, offsets, sc = native.csr_layout(np.asarray(index.members), np.asarray(index.codes))
+  np.testing.assert_array_equal(np.diff(offsets), LEAF_SIZES)
+  np.testing.assert_array_equal(np.sort(perm), np.arange(index.num_points))
+  packed, goff = native.pack_lut16(sc, offsets)
+  np.testing.assert_array_equal(np.diff(goff), [(s + 31) // 32 for s in LEAF_SIZES])
+  assert packed.shape == (goff[-1], 5, 32)
+  for leaf, size in enumerate(LEAF_SIZES):
+    for j in range(size):
+      g, i = goff[leaf] + j // 32, j % 32
+      for k in range(sc.shape[1]):
+        byte = packed[g, k // 2, (k % 2) * 16 + i % 16]
+        assert (byte >> 4 if i >= 16 else byte & 15) == sc[offsets[leaf] + j, k]
+
+
+@pytest.mark.parametrize("leaves,k,reorder", [(3, 5, 0), (8, 10, 0), (5, 4, 40), (8, 10, 600)])
+def test_native_float_equals_xla(kernels, leaves, k, reorder):
+  index, q = _index()
+  kw = dict(leaves_to_search=leaves, reorder=reorder)
+  ref = index.search(q, k, backend="xla", **kw)
+  got = index.search(q, k, backend="native", native_lut="float32", **kw)
+  _assert_same_results(ref, got)
+  if not reorder:  # ADC scores are the decoded inner products
+    np.testing.assert_allclose(got[1], _float_adc(index, q, got[0]), rtol=1e-5, atol=1e-5)
+
+
+def test_native_uint8_within_quantization_bound(kernels):
+  index, q = _index()
+  k = 20
+  ids, est = index.search(q, k, leaves_to_search=8, backend="native", native_lut="uint8")
+  luts = ix.lookup_tables(jnp.asarray(q), index.codebooks)
+  bound = np.asarray(native.lut16_error_bound(luts))[:, None] + 1e-5
+  exact = _float_adc(index, q, ids)
+  assert np.all(np.abs(np.asarray(est) - exact) <= bound)
+  # Selection is right up to the bound: nothing left out beats a returned point by > 2 bounds.
+  ref_ids, ref = index.search(q, k, leaves_to_search=8, backend="xla")
+  assert np.all(exact[:, -1] >= np.asarray(ref)[:, -1] - 2 * bound[:, 0])
+  # With exhaustive reorder the results are exact, equal to the XLA path.
+  kw = dict(leaves_to_search=8, reorder=600)
+  _assert_same_results(
+    index.search(q, 10, backend="xla", **kw),
+    index.search(q, 10, backend="native", native_lut="uint8", **kw),
+  )
+
+
+def test_avx2_and_scalar_lut16_agree_exactly(kernels):
+  index, q = _index(d=64)  # 32 blocks: overflow-free 16-bit sums over many pairs
+  arrays = index._native_arrays("uint8")
+  args = (jnp.asarray(q), index.leaf_centers, index.codebooks, index.database, *arrays)
+  kw = dict(k=30, leaves_to_search=8, reorder=0, lut="uint8")
+  a = ix._search_batch_native(*args, simd=True, **kw)
+  b = ix._search_batch_native(*args, simd=False, **kw)
+  np.testing.assert_array_equal(a[0], b[0])
+  np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("lut", ["float32", "uint8"])
+def test_fewer_candidates_than_k_pad_with_minus_one(kernels, lut):
+  index, q = _index()
+  # Leaf 1 holds one point and leaves 0, 6 none: put them on top for every query.
+  centers = np.full((8, q.shape[1]), -10.0, np.float32)
+  centers[[0, 1, 6]] = q.mean(0) * 10.0
+  small = ix.AVQIndex(
+    index.database, index.codes, index.codebooks, centers, index.members, index.info
+  )
+  for reorder in (0, 8):
+    ids, s = small.search(
+      q, 5, leaves_to_search=3, reorder=reorder, backend="native", native_lut=lut
+    )
+    ids, s = np.asarray(ids), np.asarray(s)
+    assert np.all(ids[:, 0] == np.asarray(index.members)[1, 0]) and np.all(np.isfinite(s[:, 0]))
+    assert np.all(ids[:, 1:] == -1) and np.all(s[:, 1:] == -np.inf)
+    xla = small.search(q, 5, leaves_to_search=3, reorder=reorder, backend="xla")
+    np.testing.assert_array_equal(ids, xla[0])
+
+
+def test_native_kernel_under_jit_and_batch_size_one(kernels):
+  index, q = _index()
+  perm, offsets, codes, _ = index._native_arrays("float32")
+
+  @jax.jit
+  def f(qb):
+    luts = ix.lookup_tables(qb, index.codebooks)
+    bias, leaves = jax.lax.top_k(qb @ index.leaf_centers.T, 4)
+    return native.adc_topk_f32(bias, leaves, luts, codes, offsets, perm, topn=6)
+
+  ids, s = f(jnp.asarray(q[:1]))
+  assert ids.shape == (1, 6) and s.shape == (1, 6)
+  ref = index.search(q[:1], 6, leaves_to_search=4, backend="xla")
+  _assert_same_results(ref, (ids, s))
+  one = index.search(q, 6, leaves_to_search=4, backend="native", batch_size=1)
+  _assert_same_results(index.search(q, 6, leaves_to_search=4, backend="xla"), one)
+
+
+def test_missing_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
+  index, q = _index()
+  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setenv("VISION_JAX_CACHE", str(tmp_path))
+  monkeypatch.setenv("CXX", "no-such-compiler-xyz")
+  with pytest.warns(RuntimeWarning, match="no-such-compiler-xyz"):
+    got = index.search(q, 5, leaves_to_search=3, backend="native")
+  assert "not found" in native.unavailable_reason()
+  _assert_same_results(index.search(q, 5, leaves_to_search=3, backend="xla"), got)
+  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setenv("VISION_JAX_NATIVE", "0")
+  assert not native.available()
+
+
+def test_bad_backend_arguments():
+  index, q = _index()
+  with pytest.raises(ValueError, match="backend='gpu'"):
+    index.search(q, 5, backend="gpu")
+  with pytest.raises(ValueError, match="native_lut='int4'"):
+    index.search(q, 5, native_lut="int4")
+  flat, qf = _index(nc=256)
+  with pytest.raises(ValueError, match="256 centres"):
+    flat.search(qf, 5, native_lut="uint8")

@@ -1,0 +1,221 @@
+"""Native CPU ADC kernels for :class:`~vision_jax.search.AVQIndex`, called from jit via the XLA FFI.
+
+The C++ source (``native_adc.cc``, next to this file) is compiled on first use with
+``g++ -O3 -std=c++17 -shared -fPIC -I<jax.ffi.include_dir()>`` into
+``<cache>/native/vj_adc_<hash>.so`` where ``<cache>`` is :func:`default_cache_dir` and the hash
+covers the source, the compiler command and the jaxlib version. The library is written to a
+temporary name and moved into place with an atomic rename, so parallel processes (pytest
+workers) may compile concurrently without seeing a half-written file. Nothing is downloaded.
+If no compiler is found or the build fails, :func:`available` returns ``False``, a warning names
+the reason once, and callers fall back to the pure-XLA search.
+
+Kernels (one query at a time, single thread):
+
+* :func:`adc_topk_f32`: float32 LUTs, uint8 codes in leaf order (CSR: ``offsets``), any C ≤ 256.
+* :func:`adc_topk_lut16`: C = 16 and K ≤ 256. LUTs are quantized per query to uint8 with one
+  scale Δ = max_k(max_c LUT[k,c] − min_c LUT[k,c]) / 255 and per-block offsets, 4-bit codes are
+  packed 32 points per group, and an AVX2 byte shuffle does 32 lookups per instruction (scalar
+  fallback computes the same integers). The estimate is ``bias + Σ_k min_k + Δ·Σ_k q[k, code_k]``
+  and differs from the float ADC score by at most ``K·Δ/2`` (:func:`lut16_error_bound`) plus
+  float rounding.
+
+Both return the best ``R`` candidates per query (ids through ``perm``, best first; ties go to
+the earlier probe position like ``lax.top_k``). Where fewer than ``R`` points were probed the
+remaining slots hold id ``-1`` and score ``-inf``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vision_jax.search.data import default_cache_dir
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_adc.cc")
+_TARGETS = ("vj_adc_topk_f32", "vj_adc_topk_lut16")
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _compile_command(cxx: str, src: str, out: str) -> list[str]:
+  return [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-I", jax.ffi.include_dir(), src, "-o", out]
+
+
+def library_path() -> str:
+  """Where the compiled kernel library lives (``<cache>/native/vj_adc_<hash>.so``)."""
+  import jaxlib
+
+  cxx = os.environ.get("CXX", "g++")
+  with open(SOURCE, "rb") as f:
+    h = hashlib.sha256(f.read())
+  h.update(" ".join(_compile_command(cxx, "SRC", "OUT")).encode())
+  h.update(jaxlib.__version__.encode())
+  return os.path.join(default_cache_dir(), "native", f"vj_adc_{h.hexdigest()[:16]}.so")
+
+
+def _build() -> str:
+  path = library_path()
+  if os.path.exists(path):
+    return path
+  cxx = os.environ.get("CXX", "g++")
+  if shutil.which(cxx) is None:
+    raise RuntimeError(f"no C++ compiler: {cxx!r} not found on PATH (set $CXX or install g++)")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
+  os.close(fd)
+  try:
+    proc = subprocess.run(
+      _compile_command(cxx, SOURCE, tmp), capture_output=True, text=True, timeout=300
+    )
+    if proc.returncode != 0:
+      raise RuntimeError(f"{cxx} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    os.replace(tmp, path)  # atomic: concurrent builders each publish a complete file
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path
+
+
+def available() -> bool:
+  """Compiles (once per process and source version), loads and registers the kernels.
+
+  Returns ``False`` (with one warning naming the reason) when that fails; the env var
+  ``VISION_JAX_NATIVE=0`` disables the native kernels without a warning.
+  """
+  with _lock:
+    if "ok" in _state:
+      return _state["ok"]
+    if os.environ.get("VISION_JAX_NATIVE", "1") == "0":
+      _state.update(ok=False, reason="disabled by VISION_JAX_NATIVE=0")
+      return False
+    try:
+      lib = ctypes.cdll.LoadLibrary(_build())
+      for name in _TARGETS:
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+      _state.update(ok=True, lib=lib, reason="")
+    except Exception as e:  # noqa: BLE001 — any build/load failure means "use the XLA path"
+      _state.update(ok=False, reason=f"{type(e).__name__}: {e}")
+      warnings.warn(
+        f"vision_jax.search native kernels unavailable ({_state['reason']}); "
+        "falling back to the XLA search path",
+        RuntimeWarning,
+        stacklevel=2,
+      )
+    return _state["ok"]
+
+
+def unavailable_reason() -> str:
+  """Why :func:`available` returned ``False`` (empty if it did not, or was not called)."""
+  return _state.get("reason", "")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data layout.
+
+
+def csr_layout(members: np.ndarray, codes: np.ndarray):
+  """Leaf-sorted (CSR) layout from the padded ``[num_leaves, m]`` member table.
+
+  Returns:
+    ``(perm [n] int32, offsets [num_leaves + 1] int32, sorted_codes [n, K] uint8)``: leaf ``l``
+    holds the points ``perm[offsets[l]:offsets[l+1]]`` in the member table's order.
+  """
+  members = np.asarray(members)
+  valid = members >= 0
+  perm = members[valid].astype(np.int32)  # row-major: leaf by leaf, member order kept
+  offsets = np.concatenate([[0], np.cumsum(valid.sum(1))]).astype(np.int32)
+  return perm, offsets, np.ascontiguousarray(np.asarray(codes, np.uint8)[perm])
+
+
+def pack_lut16(sorted_codes: np.ndarray, offsets: np.ndarray):
+  """Packs leaf-sorted 4-bit codes 32 points per group (layout in ``native_adc.cc``).
+
+  Returns:
+    ``(packed [G, ceil(K/2), 32] uint8, goffsets [num_leaves + 1] int32)``; leaf ``l`` owns
+    groups ``goffsets[l]:goffsets[l+1]`` (``ceil(size/32)`` of them, tail slots zero).
+  """
+  codes = np.asarray(sorted_codes, np.uint8)
+  n, nb = codes.shape
+  if codes.size and codes.max() > 15:
+    raise ValueError(f"LUT16 packing needs 4-bit codes, got max code {int(codes.max())}")
+  offsets = np.asarray(offsets, np.int64)
+  sizes = np.diff(offsets)
+  ngroups = (sizes + 31) // 32
+  goff = np.concatenate([[0], np.cumsum(ngroups)]).astype(np.int32)
+  npairs = (nb + 1) // 2
+  padded = np.zeros((int(goff[-1]) * 32, 2 * npairs), np.uint8)
+  # Slot of each sorted point: its leaf's first group * 32 + rank inside the leaf.
+  leaf = np.repeat(np.arange(len(sizes)), sizes)
+  slot = goff[leaf].astype(np.int64) * 32 + (np.arange(n) - offsets[leaf])
+  padded[slot, :nb] = codes
+  g = padded.reshape(-1, 2, 16, npairs, 2)  # [G, half(point / 16), i, pair, block in pair]
+  packed = g[:, 0] | (g[:, 1] << 4)  # [G, i, pair, h]
+  packed = np.ascontiguousarray(packed.transpose(0, 2, 3, 1).reshape(-1, npairs, 32))
+  return packed, goff
+
+
+def lut16_error_bound(luts) -> jax.Array:
+  """Per-query bound ``K·Δ/2`` on |uint8-LUT estimate − float ADC score| (float rounding aside)."""
+  luts = jnp.asarray(luts, jnp.float32)
+  rng = (luts.max(-1) - luts.min(-1)).max(-1)
+  return luts.shape[1] * jnp.where(rng > 0, rng / 255.0, 1.0) / 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernel calls (jit-compatible).
+
+
+def _out(b: int, r: int):
+  return (jax.ShapeDtypeStruct((b, r), jnp.int32), jax.ShapeDtypeStruct((b, r), jnp.float32))
+
+
+def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
+  """Top-``topn`` float-LUT ADC candidates over the probed leaves.
+
+  Args:
+    bias: ``[b, L]`` float32 ⟨q, c_leaf⟩ of the probed leaves; leaves: ``[b, L]`` int32 leaf ids.
+    luts: ``[b, K, C]`` float32; sorted_codes ``[n, K]`` uint8, offsets ``[nl+1]``, perm ``[n]``
+      from :func:`csr_layout`.
+    topn: candidates kept per query.
+
+  Returns:
+    ``(ids [b, topn] int32, scores [b, topn] float32)``, best first, ``-1`` / ``-inf`` padded.
+  """
+  b = bias.shape[0]
+  return jax.ffi.ffi_call("vj_adc_topk_f32", _out(b, topn), vmap_method="sequential")(
+    bias.astype(jnp.float32),
+    leaves.astype(jnp.int32),
+    luts.astype(jnp.float32),
+    sorted_codes,
+    offsets,
+    perm,
+  )
+
+
+def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn: int, simd=True):
+  """Like :func:`adc_topk_f32` with uint8-quantized LUTs over packed 4-bit codes.
+
+  ``packed, goffsets`` come from :func:`pack_lut16`; ``simd=False`` forces the scalar loop
+  (same integers, same results). Scores are estimates within :func:`lut16_error_bound`.
+  """
+  b = bias.shape[0]
+  return jax.ffi.ffi_call("vj_adc_topk_lut16", _out(b, topn), vmap_method="sequential")(
+    bias.astype(jnp.float32),
+    leaves.astype(jnp.int32),
+    luts.astype(jnp.float32),
+    packed,
+    offsets,
+    goffsets,
+    perm,
+    simd=np.int64(bool(simd)),
+  )

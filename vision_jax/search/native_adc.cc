@@ -1,0 +1,320 @@
+// Native CPU kernels for AVQIndex search: ADC over the probed leaves + top-R selection.
+//
+// Called from jit through the XLA FFI (see vision_jax/search/native.py, which compiles this file
+// on first use). Written for vision_jax; the LUT16 layout follows the idea published in
+// André et al., "Cache locality is not enough: high-performance nearest neighbor search with
+// product quantization fast scan", VLDB 2015 and Guo et al., ScaNN (ICML 2020): 4-bit codes of
+// 32 points packed per block so one byte shuffle does 32 table lookups.
+//
+// Two handlers, both single-threaded, one query at a time:
+//   vj_adc_topk_f32   : float32 LUTs, one uint8 code per (point, block), any C <= 256.
+//   vj_adc_topk_lut16 : C = 16, LUTs quantized per query to uint8 with one scale (so integer sums
+//                       are comparable across blocks), 4-bit codes packed 32 points per group,
+//                       AVX2 _mm256_shuffle_epi8 accumulate (scalar fallback gives the same
+//                       integers, hence the same results).
+// Both keep the best R candidates per query in a heap (ties: earlier probe position wins, like
+// lax.top_k) and write them best-first; missing slots get id -1 and score -inf.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <immintrin.h>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+struct Cand {
+  float s;
+  int64_t seq;
+  int32_t pos;  // position in the leaf-sorted order (mapped to ids through perm at the end)
+};
+
+// "a ranks before b". Used as the heap's less-than, so the heap root is the worst kept candidate.
+inline bool Better(const Cand& a, const Cand& b) {
+  return a.s > b.s || (a.s == b.s && a.seq < b.seq);
+}
+
+class TopR {
+ public:
+  explicit TopR(int64_t r) : r_(r) { h_.reserve(r); }
+  void Reset() { h_.clear(); }
+  inline void Push(float s, int64_t seq, int32_t pos) {
+    Cand c{s, seq, pos};
+    if (static_cast<int64_t>(h_.size()) < r_) {
+      h_.push_back(c);
+      std::push_heap(h_.begin(), h_.end(), Better);
+    } else if (Better(c, h_.front())) {
+      std::pop_heap(h_.begin(), h_.end(), Better);
+      h_.back() = c;
+      std::push_heap(h_.begin(), h_.end(), Better);
+    }
+  }
+  // Lowest score that can still enter (−inf until full).
+  inline float Threshold() const {
+    return static_cast<int64_t>(h_.size()) < r_ ? -std::numeric_limits<float>::infinity()
+                                                : h_.front().s;
+  }
+  void Write(const int32_t* perm, int32_t* ids, float* scores) {
+    std::sort_heap(h_.begin(), h_.end(), Better);
+    int64_t i = 0;
+    for (; i < static_cast<int64_t>(h_.size()); ++i) {
+      ids[i] = perm[h_[i].pos];
+      scores[i] = h_[i].s;
+    }
+    for (; i < r_; ++i) {
+      ids[i] = -1;
+      scores[i] = -std::numeric_limits<float>::infinity();
+    }
+  }
+
+ private:
+  int64_t r_;
+  std::vector<Cand> h_;
+};
+
+ffi::Error CheckCommon(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
+                       ffi::Buffer<ffi::S32> offsets, ffi::Buffer<ffi::S32> perm,
+                       int64_t* b, int64_t* nprobe, int64_t* nleaves) {
+  auto bd = bias.dimensions();
+  auto ld = leaves.dimensions();
+  if (bd.size() != 2 || ld.size() != 2 || bd[0] != ld[0] || bd[1] != ld[1]) {
+    return ffi::Error::InvalidArgument("bias and leaves must both be [b, L]");
+  }
+  *b = bd[0];
+  *nprobe = bd[1];
+  *nleaves = static_cast<int64_t>(offsets.element_count()) - 1;
+  if (*nleaves < 1) return ffi::Error::InvalidArgument("offsets must have num_leaves + 1 entries");
+  const int32_t* off = offsets.typed_data();
+  if (off[0] != 0 || off[*nleaves] != static_cast<int64_t>(perm.element_count())) {
+    return ffi::Error::InvalidArgument("offsets must start at 0 and end at len(perm)");
+  }
+  const int32_t* lv = leaves.typed_data();
+  for (int64_t i = 0; i < (*b) * (*nprobe); ++i) {
+    if (lv[i] < 0 || lv[i] >= *nleaves) {
+      return ffi::Error::InvalidArgument("leaf id out of range: " + std::to_string(lv[i]));
+    }
+  }
+  return ffi::Error::Success();
+}
+
+// ------------------------------------------------------------------------------------------------
+// float32 LUTs.
+
+ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
+                      ffi::Buffer<ffi::F32> luts, ffi::Buffer<ffi::U8> codes,
+                      ffi::Buffer<ffi::S32> offsets, ffi::Buffer<ffi::S32> perm,
+                      ffi::ResultBuffer<ffi::S32> out_ids, ffi::ResultBuffer<ffi::F32> out_scores) {
+  int64_t b, np, nl;
+  ffi::Error err = CheckCommon(bias, leaves, offsets, perm, &b, &np, &nl);
+  if (err.failure()) return err;
+  auto lt = luts.dimensions();
+  auto cd = codes.dimensions();
+  if (lt.size() != 3 || lt[0] != b || cd.size() != 2 || cd[1] != lt[1] ||
+      cd[0] != static_cast<int64_t>(perm.element_count())) {
+    return ffi::Error::InvalidArgument("luts must be [b, K, C] and codes [n, K]");
+  }
+  const int64_t nb = lt[1], nc = lt[2];
+  const int64_t r = out_ids->dimensions()[1];
+  const float* bs = bias.typed_data();
+  const int32_t* lv = leaves.typed_data();
+  const float* lut_all = luts.typed_data();
+  const uint8_t* cp = codes.typed_data();
+  const int32_t* off = offsets.typed_data();
+  const int32_t* pm = perm.typed_data();
+  int32_t* oi = out_ids->typed_data();
+  float* os = out_scores->typed_data();
+  TopR top(r);
+  for (int64_t q = 0; q < b; ++q) {
+    top.Reset();
+    const float* lut = lut_all + q * nb * nc;
+    int64_t seq = 0;
+    for (int64_t l = 0; l < np; ++l) {
+      const int32_t leaf = lv[q * np + l];
+      const float base = bs[q * np + l];
+      for (int32_t pos = off[leaf]; pos < off[leaf + 1]; ++pos, ++seq) {
+        const uint8_t* c = cp + static_cast<int64_t>(pos) * nb;
+        float acc = 0.f;
+        for (int64_t k = 0; k < nb; ++k) acc += lut[k * nc + c[k]];
+        top.Push(acc + base, seq, pos);
+      }
+    }
+    top.Write(pm, oi + q * r, os + q * r);
+  }
+  return ffi::Error::Success();
+}
+
+// ------------------------------------------------------------------------------------------------
+// LUT16: uint8-quantized LUTs over packed 4-bit codes.
+//
+// packed: [G, P, 32] uint8, P = ceil(K / 2) block pairs. Group g holds up to 32 points of one
+// leaf (leaf l owns groups goff[l] .. goff[l+1]); for block pair p, bytes [0, 16) are block 2p and
+// bytes [16, 32) block 2p+1; byte i of a half is code(point i) | code(point i + 16) << 4.
+
+// Sums over blocks of qlut[k][code] for the 32 points of one group.
+void GroupSumsScalar(const uint8_t* grp, const uint8_t* qlut, int64_t npairs, uint32_t* sums) {
+  for (int i = 0; i < 32; ++i) sums[i] = 0;
+  for (int64_t p = 0; p < npairs; ++p) {
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* t = qlut + (2 * p + h) * 16;
+      const uint8_t* c = grp + p * 32 + h * 16;
+      for (int i = 0; i < 16; ++i) {
+        sums[i] += t[c[i] & 15];
+        sums[i + 16] += t[c[i] >> 4];
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2"))) void GroupSumsAvx2(const uint8_t* grp, const uint8_t* qlut,
+                                                   int64_t npairs, uint32_t* sums) {
+  const __m256i lo_mask = _mm256_set1_epi8(0x0f);
+  const __m256i byte_mask = _mm256_set1_epi16(0x00ff);
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t p = 0; p < npairs; ++p) {
+    // lane 0: block 2p, lane 1: block 2p+1 (both for the table and the codes).
+    const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qlut + p * 32));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(grp + p * 32));
+    const __m256i lo = _mm256_and_si256(c, lo_mask);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), lo_mask);
+    const __m256i rl = _mm256_shuffle_epi8(t, lo);  // points 0..15
+    const __m256i rh = _mm256_shuffle_epi8(t, hi);  // points 16..31
+    // Widen to 16 bits by even/odd byte (K * 255 <= 65535 is checked by the caller).
+    a0 = _mm256_add_epi16(a0, _mm256_and_si256(rl, byte_mask));
+    a1 = _mm256_add_epi16(a1, _mm256_srli_epi16(rl, 8));
+    a2 = _mm256_add_epi16(a2, _mm256_and_si256(rh, byte_mask));
+    a3 = _mm256_add_epi16(a3, _mm256_srli_epi16(rh, 8));
+  }
+  alignas(16) uint16_t tmp[4][8];
+  const __m256i accs[4] = {a0, a1, a2, a3};
+  for (int j = 0; j < 4; ++j) {
+    const __m128i s = _mm_add_epi16(_mm256_castsi256_si128(accs[j]),
+                                    _mm256_extracti128_si256(accs[j], 1));
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp[j]), s);
+  }
+  for (int e = 0; e < 8; ++e) {
+    sums[2 * e] = tmp[0][e];
+    sums[2 * e + 1] = tmp[1][e];
+    sums[16 + 2 * e] = tmp[2][e];
+    sums[16 + 2 * e + 1] = tmp[3][e];
+  }
+}
+
+ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
+                        ffi::Buffer<ffi::F32> luts, ffi::Buffer<ffi::U8> packed,
+                        ffi::Buffer<ffi::S32> offsets, ffi::Buffer<ffi::S32> goffsets,
+                        ffi::Buffer<ffi::S32> perm, ffi::ResultBuffer<ffi::S32> out_ids,
+                        ffi::ResultBuffer<ffi::F32> out_scores, int64_t simd) {
+  int64_t b, np, nl;
+  ffi::Error err = CheckCommon(bias, leaves, offsets, perm, &b, &np, &nl);
+  if (err.failure()) return err;
+  auto lt = luts.dimensions();
+  auto pd = packed.dimensions();
+  if (lt.size() != 3 || lt[0] != b || lt[2] != 16) {
+    return ffi::Error::InvalidArgument("luts must be [b, K, 16]");
+  }
+  const int64_t nb = lt[1];
+  const int64_t npairs = (nb + 1) / 2;
+  if (nb > 256) return ffi::Error::InvalidArgument("LUT16 kernel supports at most 256 blocks");
+  if (pd.size() != 3 || pd[1] != npairs || pd[2] != 32) {
+    return ffi::Error::InvalidArgument("packed codes must be [G, ceil(K/2), 32]");
+  }
+  if (static_cast<int64_t>(goffsets.element_count()) != nl + 1) {
+    return ffi::Error::InvalidArgument("goffsets must have num_leaves + 1 entries");
+  }
+  const bool use_avx2 = simd != 0 && __builtin_cpu_supports("avx2");
+  const int64_t r = out_ids->dimensions()[1];
+  const float* bs = bias.typed_data();
+  const int32_t* lv = leaves.typed_data();
+  const float* lut_all = luts.typed_data();
+  const uint8_t* pk = packed.typed_data();
+  const int32_t* off = offsets.typed_data();
+  const int32_t* goff = goffsets.typed_data();
+  const int32_t* pm = perm.typed_data();
+  int32_t* oi = out_ids->typed_data();
+  float* os = out_scores->typed_data();
+  std::vector<uint8_t> qlut(npairs * 32, 0);
+  alignas(32) uint32_t sums[32];
+  TopR top(r);
+  for (int64_t q = 0; q < b; ++q) {
+    top.Reset();
+    const float* lut = lut_all + q * nb * 16;
+    // One scale for all blocks so integer sums are comparable: delta = max_k range_k / 255.
+    float delta = 0.f, summin = 0.f;
+    std::vector<float> mins(nb);
+    for (int64_t k = 0; k < nb; ++k) {
+      float mn = lut[k * 16], mx = mn;
+      for (int c = 1; c < 16; ++c) {
+        mn = std::min(mn, lut[k * 16 + c]);
+        mx = std::max(mx, lut[k * 16 + c]);
+      }
+      mins[k] = mn;
+      summin += mn;
+      delta = std::max(delta, mx - mn);
+    }
+    delta = delta > 0.f ? delta / 255.f : 1.f;
+    const float inv = 1.f / delta;
+    for (int64_t k = 0; k < nb; ++k) {
+      for (int c = 0; c < 16; ++c) {
+        const float v = std::nearbyint((lut[k * 16 + c] - mins[k]) * inv);
+        qlut[k * 16 + c] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)));
+      }
+    }
+    int64_t seq = 0;
+    for (int64_t l = 0; l < np; ++l) {
+      const int32_t leaf = lv[q * np + l];
+      const float base = bs[q * np + l] + summin;
+      const int32_t size = off[leaf + 1] - off[leaf];
+      for (int32_t g = goff[leaf], j0 = 0; g < goff[leaf + 1]; ++g, j0 += 32) {
+        const uint8_t* grp = pk + static_cast<int64_t>(g) * npairs * 32;
+        if (use_avx2) {
+          GroupSumsAvx2(grp, qlut.data(), npairs, sums);
+        } else {
+          GroupSumsScalar(grp, qlut.data(), npairs, sums);
+        }
+        const int32_t cnt = std::min(32, size - j0);
+        const float thr = top.Threshold();
+        for (int32_t i = 0; i < cnt; ++i) {
+          const float s = base + delta * static_cast<float>(sums[i]);
+          if (s >= thr) top.Push(s, seq + i, off[leaf] + j0 + i);
+        }
+        seq += cnt;
+      }
+    }
+    top.Write(pm, oi + q * r, os + q * r);
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_f32, AdcTopkF32,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // bias [b, L]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // leaves [b, L]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // luts [b, K, C]
+                                  .Arg<ffi::Buffer<ffi::U8>>()   // codes [n, K], leaf-sorted
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // offsets [nl + 1]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // perm [n]
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, R]
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // scores [b, R]
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_lut16, AdcTopkLut16,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // bias [b, L]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // leaves [b, L]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // luts [b, K, 16]
+                                  .Arg<ffi::Buffer<ffi::U8>>()   // packed [G, ceil(K/2), 32]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // offsets [nl + 1]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // goffsets [nl + 1]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // perm [n]
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, R]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // scores [b, R]
+                                  .Attr<int64_t>("simd"));
