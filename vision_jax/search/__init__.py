@@ -34,9 +34,11 @@ from vision_jax.search.quantization import (
   split_blocks,
   train_pq_codebooks,
 )
+from vision_jax.search.sharded import ShardedAVQIndex, shard_index
 
 __all__ = [
   "AVQIndex",
+  "ShardedAVQIndex",
   "adc_scores",
   "anisotropic_assign",
   "anisotropic_centroids",
@@ -59,6 +61,7 @@ __all__ = [
   "read_gensim_keyed_vectors",
   "recall_at",
   "score_aware_loss",
+  "shard_index",
   "split_blocks",
   "split_queries",
   "synthetic_clustered",
