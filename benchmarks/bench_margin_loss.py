@@ -230,6 +230,7 @@ def _spawn(framework, kind, args, classes):
     f"--dim={args.dim}",
     f"--iters={args.iters}",
     f"--threads={args.threads}",
+    f"--allocator={args.allocator}",
   ]
   res = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if res.returncode != 0:
@@ -255,11 +256,23 @@ def main():
     "Eigen for N=1); 0 = library defaults. Use 1 on a shared/oversubscribed machine, "
     "where torch's OpenMP spin-waiting otherwise dominates.",
   )
+  p.add_argument(
+    "--allocator",
+    choices=("tuned", "default"),
+    default="tuned",
+    help="host allocator policy, applied to BOTH libraries' workers: tuned = "
+    "vision_jax.utils.host_memory.keep_freed_host_memory() (what every vision_jax experiment "
+    "uses), default = glibc's (XLA:CPU then re-page-faults its temporaries every step)",
+  )
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   args = p.parse_args()
 
   if args.worker:
     _pin_threads(args.threads)
+    if args.allocator == "tuned":
+      from vision_jax.utils.host_memory import keep_freed_host_memory
+
+      keep_freed_host_memory()
     framework, kind, classes = args.worker.split(":")
     fn = worker_jax if framework == "jax" else worker_torch
     print(json.dumps(fn(kind, args.batch, args.dim, int(classes), args.iters, args.threads)))
@@ -271,7 +284,8 @@ def main():
   vers = package_versions(extra=("torch", "pytorch-metric-learning"))
   print("versions:", json.dumps(vers))
   print(
-    f"B={args.batch} D={args.dim} iters={args.iters} threads={args.threads or 'default'} (median of iters, after 2 warm-ups); "
+    f"B={args.batch} D={args.dim} iters={args.iters} threads={args.threads or 'default'} "
+    f"allocator={args.allocator} (median of iters, after 2 warm-ups); "
     f"time = forward+backward; mem = peak extra bytes during the steps"
   )
   pairs = [("am_softmax", "cosface"), ("arcface", "arcface"), ("ir_am_softmax", "cosface")]

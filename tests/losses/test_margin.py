@@ -211,13 +211,15 @@ def test_sphereface_lambda():
 # ------------------------------------------------------------------------------ gradients ----
 
 _LOSSES = {
-  "softmax": lambda x, w, y: L.softmax_loss(x, w, y),
-  "normface": lambda x, w, y: L.normface_loss(x, w, y, scale=4.0),
-  "a_softmax": lambda x, w, y: L.a_softmax_loss(x, w, y, margin=4, lambda_=2.0),
-  "am_softmax": lambda x, w, y: L.am_softmax_loss(x, w, y, scale=4.0, margin=0.35),
-  "arcface": lambda x, w, y: L.arcface_loss(x, w, y, scale=4.0, margin=0.5),
-  "arcface_easy": lambda x, w, y: L.arcface_loss(x, w, y, scale=4.0, easy_margin=True),
-  "arcface_st": lambda x, w, y: L.arcface_loss(x, w, y, scale=4.0, gradient="straight_through"),
+  "softmax": lambda x, w, y, **kw: L.softmax_loss(x, w, y, **kw),
+  "normface": lambda x, w, y, **kw: L.normface_loss(x, w, y, scale=4.0, **kw),
+  "a_softmax": lambda x, w, y, **kw: L.a_softmax_loss(x, w, y, margin=4, lambda_=2.0, **kw),
+  "am_softmax": lambda x, w, y, **kw: L.am_softmax_loss(x, w, y, scale=4.0, margin=0.35, **kw),
+  "arcface": lambda x, w, y, **kw: L.arcface_loss(x, w, y, scale=4.0, margin=0.5, **kw),
+  "arcface_easy": lambda x, w, y, **kw: L.arcface_loss(x, w, y, scale=4.0, easy_margin=True, **kw),
+  "arcface_st": lambda x, w, y, **kw: L.arcface_loss(
+    x, w, y, scale=4.0, gradient="straight_through", **kw
+  ),
 }
 
 
@@ -230,11 +232,67 @@ def test_check_grads(name):
     lambda x, w: jnp.sum(fn(x, w, y)),
     (jnp.asarray(x), jnp.asarray(w)),
     order=1,
-    modes=["rev"],
+    modes=["fwd", "rev"],
     atol=2e-2,
     rtol=2e-2,
     eps=1e-3,
   )
+
+
+_LOGITS = {
+  "softmax": lambda x, w, y: L.softmax_logits(x, w, y),
+  "normface": lambda x, w, y: L.normface_logits(x, w, y, scale=4.0),
+  "a_softmax": lambda x, w, y: L.a_softmax_logits(x, w, y, margin=4, lambda_=2.0),
+  "am_softmax": lambda x, w, y: L.am_softmax_logits(x, w, y, scale=4.0, margin=0.35),
+  "arcface": lambda x, w, y: L.arcface_logits(x, w, y, scale=4.0, margin=0.5),
+  "arcface_easy": lambda x, w, y: L.arcface_logits(x, w, y, scale=4.0, easy_margin=True),
+}
+
+
+def _plain_l2_normalize(a):
+  return a * jax.lax.rsqrt(jnp.maximum(jnp.sum(a * a, axis=-1, keepdims=True), 1e-12))
+
+
+@pytest.mark.parametrize("name", list(_LOGITS))
+def test_written_out_derivative_equals_autodiff(name):
+  """The loss's custom JVP (and its transpose) equals plain autodiff of logsumexp(logits) - l_y."""
+  x, w, y = _data(b=7, c=11, d=6, seed=3)
+  x[2] = 0.0  # a zero embedding: clamped norm branch of l2_normalize
+  where = np.array([True] * 6 + [False])
+
+  def ref(x, w):
+    logits = _LOGITS[name](x, w, y)
+    ce = jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, y[:, None], 1)[:, 0]
+    return jnp.sum(jnp.where(where, ce, 0.0) * jnp.arange(1.0, 8.0))
+
+  def ours(x, w):
+    return jnp.sum(_LOSSES[name](x, w, y, where=where) * jnp.arange(1.0, 8.0))
+
+  args = (jnp.asarray(x), jnp.asarray(w))
+  np.testing.assert_allclose(ours(*args), ref(*args), rtol=1e-5)
+  for got, want in zip(jax.grad(ours, (0, 1))(*args), jax.grad(ref, (0, 1))(*args)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  tangents = (
+    jnp.asarray(np.random.default_rng(1).normal(size=x.shape), jnp.float32),
+    0.5 * args[1],
+  )
+  np.testing.assert_allclose(
+    jax.jvp(ours, args, tangents)[1], jax.jvp(ref, args, tangents)[1], rtol=1e-4, atol=1e-5
+  )
+
+
+def test_l2_normalize_derivative_equals_autodiff():
+  a = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+  a[1] = 0.0
+  a[3] = 1e-8  # below the norm floor
+  t = np.random.default_rng(1).normal(size=a.shape).astype(np.float32)
+  np.testing.assert_allclose(L.l2_normalize(a), _plain_l2_normalize(a), rtol=1e-6)
+  _, got = jax.jvp(L.l2_normalize, (a,), (t,))
+  _, want = jax.jvp(_plain_l2_normalize, (a,), (t,))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  g_got = jax.grad(lambda a: jnp.sum(L.l2_normalize(a) * t))(a)
+  g_want = jax.grad(lambda a: jnp.sum(_plain_l2_normalize(a) * t))(a)
+  np.testing.assert_allclose(g_got, g_want, rtol=1e-5, atol=1e-6)
 
 
 def test_arcface_straight_through_gradient():

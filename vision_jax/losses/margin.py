@@ -16,6 +16,7 @@ reuses: with :math:`z_{ij}` the raw score (a cosine, or a dot product for plain 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -34,10 +35,28 @@ NORM_EPS = 1e-12
 SIN_GRAD_EPS = 1e-7
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def l2_normalize(x: Array, axis: int = -1, eps: float = NORM_EPS) -> Array:
-  """``x / max(||x||, sqrt(eps))`` along ``axis``; zero vectors stay zero with finite gradient."""
+  r"""``x / max(||x||, sqrt(eps))`` along ``axis``; zero vectors stay zero with finite gradient.
+
+  The derivative is written out (``custom_jvp``) as the projection
+  :math:`\dot y = (\dot x - y\,\langle y, \dot x\rangle)/\lVert x\rVert` (just
+  :math:`\dot x / \sqrt{eps}` where the norm is clamped), so that reverse mode is one row
+  reduction plus one fused elementwise pass; autodiff of the expression above materialises a
+  broadcast of the norm over ``x``'s shape (a full extra pass over a ``[C, D]`` weight matrix).
+  """
   sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
   return x * lax.rsqrt(jnp.maximum(sq, eps))
+
+
+@l2_normalize.defjvp
+def _l2_normalize_jvp(axis, eps, primals, tangents):
+  (x,), (t,) = primals, tangents
+  sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+  r = lax.rsqrt(jnp.maximum(sq, eps))
+  y = x * r
+  proj = jnp.where(sq > eps, jnp.sum(y * t, axis=axis, keepdims=True), 0.0)
+  return y, r * (t - y * proj)
 
 
 @jax.custom_jvp
@@ -208,18 +227,71 @@ def target_scores(z: Array, labels: Array, class_offset=0) -> tuple[Array, Array
   return is_target, z_y
 
 
+def _gather_target(z: Array, labels: Array) -> tuple[Array, Array]:
+  """Target mask ``[B, C]`` (fused into consumers, never materialised) and ``z_y`` by gather."""
+  is_target = labels[:, None] == jnp.arange(z.shape[1])[None, :]
+  z_y = jnp.take_along_axis(z, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
+  return is_target, z_y
+
+
 def _logits_and_target(head, embeddings, weights, labels, where, bias=None):
   x, w, labels, where = _prepare(embeddings, weights, labels, where, bias)
   z, xnorm = head_scores(head, x, w, bias)
-  is_target, z_y = target_scores(z, labels)
+  is_target, z_y = _gather_target(z, labels)
   target = head.target_fn(z_y, xnorm)
   logits = jnp.where(is_target, target[:, None], head.scale_fn(xnorm)[:, None] * z)
   return logits, target, where
 
 
+def _margin_xent(target_fn):
+  """Cross-entropy of the margin logits as a function of the raw scores, with a written-out JVP.
+
+  ``f(z [B,C], labels [B], a [B], xnorm [B]) = logsumexp_j(l_ij) - t_i`` with
+  ``l_ij = a_i z_ij`` (j ≠ y_i), ``l_iy = t_i = target_fn(z_iy, xnorm_i)``. Its derivative is
+  ``ḟ_i = Σ_{j≠y_i} p_ij (a_i ż_ij + ȧ_i z_ij) + (p_iy - 1) ṫ_i`` with ``p = softmax(l)``; in
+  reverse mode JAX transposes it to ``∂z_ij = g_i a_i p_ij`` (j ≠ y_i),
+  ``∂z_iy = g_i (p_iy - 1) t'(z_iy)``: one fused elementwise pass over ``[B, C]``. Plain autodiff
+  of the forward materialises a masked copy of ``z`` for the target gather and two ``where``
+  transposes as extra ``[B, C]`` arrays (``benchmarks/bench_margin_loss.py`` measures the
+  difference). ``custom_jvp`` rather than ``custom_vjp`` so forward mode (``jax.jvp``,
+  ``jax.jacfwd``) works too.
+  """
+
+  def gather(z, labels):
+    is_target = labels[:, None] == jnp.arange(z.shape[1])[None, :]
+    z_y = jnp.take_along_axis(z, labels[:, None], axis=1)[:, 0]
+    return is_target, z_y
+
+  @jax.custom_jvp
+  def xent(z, labels, a, xnorm):
+    is_target, z_y = gather(z, labels)
+    t = target_fn(z_y, xnorm)
+    logits = jnp.where(is_target, t[:, None], a[:, None] * z)
+    return jax.nn.logsumexp(logits, axis=1) - t
+
+  @xent.defjvp
+  def xent_jvp(primals, tangents):
+    z, labels, a, xnorm = primals
+    z_dot, _, a_dot, xnorm_dot = tangents
+    is_target, z_y = gather(z, labels)
+    t, t_lin = jax.linearize(target_fn, z_y, xnorm)
+    logits = jnp.where(is_target, t[:, None], a[:, None] * z)
+    lse = jax.nn.logsumexp(logits, axis=1)
+    p = jnp.exp(logits - lse[:, None])
+    # The target tangent as a masked row sum (its transpose is a select, fused with the rest).
+    t_dot = t_lin(jnp.sum(jnp.where(is_target, z_dot, 0.0), axis=1), xnorm_dot)
+    l_dot = a[:, None] * z_dot + a_dot[:, None] * z
+    f_dot = jnp.sum(jnp.where(is_target, 0.0, p * l_dot), axis=1)
+    return lse - t, f_dot + (jnp.exp(t - lse) - 1.0) * t_dot
+
+  return xent
+
+
 def _loss(head, embeddings, weights, labels, where, bias=None):
-  logits, target, where = _logits_and_target(head, embeddings, weights, labels, where, bias)
-  loss = jax.nn.logsumexp(logits, axis=1) - target
+  x, w, labels, where = _prepare(embeddings, weights, labels, where, bias)
+  z, xnorm = head_scores(head, x, w, bias)
+  a = head.scale_fn(xnorm)
+  loss = _margin_xent(head.target_fn)(z, labels.astype(jnp.int32), a, xnorm)
   if where is not None:
     loss = jnp.where(where, loss, 0.0)
   return loss

@@ -44,9 +44,21 @@ class NonFiniteError(FloatingPointError):
   """Raised when a train step produced a non-finite loss or gradient."""
 
 
-def setup_runtime(*, distributed: bool = False, compilation_cache: str | None = None) -> None:
-  """Process-level JAX setup: ``jax.distributed.initialize()`` (multi-host, behind a flag) and the
-  persistent compilation cache."""
+def setup_runtime(
+  *,
+  distributed: bool = False,
+  compilation_cache: str | None = None,
+  host_allocator: str = "default",
+) -> None:
+  """Process-level JAX setup: ``jax.distributed.initialize()`` (multi-host, behind a flag), the
+  persistent compilation cache, and the host allocator policy (``"tuned"``:
+  ``vision_jax.utils.host_memory.keep_freed_host_memory``; ``"default"``: leave glibc alone)."""
+  if host_allocator not in ("tuned", "default"):
+    raise ValueError(f"host_allocator={host_allocator!r}; expected 'tuned' or 'default'.")
+  if host_allocator == "tuned":
+    from vision_jax.utils.host_memory import keep_freed_host_memory
+
+    keep_freed_host_memory()
   if distributed:
     jax.distributed.initialize()
   if compilation_cache:

@@ -111,11 +111,12 @@ def load_config(slug: str, preset: str, overrides: dict[str, str] | None = None)
 
 
 def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
-  """Parses ``--preset --workdir [--config.k=v ...] [--distributed] [--compilation_cache DIR]``.
+  """Parses ``--preset --workdir [--config.k=v ...] [--distributed] [--compilation_cache DIR]
+  [--host_allocator tuned|default]``.
 
   Returns:
-    ``(config, args)`` where ``args`` has ``workdir``, ``preset``, ``distributed`` and
-    ``compilation_cache``. The resolved preset name is stored in ``config.preset``.
+    ``(config, args)`` where ``args`` has ``workdir``, ``preset``, ``distributed``,
+    ``compilation_cache`` and ``host_allocator``. The resolved preset name is stored in ``config.preset``.
   """
   parser = argparse.ArgumentParser(prog=f"python -m experiments.{slug}")
   parser.add_argument("--preset", default="default", help="smoke | default | paper")
@@ -130,6 +131,14 @@ def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
     "--compilation_cache",
     default=os.environ.get("VISION_JAX_COMPILATION_CACHE"),
     help="persistent XLA compilation cache dir (env VISION_JAX_COMPILATION_CACHE)",
+  )
+  parser.add_argument(
+    "--host_allocator",
+    choices=("tuned", "default"),
+    default=os.environ.get("VISION_JAX_HOST_ALLOCATOR", "tuned"),
+    help="tuned: keep freed host memory for reuse (vision_jax.utils.host_memory; avoids "
+    "re-page-faulting XLA:CPU buffers every step); default: glibc's own policy. "
+    "Env VISION_JAX_HOST_ALLOCATOR",
   )
   args, rest = parser.parse_known_args(argv)
   overrides = {}

@@ -27,7 +27,11 @@ def launch(
     sys.exit(f"error: {e}")
   from vision_jax.train.loop import setup_runtime
 
-  setup_runtime(distributed=args.distributed, compilation_cache=args.compilation_cache)
+  setup_runtime(
+    distributed=args.distributed,
+    compilation_cache=args.compilation_cache,
+    host_allocator=args.host_allocator,
+  )
   t0 = time.time()
   result = run(cfg, args.workdir)
   if isinstance(result, dict) and result.get("preempted"):
