@@ -8,7 +8,11 @@ Same data, same bits (d/2 blocks x 4 bits), same run, single thread for all thre
 Part 1 (quantization quality, no tree, no re-ranking, exhaustive AH/ADC): Recall1@10 and
 Recall10@10 of ours vs scann ``score_ah(2, T)`` with T=0.2 and T=nan (isotropic).
 Part 2 (speed): Recall10@10 and single-thread batched QPS over a sweep of leaves / reorder
-(faiss: nprobe / k_factor); recall-vs-QPS pairs, best QPS at Recall10@10 >= 0.9 and the ratios.
+(faiss: nprobe / k_factor) for ours with both search backends (``xla``: padded gather ADC +
+``lax.top_k``; ``native``: the C++ FFI kernel, uint8 LUT16 fast scan with exact reorder, and
+``native-f32``: the same kernel with float32 LUTs), scann and faiss; recall-vs-QPS pairs, best QPS
+at Recall10@10 >= 0.9, the ratios to faiss/scann, and a per-stage time breakdown of ours (leaf
+scoring, LUT build, ADC + top-R, exact reorder) at our best setting.
 
 Data (default): synthetic clustered, L2-normalised (the glove-100-angular setting; the real
 file is not reachable offline), ``--n`` x ``--dim``; ``--dataset=word2vec`` uses the wefe sample
@@ -81,6 +85,62 @@ def timed(fn, repeats: int) -> tuple[float, object]:
   return best, out
 
 
+def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
+  """Seconds per stage for the whole query set at leaves=L, reorder=R (each stage jitted alone).
+
+  Stages: leaf scoring (``q @ centres.T`` + top_k), LUT build, ADC + top-R (native uint8 kernel,
+  native float kernel, or the XLA gather + top_k), exact reorder; "end-to-end" is
+  ``AVQIndex.search`` (adds host->device copies and dispatch).
+  """
+  import jax
+  import jax.numpy as jnp
+  from jax import lax
+
+  from vision_jax.search import index as ix
+  from vision_jax.search import native
+
+  qj = jnp.asarray(q)
+  leaf_fn = jax.jit(lambda qq, c: lax.top_k(qq @ c.T, L))
+  lut_fn = jax.jit(ix.lookup_tables)
+  bias, leaves = leaf_fn(qj, index.leaf_centers)
+  luts = lut_fn(qj, index.codebooks)
+
+  @jax.jit
+  def xla_adc(luts, bias, leaves, members, codes):
+    m = members.shape[1]
+    cand = members[leaves].reshape(len(bias), L * m)
+    sc = ix.adc_scores(luts, codes[jnp.maximum(cand, 0)]) + jnp.repeat(bias, m, axis=1)
+    sc, pos = lax.top_k(jnp.where(cand >= 0, sc, -jnp.inf), R)
+    return jnp.take_along_axis(cand, pos, axis=1), sc
+
+  p8, o8, c8, g8 = index._native_arrays("uint8")
+  pf, of, cf, _ = index._native_arrays("float32")
+  u8 = jax.jit(lambda b, lv, t, c, o, g, p: native.adc_topk_lut16(b, lv, t, c, o, g, p, topn=R))
+  f32 = jax.jit(lambda b, lv, t, c, o, p: native.adc_topk_f32(b, lv, t, c, o, p, topn=R))
+  ids, _ = u8(bias, leaves, luts, c8, o8, g8, p8)
+  rr = jax.jit(ix._rerank, static_argnames=("k",))
+  stages = {
+    "leaf scoring (matmul + top_k)": lambda: leaf_fn(qj, index.leaf_centers),
+    "LUT build": lambda: lut_fn(qj, index.codebooks),
+    "ADC + top-R, native uint8 LUT16": lambda: u8(bias, leaves, luts, c8, o8, g8, p8),
+    "ADC + top-R, native float32": lambda: f32(bias, leaves, luts, cf, of, pf),
+    "ADC + top-R, XLA gather + top_k": lambda: xla_adc(
+      luts, bias, leaves, index.members, index.codes
+    ),
+    "exact reorder (gather + dot + top_k)": lambda: rr(qj, index.database, ids, k=10),
+    "end-to-end search, native": lambda: index.search(
+      q, 10, leaves_to_search=L, reorder=R, backend="native"
+    ),
+    "end-to-end search, xla": lambda: index.search(
+      q, 10, leaves_to_search=L, reorder=R, backend="xla"
+    ),
+  }
+  out = {}
+  for name, fn in stages.items():
+    out[name], _ = timed(lambda fn=fn: jax.block_until_ready(fn()), repeats)
+  return out
+
+
 def best_qps_at(pairs, target: float):
   ok = [p for p in pairs if p["recall10_at10"] >= target]
   return max(ok, key=lambda p: p["qps"]) if ok else None
@@ -100,6 +160,9 @@ def main():
   ap.add_argument("--reorders", default="20,40,100")
   ap.add_argument("--repeats", type=int, default=2)
   ap.add_argument("--skip_quality", action="store_true")
+  ap.add_argument(
+    "--ours_index", default="", help="load our Part 2 index from this .npz (build + save if absent)"
+  )
   ap.add_argument("--out", default="runs/bench_mips")
   args = ap.parse_args()
   os.makedirs(args.out, exist_ok=True)
@@ -176,7 +239,7 @@ def main():
   print(f"\nPart 2: Recall10@10 vs single-thread QPS ({nl} leaves / nlist)")
   leaves = [int(v) for v in args.leaves.split(",") if int(v) <= nl]
   reorders = [int(v) for v in args.reorders.split(",")]
-  curves = {"ours": [], "scann": [], "faiss": []}
+  curves = {"ours-native": [], "ours-native-f32": [], "ours-xla": [], "scann": [], "faiss": []}
 
   def record(system, setting, t, ids):
     p = dict(
@@ -184,21 +247,41 @@ def main():
     )
     curves[system].append(p)
     print(
-      f"  {system:<6} {setting:<28} R10@10={p['recall10_at10']:.4f}  QPS={p['qps']:>9,.0f}",
+      f"  {system:<15} {setting:<28} R10@10={p['recall10_at10']:.4f}  QPS={p['qps']:>9,.0f}",
       flush=True,
     )
 
   t0 = time.perf_counter()
-  ours = search.AVQIndex.build(db, num_leaves=nl, dims_per_block=dpb, threshold=T)
-  results["ours_build_s"] = time.perf_counter() - t0
-  print(f"  ours build {results['ours_build_s']:.1f}s (max leaf {ours.info['max_leaf_size']})")
-  for L in leaves:
-    for R in reorders:
-      t, (ids, _) = timed(
-        lambda L=L, R=R: jax.block_until_ready(ours.search(q, 10, leaves_to_search=L, reorder=R)),
-        args.repeats,
-      )
-      record("ours", f"leaves={L} reorder={R}", t, np.asarray(ids))
+  if args.ours_index and os.path.exists(args.ours_index):
+    ours = search.AVQIndex.load(args.ours_index)
+    print(f"  ours: loaded {args.ours_index} (build time not measured)")
+  else:
+    ours = search.AVQIndex.build(db, num_leaves=nl, dims_per_block=dpb, threshold=T)
+    results["ours_build_s"] = time.perf_counter() - t0
+    if args.ours_index:
+      ours.save(args.ours_index)
+    print(f"  ours build {results['ours_build_s']:.1f}s")
+  sizes = np.diff(ours._native_arrays("float32")[1])
+  print(f"  leaf sizes: max {sizes.max()}, mean {sizes.mean():.0f}, empty {(sizes == 0).sum()}")
+  from vision_jax.search import native
+
+  if not native.available():
+    print(f"  native kernel unavailable ({native.unavailable_reason()}); native = XLA path")
+  backends = (
+    ("ours-native", "native", "uint8"),
+    ("ours-native-f32", "native", "float32"),
+    ("ours-xla", "xla", "auto"),
+  )
+  for system, backend, lut in backends:
+    for L in leaves:
+      for R in reorders:
+        t, (ids, _) = timed(
+          lambda L=L, R=R, b=backend, lut=lut: jax.block_until_ready(
+            ours.search(q, 10, leaves_to_search=L, reorder=R, backend=b, native_lut=lut)
+          ),
+          args.repeats,
+        )
+        record(system, f"leaves={L} reorder={R}", t, np.asarray(ids))
 
   t0 = time.perf_counter()
   sc = (
@@ -247,12 +330,23 @@ def main():
       )
     )
   ratios = {}
-  if best["ours"]:
+  for mine in ("ours-native", "ours-native-f32", "ours-xla"):
     for other in ("faiss", "scann"):
-      if best[other]:
-        ratios[f"ours/{other}"] = best["ours"]["qps"] / best[other]["qps"]
-        print(f"  ratio ours/{other} at matched recall 0.9: {ratios[f'ours/{other}']:.2f}x")
+      if best[mine] and best[other]:
+        key = f"{mine}/{other}"
+        ratios[key] = best[mine]["qps"] / best[other]["qps"]
+        print(f"  ratio {key} at Recall10@10 >= 0.9: {ratios[key]:.2f}x")
   results.update(curves=curves, best_at_0_9=best, ratios=ratios)
+
+  # ---------------------------------------------------------------- where the time goes
+  b = best["ours-native"] or best["ours-xla"]
+  if b and native.available():
+    L, R = (int(v.split("=")[1]) for v in b["setting"].split())
+    print(f"\nWhere the time goes (ours, leaves={L} reorder={R}, {len(q)} queries, 1 thread):")
+    stages = stage_breakdown(ours, q, L, R, args.repeats)
+    for name, t in stages.items():
+      print(f"  {name:<40} {1e6 * t / len(q):8.2f} us/query")
+    results["stages_s"] = dict(setting=b["setting"], **stages)
   with open(os.path.join(args.out, "bench_mips.json"), "w") as f:
     json.dump(results, f, indent=2, default=float)
 

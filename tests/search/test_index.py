@@ -111,10 +111,12 @@ def test_bad_inputs_name_argument_and_value(data, tree_index):
     tree_index.search(q, 5, reorder=3)
 
 
-def test_jit_search_kernel_no_retrace(data, tree_index):
+@pytest.mark.parametrize("backend", ["xla", "native"])
+def test_jit_search_kernel_no_retrace(data, tree_index, backend):
   _, q = data
-  tree_index.search(q, 5, leaves_to_search=2)
-  before = ix._search_batch._cache_size()
-  tree_index.search(q + 0.1, 5, leaves_to_search=2)
-  assert ix._search_batch._cache_size() == before
+  fn = ix._search_batch if backend == "xla" else ix._search_batch_native
+  tree_index.search(q, 5, leaves_to_search=2, reorder=10, backend=backend)
+  before = fn._cache_size()
+  tree_index.search(q + 0.1, 5, leaves_to_search=2, reorder=10, backend=backend)
+  assert fn._cache_size() == before
   assert jax.device_count() >= 1

@@ -175,8 +175,13 @@ def lut16_error_bound(luts) -> jax.Array:
 # Kernel calls (jit-compatible).
 
 
-def _out(b: int, r: int):
-  return (jax.ShapeDtypeStruct((b, r), jnp.int32), jax.ShapeDtypeStruct((b, r), jnp.float32))
+def _call(target: str, b: int, r: int):
+  if not available():
+    raise RuntimeError(
+      f"vision_jax native kernels unavailable ({unavailable_reason()}); use backend='xla'"
+    )
+  out = (jax.ShapeDtypeStruct((b, r), jnp.int32), jax.ShapeDtypeStruct((b, r), jnp.float32))
+  return jax.ffi.ffi_call(target, out, vmap_method="sequential")
 
 
 def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
@@ -190,9 +195,12 @@ def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
 
   Returns:
     ``(ids [b, topn] int32, scores [b, topn] float32)``, best first, ``-1`` / ``-inf`` padded.
+
+  Raises:
+    RuntimeError: the kernels could not be built (reason in the message).
   """
   b = bias.shape[0]
-  return jax.ffi.ffi_call("vj_adc_topk_f32", _out(b, topn), vmap_method="sequential")(
+  return _call("vj_adc_topk_f32", b, topn)(
     bias.astype(jnp.float32),
     leaves.astype(jnp.int32),
     luts.astype(jnp.float32),
@@ -209,7 +217,7 @@ def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn:
   (same integers, same results). Scores are estimates within :func:`lut16_error_bound`.
   """
   b = bias.shape[0]
-  return jax.ffi.ffi_call("vj_adc_topk_lut16", _out(b, topn), vmap_method="sequential")(
+  return _call("vj_adc_topk_lut16", b, topn)(
     bias.astype(jnp.float32),
     leaves.astype(jnp.int32),
     luts.astype(jnp.float32),

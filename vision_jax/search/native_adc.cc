@@ -12,8 +12,8 @@
 //                       are comparable across blocks), 4-bit codes packed 32 points per group,
 //                       AVX2 _mm256_shuffle_epi8 accumulate (scalar fallback gives the same
 //                       integers, hence the same results).
-// Both keep the best R candidates per query in a heap (ties: earlier probe position wins, like
-// lax.top_k) and write them best-first; missing slots get id -1 and score -inf.
+// Both keep the best R candidates per query (ties: earlier probe position wins, like lax.top_k)
+// and write them best-first; missing slots get id -1 and score -inf.
 
 #include <algorithm>
 #include <cmath>
@@ -32,42 +32,47 @@ namespace ffi = xla::ffi;
 namespace {
 
 struct Cand {
+  uint64_t key;  // order-preserving (score, -seq): one integer compare ranks candidates
   float s;
-  int64_t seq;
   int32_t pos;  // position in the leaf-sorted order (mapped to ids through perm at the end)
 };
 
-// "a ranks before b". Used as the heap's less-than, so the heap root is the worst kept candidate.
-inline bool Better(const Cand& a, const Cand& b) {
-  return a.s > b.s || (a.s == b.s && a.seq < b.seq);
+// Higher score first; among equal scores the earlier probe position (seq) first, like top_k.
+inline uint64_t RankKey(float s, int64_t seq) {
+  uint32_t u;
+  std::memcpy(&u, &s, sizeof(u));
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(u) << 32) | (0xffffffffu - static_cast<uint32_t>(seq));
 }
 
+struct BetterFn {
+  inline bool operator()(const Cand& a, const Cand& b) const { return a.key > b.key; }
+};
+constexpr BetterFn Better{};
+
+// Best-R selection with amortised O(1) pushes: candidates scoring >= a lower bound of the current
+// R-th best go into a buffer of 4R; when it fills, nth_element keeps the best R and raises the
+// bound. Exact: anything below the bound has R better candidates already kept.
 class TopR {
  public:
-  explicit TopR(int64_t r) : r_(r) { h_.reserve(r); }
-  void Reset() { h_.clear(); }
-  inline void Push(float s, int64_t seq, int32_t pos) {
-    Cand c{s, seq, pos};
-    if (static_cast<int64_t>(h_.size()) < r_) {
-      h_.push_back(c);
-      std::push_heap(h_.begin(), h_.end(), Better);
-    } else if (Better(c, h_.front())) {
-      std::pop_heap(h_.begin(), h_.end(), Better);
-      h_.back() = c;
-      std::push_heap(h_.begin(), h_.end(), Better);
-    }
+  explicit TopR(int64_t r) : r_(r), cap_(4 * r + 16) { buf_.reserve(cap_); }
+  void Reset() {
+    buf_.clear();
+    thr_ = -std::numeric_limits<float>::infinity();
   }
-  // Lowest score that can still enter (−inf until full).
-  inline float Threshold() const {
-    return static_cast<int64_t>(h_.size()) < r_ ? -std::numeric_limits<float>::infinity()
-                                                : h_.front().s;
+  inline float Threshold() const { return thr_; }
+  inline void Push(float s, int64_t seq, int32_t pos) {
+    if (s < thr_) return;
+    buf_.push_back(Cand{RankKey(s, seq), s, pos});
+    if (static_cast<int64_t>(buf_.size()) == cap_) Compact();
   }
   void Write(const int32_t* perm, int32_t* ids, float* scores) {
-    std::sort_heap(h_.begin(), h_.end(), Better);
+    if (static_cast<int64_t>(buf_.size()) > r_) Compact();
+    std::sort(buf_.begin(), buf_.end(), Better);
     int64_t i = 0;
-    for (; i < static_cast<int64_t>(h_.size()); ++i) {
-      ids[i] = perm[h_[i].pos];
-      scores[i] = h_[i].s;
+    for (; i < static_cast<int64_t>(buf_.size()); ++i) {
+      ids[i] = perm[buf_[i].pos];
+      scores[i] = buf_[i].s;
     }
     for (; i < r_; ++i) {
       ids[i] = -1;
@@ -76,8 +81,14 @@ class TopR {
   }
 
  private:
-  int64_t r_;
-  std::vector<Cand> h_;
+  void Compact() {
+    std::nth_element(buf_.begin(), buf_.begin() + (r_ - 1), buf_.end(), Better);
+    thr_ = buf_[r_ - 1].s;
+    buf_.resize(r_);
+  }
+  int64_t r_, cap_;
+  float thr_ = -std::numeric_limits<float>::infinity();
+  std::vector<Cand> buf_;
 };
 
 ffi::Error CheckCommon(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
@@ -141,9 +152,17 @@ ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
       const float base = bs[q * np + l];
       for (int32_t pos = off[leaf]; pos < off[leaf + 1]; ++pos, ++seq) {
         const uint8_t* c = cp + static_cast<int64_t>(pos) * nb;
-        float acc = 0.f;
-        for (int64_t k = 0; k < nb; ++k) acc += lut[k * nc + c[k]];
-        top.Push(acc + base, seq, pos);
+        // Four independent partial sums: one add chain would bound this loop by FP-add latency.
+        float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+        int64_t k = 0;
+        for (; k + 4 <= nb; k += 4) {
+          a0 += lut[k * nc + c[k]];
+          a1 += lut[(k + 1) * nc + c[k + 1]];
+          a2 += lut[(k + 2) * nc + c[k + 2]];
+          a3 += lut[(k + 3) * nc + c[k + 3]];
+        }
+        for (; k < nb; ++k) a0 += lut[k * nc + c[k]];
+        top.Push(((a0 + a1) + (a2 + a3)) + base, seq, pos);
       }
     }
     top.Write(pm, oi + q * r, os + q * r);
@@ -158,23 +177,36 @@ ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
 // leaf (leaf l owns groups goff[l] .. goff[l+1]); for block pair p, bytes [0, 16) are block 2p and
 // bytes [16, 32) block 2p+1; byte i of a half is code(point i) | code(point i + 16) << 4.
 
-// Sums over blocks of qlut[k][code] for the 32 points of one group.
-void GroupSumsScalar(const uint8_t* grp, const uint8_t* qlut, int64_t npairs, uint32_t* sums) {
-  for (int i = 0; i < 32; ++i) sums[i] = 0;
+// Per group of 32 points: sums over blocks of qlut[k][code] into sums[j][e] (point
+// 2e + (j & 1) + 16 (j >> 1), the order the AVX2 accumulators produce), and a mask with bit
+// 8j + e set where sums[j][e] >= tint (a conservative integer form of the float threshold).
+inline int PointOf(int bit) { return 2 * (bit & 7) + ((bit >> 3) & 1) + 16 * (bit >> 4); }
+
+uint32_t GroupSumsScalar(const uint8_t* grp, const uint8_t* qlut, int64_t npairs, uint32_t tint,
+                         uint16_t (*sums)[8]) {
+  uint32_t acc[32] = {0};
   for (int64_t p = 0; p < npairs; ++p) {
     for (int h = 0; h < 2; ++h) {
       const uint8_t* t = qlut + (2 * p + h) * 16;
       const uint8_t* c = grp + p * 32 + h * 16;
       for (int i = 0; i < 16; ++i) {
-        sums[i] += t[c[i] & 15];
-        sums[i + 16] += t[c[i] >> 4];
+        acc[i] += t[c[i] & 15];
+        acc[i + 16] += t[c[i] >> 4];
       }
     }
   }
+  uint32_t mask = 0;
+  for (int bit = 0; bit < 32; ++bit) {
+    const uint32_t v = acc[PointOf(bit)];
+    sums[bit >> 3][bit & 7] = static_cast<uint16_t>(v);
+    mask |= static_cast<uint32_t>(v >= tint) << bit;
+  }
+  return mask;
 }
 
-__attribute__((target("avx2"))) void GroupSumsAvx2(const uint8_t* grp, const uint8_t* qlut,
-                                                   int64_t npairs, uint32_t* sums) {
+__attribute__((target("avx2"))) uint32_t GroupSumsAvx2(const uint8_t* grp, const uint8_t* qlut,
+                                                       int64_t npairs, uint32_t tint,
+                                                       uint16_t (*sums)[8]) {
   const __m256i lo_mask = _mm256_set1_epi8(0x0f);
   const __m256i byte_mask = _mm256_set1_epi16(0x00ff);
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -192,19 +224,18 @@ __attribute__((target("avx2"))) void GroupSumsAvx2(const uint8_t* grp, const uin
     a2 = _mm256_add_epi16(a2, _mm256_and_si256(rh, byte_mask));
     a3 = _mm256_add_epi16(a3, _mm256_srli_epi16(rh, 8));
   }
-  alignas(16) uint16_t tmp[4][8];
   const __m256i accs[4] = {a0, a1, a2, a3};
+  const __m128i thr = _mm_set1_epi16(static_cast<int16_t>(static_cast<uint16_t>(tint)));
+  __m128i ge[4];
   for (int j = 0; j < 4; ++j) {
-    const __m128i s = _mm_add_epi16(_mm256_castsi256_si128(accs[j]),
+    const __m128i v = _mm_add_epi16(_mm256_castsi256_si128(accs[j]),
                                     _mm256_extracti128_si256(accs[j], 1));
-    _mm_store_si128(reinterpret_cast<__m128i*>(tmp[j]), s);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(sums[j]), v);
+    ge[j] = _mm_cmpeq_epi16(_mm_max_epu16(v, thr), v);  // unsigned v >= tint
   }
-  for (int e = 0; e < 8; ++e) {
-    sums[2 * e] = tmp[0][e];
-    sums[2 * e + 1] = tmp[1][e];
-    sums[16 + 2 * e] = tmp[2][e];
-    sums[16 + 2 * e + 1] = tmp[3][e];
-  }
+  const uint32_t m01 = _mm_movemask_epi8(_mm_packs_epi16(ge[0], ge[1]));
+  const uint32_t m23 = _mm_movemask_epi8(_mm_packs_epi16(ge[2], ge[3]));
+  return m01 | (m23 << 16);
 }
 
 ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
@@ -241,14 +272,14 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
   std::vector<uint8_t> qlut(npairs * 32, 0);
-  alignas(32) uint32_t sums[32];
+  std::vector<float> mins(nb);
+  alignas(16) uint16_t sums[4][8];
   TopR top(r);
   for (int64_t q = 0; q < b; ++q) {
     top.Reset();
     const float* lut = lut_all + q * nb * 16;
     // One scale for all blocks so integer sums are comparable: delta = max_k range_k / 255.
     float delta = 0.f, summin = 0.f;
-    std::vector<float> mins(nb);
     for (int64_t k = 0; k < nb; ++k) {
       float mn = lut[k * 16], mx = mn;
       for (int c = 1; c < 16; ++c) {
@@ -263,7 +294,8 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
     const float inv = 1.f / delta;
     for (int64_t k = 0; k < nb; ++k) {
       for (int c = 0; c < 16; ++c) {
-        const float v = std::nearbyint((lut[k * 16 + c] - mins[k]) * inv);
+        // Round half up (the argument is >= 0); clamp guards the top entry against rounding.
+        const float v = (lut[k * 16 + c] - mins[k]) * inv + 0.5f;
         qlut[k * 16 + c] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)));
       }
     }
@@ -274,15 +306,23 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
       const int32_t size = off[leaf + 1] - off[leaf];
       for (int32_t g = goff[leaf], j0 = 0; g < goff[leaf + 1]; ++g, j0 += 32) {
         const uint8_t* grp = pk + static_cast<int64_t>(g) * npairs * 32;
-        if (use_avx2) {
-          GroupSumsAvx2(grp, qlut.data(), npairs, sums);
-        } else {
-          GroupSumsScalar(grp, qlut.data(), npairs, sums);
-        }
         const int32_t cnt = std::min(32, size - j0);
         const float thr = top.Threshold();
-        for (int32_t i = 0; i < cnt; ++i) {
-          const float s = base + delta * static_cast<float>(sums[i]);
+        // Integer pre-filter, loose by > 1 unit so it never drops a point the float test keeps.
+        const double t = std::floor((static_cast<double>(thr) - base) / delta) - 2.0;
+        if (t > 65535.0) {
+          seq += cnt;
+          continue;
+        }
+        const uint32_t tint = t > 0.0 ? static_cast<uint32_t>(t) : 0u;
+        uint32_t mask = use_avx2 ? GroupSumsAvx2(grp, qlut.data(), npairs, tint, sums)
+                                 : GroupSumsScalar(grp, qlut.data(), npairs, tint, sums);
+        while (mask) {
+          const int bit = __builtin_ctz(mask);
+          mask &= mask - 1;
+          const int32_t i = PointOf(bit);
+          if (i >= cnt) continue;
+          const float s = base + delta * static_cast<float>(sums[bit >> 3][bit & 7]);
           if (s >= thr) top.Push(s, seq + i, off[leaf] + j0 + i);
         }
         seq += cnt;
