@@ -9,8 +9,10 @@ centre update) and its peak extra memory, for
   a margin head is three B x D x C matmuls: forward, dX, dW);
 * pytorch-metric-learning ``CosFaceLoss`` / ``ArcFaceLoss`` (same s, m) and a bare torch matmul,
 
-in the same run, printing ratios. Each measurement runs in a fresh subprocess so that peak
-memory is per configuration: peak RSS (``VmHWM`` after resetting it via
+in the same run, printing ratios. Each configuration runs in its own subprocess so that peak
+memory is per configuration, and the two libraries' workers of a row run side by side with their
+timed steps interleaved one by one (ours, PML, ours, ...), so that background load on a shared
+machine hits both alike. Peak memory: peak RSS (``VmHWM`` after resetting it via
 ``/proc/self/clear_refs``) minus RSS before the step, i.e. temporaries + gradients of one step,
 inputs excluded; taken as the max over the first step (XLA:CPU keeps freed buffers for reuse
 after it, so later steps show ~0) and the timed steps. XLA's own buffer assignment
@@ -57,11 +59,27 @@ def _reset_peak() -> bool:
 
 
 def _time(step, iters):
+  """Median and min of ``iters`` timed steps.
+
+  In ``--serve`` mode (``VJ_BENCH_SERVE=1``) the worker instead prints ``READY`` and times one
+  step per ``t`` line on stdin until ``q``, so that the parent can interleave the two
+  libraries' steps: on a shared machine both then see the same background load.
+  """
   times = []
-  for _ in range(iters):
-    t0 = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
+  if os.environ.get("VJ_BENCH_SERVE") == "1":
+    print("READY", flush=True)
+    for line in sys.stdin:
+      if line.strip() != "t":
+        break
+      t0 = time.perf_counter()
+      step()
+      times.append(time.perf_counter() - t0)
+      print(f"{times[-1]:.6f}", flush=True)
+  else:
+    for _ in range(iters):
+      t0 = time.perf_counter()
+      step()
+      times.append(time.perf_counter() - t0)
   times.sort()
   return times[len(times) // 2], times[0]
 
@@ -220,8 +238,45 @@ def _pin_threads(n):
     )
 
 
-def _spawn(framework, kind, args, classes):
-  cmd = [
+def _interleaved(jax_kind, torch_kind, args, classes):
+  """Runs both workers at once, alternating single timed steps (ours, PML, ours, ...)."""
+  procs = []
+  for framework, kind in (("jax", jax_kind), ("torch", torch_kind)):
+    procs.append(
+      subprocess.Popen(
+        _worker_cmd(framework, kind, args, classes),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "VJ_BENCH_SERVE": "1"},
+      )
+    )
+  try:
+    for p in procs:  # wait for both to finish compiling / warming up
+      line = p.stdout.readline()
+      if line.strip() != "READY":
+        raise RuntimeError(p.stderr.read().strip().splitlines()[-1] if p.stderr else "failed")
+    for _ in range(args.iters):
+      for p in procs:
+        p.stdin.write("t\n")
+        p.stdin.flush()
+        p.stdout.readline()
+    results = []
+    for p in procs:
+      out, err = p.communicate("q\n", timeout=600)
+      if p.returncode != 0:
+        raise RuntimeError(err.strip().splitlines()[-1] if err else "failed")
+      results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+  except Exception as e:  # one failing library should not hide the other's numbers
+    for p in procs:
+      p.kill()
+    return [{"error": str(e)}, {"error": str(e)}]
+
+
+def _worker_cmd(framework, kind, args, classes):
+  return [
     sys.executable,
     os.path.abspath(__file__),
     "--worker",
@@ -232,6 +287,10 @@ def _spawn(framework, kind, args, classes):
     f"--threads={args.threads}",
     f"--allocator={args.allocator}",
   ]
+
+
+def _spawn(framework, kind, args, classes):
+  cmd = _worker_cmd(framework, kind, args, classes)
   res = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if res.returncode != 0:
     return {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
@@ -293,7 +352,6 @@ def main():
   for classes in [int(c) for c in args.classes.split(",")]:
     jmm = _spawn("jax", "matmul", args, classes)
     tmm = _spawn("torch", "matmul", args, classes)
-    torch_res = {k: _spawn("torch", k, args, classes) for k in ("cosface", "arcface")}
     print(
       f"\nC={classes}: matmul x@W^T  jax {jmm.get('median_s', float('nan')) * 1e3:.1f} ms "
       f"[{jmm.get('device')}]   torch {tmm.get('median_s', float('nan')) * 1e3:.1f} ms "
@@ -304,8 +362,7 @@ def main():
       f"{'ours MiB':>8} {'PML MiB':>8} {'ratio':>6} | {'/3mm':>5} | loss ours / PML"
     )
     for ours, theirs in pairs:
-      a = _spawn("jax", ours, args, classes)
-      b = torch_res[theirs]
+      a, b = _interleaved(ours, theirs, args, classes)
       if "error" in a or "error" in b:
         print(f"{ours:>14} {theirs:>8} | error: {a.get('error') or b.get('error')}")
         continue
