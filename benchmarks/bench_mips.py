@@ -89,7 +89,7 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
   """Seconds per stage for the whole query set at leaves=L, reorder=R (each stage jitted alone).
 
   Stages: leaf scoring (``q @ centres.T`` + top_k), LUT build, ADC + top-R (native uint8 kernel,
-  native float kernel, or the XLA gather + top_k), exact reorder; "end-to-end" is
+  native float kernel, or the XLA gather + top_k), exact reorder (native or XLA); "end-to-end" is
   ``AVQIndex.search`` (adds host->device copies and dispatch).
   """
   import jax
@@ -119,6 +119,7 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
   f32 = jax.jit(lambda b, lv, t, c, o, p: native.adc_topk_f32(b, lv, t, c, o, p, topn=R))
   ids, _ = u8(bias, leaves, luts, c8, o8, g8, p8)
   rr = jax.jit(ix._rerank, static_argnames=("k",))
+  rr_native = jax.jit(native.rerank, static_argnames=("k",))
   stages = {
     "leaf scoring (matmul + top_k)": lambda: leaf_fn(qj, index.leaf_centers),
     "LUT build": lambda: lut_fn(qj, index.codebooks),
@@ -127,7 +128,8 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
     "ADC + top-R, XLA gather + top_k": lambda: xla_adc(
       luts, bias, leaves, index.members, index.codes
     ),
-    "exact reorder (gather + dot + top_k)": lambda: rr(qj, index.database, ids, k=10),
+    "exact reorder, native": lambda: rr_native(qj, index.database, ids, k=10),
+    "exact reorder, XLA gather + dot + top_k": lambda: rr(qj, index.database, ids, k=10),
     "end-to-end search, native": lambda: index.search(
       q, 10, leaves_to_search=L, reorder=R, backend="native"
     ),

@@ -188,3 +188,17 @@ def test_bad_backend_arguments():
   flat, qf = _index(nc=256)
   with pytest.raises(ValueError, match="256 centres"):
     flat.search(qf, 5, native_lut="uint8")
+
+
+@pytest.mark.parametrize("simd", [True, False])
+def test_native_rerank_equals_xla_rerank(kernels, simd):
+  index, q = _index(d=36)  # d not a multiple of 16: exercises the tails of the dot product
+  rng = np.random.default_rng(3)
+  ids = rng.integers(-1, index.num_points, size=(len(q), 50)).astype(np.int32)
+  ids[0, :] = -1  # a query with no candidates at all
+  ids[1, 3:] = -1  # fewer candidates than k
+  args = (jnp.asarray(q), index.database, jnp.asarray(ids))
+  ref = ix._rerank(*args, 5)
+  got = jax.jit(native.rerank, static_argnames=("k", "simd"))(*args, k=5, simd=simd)
+  _assert_same_results(ref, got)
+  assert np.all(np.asarray(got[0])[0] == -1) and np.all(np.asarray(got[1])[1, 3:] == -np.inf)

@@ -150,7 +150,7 @@ def _search_batch_native(
   lut,
   simd=True,
 ):
-  """Tree + native ADC/top-R kernel (+ exact reorder in XLA). ``codes``: CSR-sorted ``[n, K]``
+  """Tree + native ADC/top-R kernel (+ native exact reorder). ``codes``: CSR-sorted ``[n, K]``
   for ``lut="float32"``, packed groups for ``lut="uint8"`` (:mod:`vision_jax.search.native`)."""
   luts = lookup_tables(queries, codebooks)
   bias, leaves = lax.top_k(queries @ leaf_centers.T, leaves_to_search)
@@ -162,7 +162,7 @@ def _search_batch_native(
   else:
     ids, s = native.adc_topk_f32(bias, leaves, luts, codes, offsets, perm, topn=topn)
   if reorder:
-    return _rerank(queries, database, ids, k)
+    return native.rerank(queries, database, ids, k=k, simd=simd)
   return ids, s
 
 

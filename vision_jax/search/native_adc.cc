@@ -333,6 +333,76 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
   return ffi::Error::Success();
 }
 
+// ------------------------------------------------------------------------------------------------
+// Exact re-ranking: top-k of <q, x_id> over each query's candidate ids (-1 = none).
+
+float DotScalar(const float* a, const float* b, int64_t d) {
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int64_t d) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= d; i += 8) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  }
+  const __m256 v = _mm256_add_ps(acc0, acc1);
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+  float s = _mm_cvtss_f32(h);
+  for (; i < d; ++i) s += a[i] * b[i];
+  return s;
+}
+
+ffi::Error Rerank(ffi::Buffer<ffi::F32> queries, ffi::Buffer<ffi::F32> database,
+                  ffi::Buffer<ffi::S32> cand, ffi::ResultBuffer<ffi::S32> out_ids,
+                  ffi::ResultBuffer<ffi::F32> out_scores, int64_t simd) {
+  auto qd = queries.dimensions();
+  auto dd = database.dimensions();
+  auto cd = cand.dimensions();
+  if (qd.size() != 2 || dd.size() != 2 || cd.size() != 2 || qd[1] != dd[1] || cd[0] != qd[0]) {
+    return ffi::Error::InvalidArgument("rerank: queries [b, d], database [n, d], ids [b, R]");
+  }
+  const int64_t b = qd[0], d = qd[1], n = dd[0], r = cd[1];
+  const int64_t k = out_ids->dimensions()[1];
+  const bool use_avx2 =
+      simd != 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const float* qp = queries.typed_data();
+  const float* xp = database.typed_data();
+  const int32_t* ip = cand.typed_data();
+  int32_t* oi = out_ids->typed_data();
+  float* os = out_scores->typed_data();
+  // TopR maps kept positions through a table: here position j -> candidate id.
+  TopR top(k);
+  std::vector<int32_t> row_ids(r);
+  for (int64_t q = 0; q < b; ++q) {
+    top.Reset();
+    for (int64_t j = 0; j < r; ++j) {
+      const int32_t id = ip[q * r + j];
+      if (id < 0) continue;
+      if (id >= n) return ffi::Error::InvalidArgument("rerank: id out of range");
+      const float* x = xp + static_cast<int64_t>(id) * d;
+      const float s = use_avx2 ? DotAvx2(qp + q * d, x, d) : DotScalar(qp + q * d, x, d);
+      row_ids[j] = id;
+      top.Push(s, j, static_cast<int32_t>(j));
+    }
+    top.Write(row_ids.data(), oi + q * k, os + q * k);
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_f32, AdcTopkF32,
@@ -357,4 +427,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_lut16, AdcTopkLut16,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // perm [n]
                                   .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, R]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // scores [b, R]
+                                  .Attr<int64_t>("simd"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_rerank, Rerank,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // queries [b, d]
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // database [n, d]
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // candidate ids [b, R]
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, k]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // exact scores [b, k]
                                   .Attr<int64_t>("simd"));
