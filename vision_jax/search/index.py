@@ -505,7 +505,7 @@ class AVQIndex:
 
     Raises:
       ValueError: NaN/inf queries, dimension mismatch, k outside [1, n], bad leaves_to_search,
-        reorder, backend or native_lut.
+        reorder, backend or native_lut; ``backend="native"`` on a non-CPU default backend.
     """
     q = np.asarray(queries)
     if q.ndim == 1:
@@ -546,8 +546,14 @@ class AVQIndex:
         f"native_lut='uint8' needs num_centers=16 and <= 256 blocks (index has {nc} centres, "
         f"{nb} blocks); use native_lut='float32'"
       )
+    on_cpu = jax.default_backend() == "cpu"
+    if backend == "native" and not on_cpu:
+      raise ValueError(
+        f"backend='native' runs on the CPU only (default backend is {jax.default_backend()!r}); "
+        "use backend='xla' or 'auto'"
+      )
     if backend == "auto":
-      use_native = not exhaustive and jax.default_backend() == "cpu" and native.available()
+      use_native = not exhaustive and on_cpu and native.available()
     else:
       use_native = backend == "native" and native.available()
     if use_native:
