@@ -7,6 +7,12 @@ Pipeline (ScaNN's tree → AH → reorder):
    datapoint's approximate score is ``⟨q, c_leaf⟩ + Σ_k LUT[k, code_k]`` (residual PQ).
 3. **Reorder.** Re-score the top ``reorder`` ADC candidates exactly and return the top ``k``.
 
+Two backends run steps 2–3 (``AVQIndex.search(..., backend=)``): pure XLA (padded leaf table,
+gather ADC, ``lax.top_k``; the GPU/TPU path) and, on CPU, the C++ kernels of
+:mod:`vision_jax.search.native` called through the XLA FFI inside the same jit (CSR leaves,
+in-kernel top-R, optional uint8 LUT16 fast scan, native re-ranking). Sharding the database over a
+mesh axis: :mod:`vision_jax.search.sharded`.
+
 References:
   Guo et al., "Accelerating Large-Scale Inference with Anisotropic Vector Quantization",
   ICML 2020, arXiv:1908.10396.
@@ -228,7 +234,8 @@ class AVQIndex:
 
   Build with :meth:`build`, query with :meth:`search`, persist with :meth:`save` /
   :meth:`load` (a single ``.npz``). All arrays live on the default device; search is jit-compiled
-  per ``(batch, k, leaves_to_search, reorder)``.
+  per ``(batch, k, leaves_to_search, reorder)`` and backend. The native backend's CSR / packed
+  LUT16 layouts are derived from ``members`` and ``codes`` on first use and cached on the index.
 
   Attributes:
     database: ``[n, d]`` float32 originals (for exact re-ranking).
