@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -31,24 +32,23 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-struct Cand {
-  uint64_t key;  // order-preserving (score, -seq): one integer compare ranks candidates
-  float s;
-  int32_t pos;  // position in the leaf-sorted order (mapped to ids through perm at the end)
-};
-
-// Higher score first; among equal scores the earlier probe position (seq) first, like top_k.
+// A candidate is one uint64: order-preserving bits of its score in the high half and
+// (2^32 - 1 - seq) in the low half, so one integer compare ranks by score, then by earlier probe
+// position (seq) like lax.top_k, and selection moves 8-byte keys only.
 inline uint64_t RankKey(float s, int64_t seq) {
   uint32_t u;
   std::memcpy(&u, &s, sizeof(u));
   u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
   return (static_cast<uint64_t>(u) << 32) | (0xffffffffu - static_cast<uint32_t>(seq));
 }
-
-struct BetterFn {
-  inline bool operator()(const Cand& a, const Cand& b) const { return a.key > b.key; }
-};
-constexpr BetterFn Better{};
+inline float KeyScore(uint64_t key) {
+  uint32_t u = static_cast<uint32_t>(key >> 32);
+  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+  float s;
+  std::memcpy(&s, &u, sizeof(s));
+  return s;
+}
+inline int64_t KeySeq(uint64_t key) { return 0xffffffffu - static_cast<uint32_t>(key); }
 
 // Best-R selection with amortised O(1) pushes: candidates scoring >= a lower bound of the current
 // R-th best go into a buffer of 4R; when it fills, nth_element keeps the best R and raises the
@@ -61,18 +61,20 @@ class TopR {
     thr_ = -std::numeric_limits<float>::infinity();
   }
   inline float Threshold() const { return thr_; }
-  inline void Push(float s, int64_t seq, int32_t pos) {
+  inline void Push(float s, int64_t seq) {
     if (s < thr_) return;
-    buf_.push_back(Cand{RankKey(s, seq), s, pos});
+    buf_.push_back(RankKey(s, seq));
     if (static_cast<int64_t>(buf_.size()) == cap_) Compact();
   }
-  void Write(const int32_t* perm, int32_t* ids, float* scores) {
+  // Writes the kept candidates best-first; id_of(seq) maps a probe position to the output id.
+  template <typename F>
+  void Write(F id_of, int32_t* ids, float* scores) {
     if (static_cast<int64_t>(buf_.size()) > r_) Compact();
-    std::sort(buf_.begin(), buf_.end(), Better);
+    std::sort(buf_.begin(), buf_.end(), std::greater<uint64_t>());
     int64_t i = 0;
     for (; i < static_cast<int64_t>(buf_.size()); ++i) {
-      ids[i] = perm[buf_[i].pos];
-      scores[i] = buf_[i].s;
+      ids[i] = id_of(KeySeq(buf_[i]));
+      scores[i] = KeyScore(buf_[i]);
     }
     for (; i < r_; ++i) {
       ids[i] = -1;
@@ -82,13 +84,24 @@ class TopR {
 
  private:
   void Compact() {
-    std::nth_element(buf_.begin(), buf_.begin() + (r_ - 1), buf_.end(), Better);
-    thr_ = buf_[r_ - 1].s;
+    std::nth_element(buf_.begin(), buf_.begin() + (r_ - 1), buf_.end(), std::greater<uint64_t>());
+    thr_ = KeyScore(buf_[r_ - 1]);
     buf_.resize(r_);
   }
   int64_t r_, cap_;
   float thr_ = -std::numeric_limits<float>::infinity();
-  std::vector<Cand> buf_;
+  std::vector<uint64_t> buf_;
+};
+
+// Probe position (seq) -> datapoint id: leaf l of the probe covers seq in [start[l], start[l+1])
+// and its points sit at positions off[leaf_l] + (seq - start[l]) of the leaf-sorted order.
+struct ProbeMap {
+  std::vector<int64_t> start, delta;
+  const int32_t* perm;
+  int32_t operator()(int64_t seq) const {
+    const int64_t l = std::upper_bound(start.begin(), start.end(), seq) - start.begin() - 1;
+    return perm[seq + delta[l]];
+  }
 };
 
 ffi::Error CheckCommon(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
@@ -143,6 +156,7 @@ ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
   TopR top(r);
+  ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
   for (int64_t q = 0; q < b; ++q) {
     top.Reset();
     const float* lut = lut_all + q * nb * nc;
@@ -150,6 +164,8 @@ ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
     for (int64_t l = 0; l < np; ++l) {
       const int32_t leaf = lv[q * np + l];
       const float base = bs[q * np + l];
+      map.start[l] = seq;
+      map.delta[l] = off[leaf] - seq;
       for (int32_t pos = off[leaf]; pos < off[leaf + 1]; ++pos, ++seq) {
         const uint8_t* c = cp + static_cast<int64_t>(pos) * nb;
         // Four independent partial sums: one add chain would bound this loop by FP-add latency.
@@ -162,10 +178,10 @@ ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
           a3 += lut[(k + 3) * nc + c[k + 3]];
         }
         for (; k < nb; ++k) a0 += lut[k * nc + c[k]];
-        top.Push(((a0 + a1) + (a2 + a3)) + base, seq, pos);
+        top.Push(((a0 + a1) + (a2 + a3)) + base, seq);
       }
     }
-    top.Write(pm, oi + q * r, os + q * r);
+    top.Write(map, oi + q * r, os + q * r);
   }
   return ffi::Error::Success();
 }
@@ -275,6 +291,7 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
   std::vector<float> mins(nb);
   alignas(16) uint16_t sums[4][8];
   TopR top(r);
+  ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
   for (int64_t q = 0; q < b; ++q) {
     top.Reset();
     const float* lut = lut_all + q * nb * 16;
@@ -304,6 +321,8 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
       const int32_t leaf = lv[q * np + l];
       const float base = bs[q * np + l] + summin;
       const int32_t size = off[leaf + 1] - off[leaf];
+      map.start[l] = seq;
+      map.delta[l] = off[leaf] - seq;
       for (int32_t g = goff[leaf], j0 = 0; g < goff[leaf + 1]; ++g, j0 += 32) {
         const uint8_t* grp = pk + static_cast<int64_t>(g) * npairs * 32;
         const int32_t cnt = std::min(32, size - j0);
@@ -323,12 +342,12 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
           const int32_t i = PointOf(bit);
           if (i >= cnt) continue;
           const float s = base + delta * static_cast<float>(sums[bit >> 3][bit & 7]);
-          if (s >= thr) top.Push(s, seq + i, off[leaf] + j0 + i);
+          if (s >= thr) top.Push(s, seq + i);
         }
         seq += cnt;
       }
     }
-    top.Write(pm, oi + q * r, os + q * r);
+    top.Write(map, oi + q * r, os + q * r);
   }
   return ffi::Error::Success();
 }
@@ -384,7 +403,6 @@ ffi::Error Rerank(ffi::Buffer<ffi::F32> queries, ffi::Buffer<ffi::F32> database,
   const int32_t* ip = cand.typed_data();
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
-  // TopR maps kept positions through a table: here position j -> candidate id.
   TopR top(k);
   std::vector<int32_t> row_ids(r);
   for (int64_t q = 0; q < b; ++q) {
@@ -396,9 +414,9 @@ ffi::Error Rerank(ffi::Buffer<ffi::F32> queries, ffi::Buffer<ffi::F32> database,
       const float* x = xp + static_cast<int64_t>(id) * d;
       const float s = use_avx2 ? DotAvx2(qp + q * d, x, d) : DotScalar(qp + q * d, x, d);
       row_ids[j] = id;
-      top.Push(s, j, static_cast<int32_t>(j));
+      top.Push(s, j);
     }
-    top.Write(row_ids.data(), oi + q * k, os + q * k);
+    top.Write([&](int64_t j) { return row_ids[j]; }, oi + q * k, os + q * k);
   }
   return ffi::Error::Success();
 }
