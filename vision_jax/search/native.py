@@ -18,14 +18,15 @@ Kernels (one query at a time, single thread):
   fallback computes the same integers). The estimate is ``bias + Σ_k min_k + Δ·Σ_k q[k, code_k]``
   and differs from the float ADC score by at most ``K·Δ/2`` (:func:`lut16_error_bound`) plus
   float rounding.
-
 * :func:`rerank`: exact ``⟨q, x⟩`` of each query's candidate ids and their top k (AVX2+FMA dot
   products, scalar fallback); replaces the XLA gather + batched dot, which costs ~0.2 µs per
   candidate on one CPU core.
 
-All return the best ``R`` candidates per query (ids through ``perm``, best first; ties go to
-the earlier probe position like ``lax.top_k``). Where fewer than ``R`` points were probed the
-remaining slots hold id ``-1`` and score ``-inf``.
+Each returns the best ``R`` (``k`` for :func:`rerank`) candidates per query, best first; ties go
+to the earlier probe / candidate position like ``lax.top_k``. Where fewer were probed the
+remaining slots hold id ``-1`` and score ``-inf``. Selection keeps one uint64 key per candidate
+(order-preserving score bits, then the position) in a buffer of 4R that is cut back to R with
+``nth_element`` when full, so an insertion costs O(1) amortised.
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@
 // product quantization fast scan", VLDB 2015 and Guo et al., ScaNN (ICML 2020): 4-bit codes of
 // 32 points packed per block so one byte shuffle does 32 table lookups.
 //
-// Two handlers, both single-threaded, one query at a time:
+// Three handlers, all single-threaded, one query at a time:
 //   vj_adc_topk_f32   : float32 LUTs, one uint8 code per (point, block), any C <= 256.
 //   vj_adc_topk_lut16 : C = 16, LUTs quantized per query to uint8 with one scale (so integer sums
 //                       are comparable across blocks), 4-bit codes packed 32 points per group,
 //                       AVX2 _mm256_shuffle_epi8 accumulate (scalar fallback gives the same
 //                       integers, hence the same results).
-// Both keep the best R candidates per query (ties: earlier probe position wins, like lax.top_k)
+//   vj_rerank         : exact <q, x> over candidate ids and their top k (AVX2+FMA dot products).
+// All keep the best R candidates per query (ties: earlier probe position wins, like lax.top_k)
 // and write them best-first; missing slots get id -1 and score -inf.
 
 #include <algorithm>
