@@ -243,19 +243,40 @@ def _logits_and_target(head, embeddings, weights, labels, where, bias=None):
   return logits, target, where
 
 
-def _margin_xent(target_fn):
-  """Cross-entropy of the margin logits as a function of the raw scores, with a written-out JVP.
+def _margin_xent(target_fn, normalize: bool):
+  r"""Cross-entropy of the margin logits of ``(x̂, W)``, with a written-out JVP.
 
-  ``f(z [B,C], labels [B], a [B], xnorm [B]) = logsumexp_j(l_ij) - t_i`` with
-  ``l_ij = a_i z_ij`` (j ≠ y_i), ``l_iy = t_i = target_fn(z_iy, xnorm_i)``. Its derivative is
-  ``ḟ_i = Σ_{j≠y_i} p_ij (a_i ż_ij + ȧ_i z_ij) + (p_iy - 1) ṫ_i`` with ``p = softmax(l)``; in
-  reverse mode JAX transposes it to ``∂z_ij = g_i a_i p_ij`` (j ≠ y_i),
-  ``∂z_iy = g_i (p_iy - 1) t'(z_iy)``: one fused elementwise pass over ``[B, C]``. Plain autodiff
-  of the forward materialises a masked copy of ``z`` for the target gather and two ``where``
-  transposes as extra ``[B, C]`` arrays (``benchmarks/bench_margin_loss.py`` measures the
-  difference). ``custom_jvp`` rather than ``custom_vjp`` so forward mode (``jax.jvp``,
-  ``jax.jacfwd``) works too.
+  ``f(x̂ [B,D], W [C,D], b [C], labels [B], a [B], xnorm [B]) = logsumexp_j(l_ij) - t_i`` with
+  scores ``z_ij = n_j (x̂_i · W_j)``, ``n_j = 1/‖W_j‖`` (cosine heads; ``x̂`` is already
+  normalised) or ``z_ij = x̂_i · W_j + b_j`` (plain softmax), ``l_ij = a_i z_ij`` (j ≠ y_i) and
+  ``l_iy = t_i = target_fn(z_iy, xnorm_i)``. The derivative is
+
+  .. math::
+    \dot f_i = \sum_{j \ne y_i} p_{ij} (a_i \dot z_{ij} + \dot a_i z_{ij})
+      + (p_{iy_i} - 1)\,\dot t_i, \qquad
+    \dot z = (\dot{\hat x} W^\top) \operatorname{diag}(n) + \hat x \dot V^\top, \quad
+    \dot V_j = n_j (\dot W_j - n_j^2 (W_j \cdot \dot W_j) W_j)
+
+  with ``p = softmax(l)`` (``V̇`` is the tangent of the normalised weights, written without
+  forming them). In reverse mode JAX transposes this into exactly three ``B×D×C`` matmuls
+  (``(∂z·n) W``, ``∂zᵀ x̂``) plus one fused elementwise pass over ``[B, C]`` and two over
+  ``[C, D]``.
+
+  Why written out (``benchmarks/bench_margin_loss.py`` measures it): autodiff of the plain
+  forward materialises the normalised ``[C, D]`` weights, a masked copy of ``z`` for the target
+  gather and two ``where`` transposes as extra ``[B, C]`` arrays, and lets XLA:CPU fuse ``exp``
+  into a library reduction that runs it ~5x slower than a loop fusion. Here
+  ``e = exp(l - max l)`` is computed once and reused for ``Σ e`` and for ``p``. ``custom_jvp``
+  rather than ``custom_vjp`` so forward mode (``jax.jvp``, ``jax.jacfwd``) works too.
   """
+
+  def scores(xh, w, b):
+    r = xh @ w.T
+    if not normalize:
+      return r + b[None, :], None
+    sq = jnp.sum(jnp.square(w), axis=1)
+    n = lax.rsqrt(jnp.maximum(sq, NORM_EPS))
+    return r * n[None, :], (sq, n)
 
   def gather(z, labels):
     is_target = labels[:, None] == jnp.arange(z.shape[1])[None, :]
@@ -263,7 +284,8 @@ def _margin_xent(target_fn):
     return is_target, z_y
 
   @jax.custom_jvp
-  def xent(z, labels, a, xnorm):
+  def xent(xh, w, b, labels, a, xnorm):
+    z, _ = scores(xh, w, b)
     is_target, z_y = gather(z, labels)
     t = target_fn(z_y, xnorm)
     logits = jnp.where(is_target, t[:, None], a[:, None] * z)
@@ -271,13 +293,25 @@ def _margin_xent(target_fn):
 
   @xent.defjvp
   def xent_jvp(primals, tangents):
-    z, labels, a, xnorm = primals
-    z_dot, _, a_dot, xnorm_dot = tangents
+    xh, w, b, labels, a, xnorm = primals
+    xh_dot, w_dot, b_dot, _, a_dot, xnorm_dot = tangents
+    z, aux = scores(xh, w, b)
     is_target, z_y = gather(z, labels)
     t, t_lin = jax.linearize(target_fn, z_y, xnorm)
     logits = jnp.where(is_target, t[:, None], a[:, None] * z)
-    lse = jax.nn.logsumexp(logits, axis=1)
-    p = jnp.exp(logits - lse[:, None])
+    m = jnp.max(logits, axis=1)
+    e = jnp.exp(logits - m[:, None])
+    total = jnp.sum(e, axis=1)
+    lse = m + jnp.log(total)
+    p = e / total[:, None]
+    if normalize:
+      sq, n = aux
+      # Rows with a clamped norm have a constant n: their V̇ is just n Ẇ.
+      u = jnp.where(sq > NORM_EPS, jnp.square(n) * jnp.sum(w * w_dot, axis=1), 0.0)
+      # n factored out of both terms, so the transpose scales ∂z once and feeds both matmuls.
+      z_dot = (xh_dot @ w.T + xh @ (w_dot - w * u[:, None]).T) * n[None, :]
+    else:
+      z_dot = xh_dot @ w.T + xh @ w_dot.T + b_dot[None, :]
     # The target tangent as a masked row sum (its transpose is a select, fused with the rest).
     t_dot = t_lin(jnp.sum(jnp.where(is_target, z_dot, 0.0), axis=1), xnorm_dot)
     l_dot = a[:, None] * z_dot + a_dot[:, None] * z
@@ -289,9 +323,14 @@ def _margin_xent(target_fn):
 
 def _loss(head, embeddings, weights, labels, where, bias=None):
   x, w, labels, where = _prepare(embeddings, weights, labels, where, bias)
-  z, xnorm = head_scores(head, x, w, bias)
+  xnorm = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1), NORM_EPS))
+  xh = l2_normalize(x) if head.normalize else x
+  if bias is None:
+    b = jnp.zeros((w.shape[0],), jnp.float32)
+  else:
+    b = jnp.asarray(bias, jnp.float32)
   a = head.scale_fn(xnorm)
-  loss = _margin_xent(head.target_fn)(z, labels.astype(jnp.int32), a, xnorm)
+  loss = _margin_xent(head.target_fn, head.normalize)(xh, w, b, labels.astype(jnp.int32), a, xnorm)
   if where is not None:
     loss = jnp.where(where, loss, 0.0)
   return loss
