@@ -370,3 +370,32 @@ def test_traced_hyperparameters_under_jit():
   np.testing.assert_allclose(
     g(20.0, 0.3), L.am_softmax_loss(x, w, y, scale=20.0, margin=0.3), rtol=1e-5
   )
+
+
+def _count_matmuls(fn, *args):
+  """Number of [B,D]x[D,C]-type dot_generals in the jaxpr of ``fn`` (sub-jaxprs included)."""
+  from jax.extend.core import jaxprs_in_params
+
+  count = 0
+
+  def walk(jaxpr):
+    nonlocal count
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "dot_general":
+        count += 1
+      for sub in jaxprs_in_params(eqn.params):
+        walk(sub)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return count
+
+
+@pytest.mark.parametrize("name", ["am_softmax", "arcface", "softmax"])
+def test_backward_is_three_matmuls_and_two_with_constant_weights(name):
+  """The floor of a margin head: forward, dX and dW matmuls; IR (stop-gradient weights) skips dW."""
+  x, w, y = _data(b=8, c=11, d=6)
+  loss = _LOSSES[name]
+  assert _count_matmuls(jax.grad(lambda x, w: jnp.sum(loss(x, w, y)), (0, 1)), x, w) == 3
+  assert _count_matmuls(jax.grad(lambda x: jnp.sum(loss(x, w, y))), x) == 2
+  ir = jax.grad(lambda x: jnp.sum(L.ir_am_softmax_loss(x, w, y)))
+  assert _count_matmuls(ir, x) == 2

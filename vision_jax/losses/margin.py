@@ -23,6 +23,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from vision_jax.losses._validate import check_scalar, is_concrete, validate_head_inputs
 
@@ -291,10 +292,13 @@ def _margin_xent(target_fn, normalize: bool):
     logits = jnp.where(is_target, t[:, None], a[:, None] * z)
     return jax.nn.logsumexp(logits, axis=1) - t
 
-  @xent.defjvp
   def xent_jvp(primals, tangents):
     xh, w, b, labels, a, xnorm = primals
-    xh_dot, w_dot, b_dot, _, a_dot, xnorm_dot = tangents
+    # Symbolic zeros (inputs not being differentiated, e.g. IR's stop-gradient centres) are
+    # None here, so their matmuls are never built.
+    xh_dot, w_dot, b_dot, _, a_dot, xnorm_dot = (
+      None if isinstance(t, SymbolicZero) else t for t in tangents
+    )
     z, aux = scores(xh, w, b)
     is_target, z_y = gather(z, labels)
     t, t_lin = jax.linearize(target_fn, z_y, xnorm)
@@ -304,20 +308,33 @@ def _margin_xent(target_fn, normalize: bool):
     total = jnp.sum(e, axis=1)
     lse = m + jnp.log(total)
     p = e / total[:, None]
-    if normalize:
+    terms = []
+    if xh_dot is not None:
+      terms.append(xh_dot @ w.T)
+    if w_dot is not None and normalize:
       sq, n = aux
       # Rows with a clamped norm have a constant n: their V̇ is just n Ẇ.
       u = jnp.where(sq > NORM_EPS, jnp.square(n) * jnp.sum(w * w_dot, axis=1), 0.0)
+      terms.append(xh @ (w_dot - w * u[:, None]).T)
+    elif w_dot is not None:
+      terms.append(xh @ w_dot.T)
+    z_dot = sum(terms[1:], terms[0]) if terms else None
+    if z_dot is not None and normalize:
       # n factored out of both terms, so the transpose scales ∂z once and feeds both matmuls.
-      z_dot = (xh_dot @ w.T + xh @ (w_dot - w * u[:, None]).T) * n[None, :]
-    else:
-      z_dot = xh_dot @ w.T + xh @ w_dot.T + b_dot[None, :]
+      z_dot = z_dot * aux[1][None, :]
+    if b_dot is not None and not normalize:
+      z_dot = b_dot[None, :] if z_dot is None else z_dot + b_dot[None, :]
+    zeros = jnp.zeros_like(z_y)
     # The target tangent as a masked row sum (its transpose is a select, fused with the rest).
-    t_dot = t_lin(jnp.sum(jnp.where(is_target, z_dot, 0.0), axis=1), xnorm_dot)
-    l_dot = a[:, None] * z_dot + a_dot[:, None] * z
-    f_dot = jnp.sum(jnp.where(is_target, 0.0, p * l_dot), axis=1)
+    z_y_dot = zeros if z_dot is None else jnp.sum(jnp.where(is_target, z_dot, 0.0), axis=1)
+    t_dot = t_lin(z_y_dot, zeros if xnorm_dot is None else xnorm_dot)
+    l_dot = None if z_dot is None else a[:, None] * z_dot
+    if a_dot is not None:
+      l_dot = a_dot[:, None] * z if l_dot is None else l_dot + a_dot[:, None] * z
+    f_dot = zeros if l_dot is None else jnp.sum(jnp.where(is_target, 0.0, p * l_dot), axis=1)
     return lse - t, f_dot + (jnp.exp(t - lse) - 1.0) * t_dot
 
+  xent.defjvp(xent_jvp, symbolic_zeros=True)
   return xent
 
 
