@@ -19,11 +19,12 @@ after it, so later steps show ~0) and the timed steps. XLA's own buffer assignme
 (``memory_analysis``: temp + output bytes) is printed as a cross-check. On GPU, JAX reports ``peak_bytes_in_use`` and torch (if it has CUDA)
 ``max_memory_allocated`` instead. Before timing, the two libraries' losses are checked to agree.
 
-Run (CPU, ~10 min)::
+Run (CPU, ~3 min each)::
 
-  .venv/bin/python benchmarks/bench_margin_loss.py --threads=1   # shared machine
-  .venv/bin/python benchmarks/bench_margin_loss.py               # all cores, idle machine
-  .venv/bin/python benchmarks/bench_margin_loss.py --classes=10000 --iters=3   # quicker
+  .venv/bin/python benchmarks/bench_margin_loss.py --iters=7                      # all cores
+  .venv/bin/python benchmarks/bench_margin_loss.py --iters=7 --threads=1          # 1 core each
+  .venv/bin/python benchmarks/bench_margin_loss.py --iters=7 --allocator=tuned     # both tuned
+  .venv/bin/python benchmarks/bench_margin_loss.py --classes=10000 --iters=3      # quicker
 
 Targets (issue 3): ours <= 0.7x PML's time and <= 1.0x its peak memory.
 """
@@ -318,10 +319,11 @@ def main():
   p.add_argument(
     "--allocator",
     choices=("tuned", "default"),
-    default="tuned",
-    help="host allocator policy, applied to BOTH libraries' workers: tuned = "
-    "vision_jax.utils.host_memory.keep_freed_host_memory() (what every vision_jax experiment "
-    "uses), default = glibc's (XLA:CPU then re-page-faults its temporaries every step)",
+    default="default",
+    help="host allocator policy, applied to BOTH libraries' workers: default = glibc's, as "
+    "both libraries run out of the box; tuned = vision_jax.utils.host_memory."
+    "keep_freed_host_memory() (what vision_jax experiments use; it also removes PML's "
+    "page faults on its 200 MB tensors at C=100k, so PML gains more from it there)",
   )
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   args = p.parse_args()
