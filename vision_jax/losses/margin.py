@@ -279,15 +279,10 @@ def _margin_xent(target_fn, normalize: bool):
     n = lax.rsqrt(jnp.maximum(sq, NORM_EPS))
     return r * n[None, :], (sq, n)
 
-  def gather(z, labels):
-    is_target = labels[:, None] == jnp.arange(z.shape[1])[None, :]
-    z_y = jnp.take_along_axis(z, labels[:, None], axis=1)[:, 0]
-    return is_target, z_y
-
   @jax.custom_jvp
   def xent(xh, w, b, labels, a, xnorm):
     z, _ = scores(xh, w, b)
-    is_target, z_y = gather(z, labels)
+    is_target, z_y = _gather_target(z, labels)
     t = target_fn(z_y, xnorm)
     logits = jnp.where(is_target, t[:, None], a[:, None] * z)
     return jax.nn.logsumexp(logits, axis=1) - t
@@ -300,7 +295,7 @@ def _margin_xent(target_fn, normalize: bool):
       None if isinstance(t, SymbolicZero) else t for t in tangents
     )
     z, aux = scores(xh, w, b)
-    is_target, z_y = gather(z, labels)
+    is_target, z_y = _gather_target(z, labels)
     t, t_lin = jax.linearize(target_fn, z_y, xnorm)
     logits = jnp.where(is_target, t[:, None], a[:, None] * z)
     m = jnp.max(logits, axis=1)
