@@ -12,16 +12,21 @@
   ``checkpoint_every`` steps (keep ``keep_checkpoints``);
 - stops with :class:`NonFiniteError` naming the step and the metric if the loss or gradients are
   not finite (the update is skipped in the step, and no checkpoint is written after it);
-- on SIGTERM/SIGINT saves a checkpoint and returns ``{"preempted": True, ...}``;
-- writes ``config.json``, ``versions.json``, ``summary.json`` and ``curves.png`` in ``workdir``.
+- on SIGTERM/SIGINT (:mod:`vision_jax.train.preemption`, installed on entry) stops at the next
+  safe point and returns ``{"preempted": True, "step": s}`` without writing ``summary.json``: a
+  request seen before the first step returns at once (the state is the restored checkpoint, or
+  a fresh init: nothing to save); one seen after step ``s`` (or after the last step, before the
+  final save and eval) saves the checkpoint of step ``s`` and waits for it;
+- after the final save and eval, adds ``task.finalize(state)`` (end-of-run metrics) to the
+  summary;
+- writes ``config.json``, ``versions.json``, ``summary.json`` and ``curves.png`` in ``workdir``
+  (``summary.json`` only for a finished run: the sweep harness reads it as "done").
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vision_jax.train import mesh as mesh_lib
+from vision_jax.train import preemption
 from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
 from vision_jax.train.optim import make_optimizer
 from vision_jax.train.step import Task, create_train_state, make_eval_step, make_train_step
@@ -103,28 +109,41 @@ class _Prefetcher:
     self._stop.set()
 
 
-@contextlib.contextmanager
-def _stop_on_signals():
-  """Sets the returned event on SIGTERM/SIGINT (main thread only) instead of dying mid-step."""
-  event = threading.Event()
-  old = {}
-  if threading.current_thread() is threading.main_thread():
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      old[sig] = signal.getsignal(sig)
-      signal.signal(sig, lambda signum, frame: event.set())
-  try:
-    yield event
-  finally:
-    for sig, h in old.items():
-      signal.signal(sig, h)
-
-
 def _to_host(x):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(jax.device_get(x))
+
+
+def _jsonable(x, name: str):
+  """``task.finalize`` output -> JSON-able Python (arrays become nested lists)."""
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v, f"{name}[{k!r}]") for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v, f"{name}[{i}]") for i, v in enumerate(x)]
+  if isinstance(x, jax.Array):
+    return (np.asarray(jax.device_get(x)) if x.is_fully_addressable else _to_host(x)).tolist()
+  if isinstance(x, (np.ndarray, np.generic)):
+    return np.asarray(x).tolist()
+  if x is None or isinstance(x, (bool, int, float, str)):
+    return x
+  raise TypeError(
+    f"task.finalize returned {name} of type {type(x).__name__}; expected arrays, numbers, "
+    "strings, or dicts/lists of them"
+  )
+
+
+def _last_train_row(workdir: str, step: int) -> dict[str, float] | None:
+  """The train metrics logged at ``step`` in ``metrics.jsonl`` (a run resumed at its end)."""
+  from vision_jax.train.writers import read_metrics
+
+  rows = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if r["step"] == step]
+  rows = [r for r in rows if r.get("split") == "train"]
+  if not rows:
+    return None
+  return {k: v for k, v in rows[-1].items() if k not in ("step", "split")}
 
 
 def evaluate(eval_step, state, eval_data: Iterable, mesh, summarize) -> dict[str, float]:
@@ -174,6 +193,7 @@ def train_and_evaluate(
     The summary dict (also written to ``workdir/summary.json``), or ``(summary, state)`` with
     ``return_state=True``.
   """
+  preemption.install_handlers()
   tcfg = cfg.train
   num_steps = int(tcfg.num_steps)
   is_main = jax.process_index() == 0
@@ -248,53 +268,66 @@ def train_and_evaluate(
       )
     return host
 
+  def preempt(step, *, save):
+    if save:
+      ckpt.save(step, state, meta)
+      ckpt.wait()
+      bar.write(f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting.")
+    else:
+      bar.write(f"Signal received before the first step (state of step {step}); nothing to save.")
+    preemption.clear()
+    summary.update(preempted=True, step=step)
+    return (summary, state) if return_state else summary
+
   try:
-    with _stop_on_signals() as stop_event:
-      step = start
-      while step < num_steps:
-        t, local = prefetch.get()
-        assert t == step, (t, step)
-        batch = mesh_lib.to_global_batch(local, mesh)
-        state, metrics = train_step(state, batch)
-        if pending is not None:
-          prev_step, prev_metrics = pending
-          host = check(prev_step, prev_metrics)
-          if (prev_step + 1) % log_every == 0 or prev_step == start:
-            writer.write(prev_step + 1, host)
-            bar.set_postfix(
-              loss=f"{host['loss']:.4f}", lr=f"{host.get('lr', 0):.3g}", refresh=False
-            )
-        pending = (step, metrics)
-        step += 1
-        n_last += 1
-        bar.update(1)
-        now = time.perf_counter()
-        if now - t_last > 5.0:
-          bar.set_postfix_str(
-            f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False
-          )
-          t_last, n_last = now, 0
-        if ckpt_every and step % ckpt_every == 0 and step < num_steps:
-          check(*pending)  # never checkpoint a state whose last step is unchecked
-          ckpt.save(step, state, meta)
-        if eval_every and step % eval_every == 0 and step < num_steps:
-          last_eval = do_eval(step)
-          bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
-        if stop_event.is_set():
-          check(*pending)
-          ckpt.save(step, state, meta, wait=True)
-          bar.write(
-            f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting."
-          )
-          summary.update(preempted=True, step=step)
-          return (summary, state) if return_state else summary
+    if preemption.requested_everywhere():
+      return preempt(start, save=False)
+    step = start
+    while step < num_steps:
+      t, local = prefetch.get()
+      assert t == step, (t, step)
+      batch = mesh_lib.to_global_batch(local, mesh)
+      state, metrics = train_step(state, batch)
       if pending is not None:
-        host = check(*pending)
-        writer.write(pending[0] + 1, host)
-        summary["final_train"] = host
+        prev_step, prev_metrics = pending
+        host = check(prev_step, prev_metrics)
+        if (prev_step + 1) % log_every == 0 or prev_step == start:
+          writer.write(prev_step + 1, host)
+          bar.set_postfix(loss=f"{host['loss']:.4f}", lr=f"{host.get('lr', 0):.3g}", refresh=False)
+      pending = (step, metrics)
+      step += 1
+      n_last += 1
+      bar.update(1)
+      now = time.perf_counter()
+      if now - t_last > 5.0:
+        bar.set_postfix_str(
+          f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False
+        )
+        t_last, n_last = now, 0
+      if ckpt_every and step % ckpt_every == 0 and step < num_steps:
+        check(*pending)  # never checkpoint a state whose last step is unchecked
+        ckpt.save(step, state, meta)
+      if eval_every and step % eval_every == 0 and step < num_steps:
+        last_eval = do_eval(step)
+        bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
+      if preemption.requested_everywhere():
+        check(*pending)
+        return preempt(step, save=True)
+    if pending is not None:
+      host = check(*pending)
+      writer.write(pending[0] + 1, host)
+      summary["final_train"] = host
+    elif start == num_steps and is_main:
+      last = _last_train_row(workdir, num_steps)  # resumed at the end: same summary
+      if last is not None:
+        summary["final_train"] = last
+    if preemption.requested_everywhere():
+      return preempt(num_steps, save=True)
     ckpt.save(num_steps, state, meta)
     last_eval = do_eval(num_steps) if eval_step is not None else {}
     summary.update(step=num_steps, eval=last_eval, seconds=bar.format_dict.get("elapsed", 0.0))
+    if task.finalize is not None:
+      summary.update(_jsonable(task.finalize(state), "finalize(state)"))
     if is_main:
       save_json(os.path.join(workdir, "summary.json"), summary)
       plot_curves(workdir)

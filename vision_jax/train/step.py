@@ -51,6 +51,10 @@ class Task:
     post_update: optional ``post_update(state) -> state`` after the optimizer step (EMA networks).
     state_partition: optional ``state_partition(abstract_state) -> PartitionSpec pytree``; default
       replicates everything (data parallel). Class-parallel heads return ``P("model")`` leaves.
+    finalize: optional ``finalize(state) -> dict`` of end-of-run metrics (e.g. the angle between
+      each class weight and its feature centre), called by the loop on every process after the
+      final checkpoint and eval of a finished run; its arrays become nested lists and the dict
+      is merged into ``summary.json``. Not called for a preempted run.
   """
 
   init: Callable[..., Any]
@@ -59,6 +63,7 @@ class Task:
   summarize: Callable[[dict[str, Any]], dict[str, float]] | None = None
   post_update: Callable[[TrainState], TrainState] | None = None
   state_partition: Callable[[TrainState], Any] | None = None
+  finalize: Callable[[TrainState], dict[str, Any]] | None = None
 
 
 def _global_norm(tree) -> jax.Array:
