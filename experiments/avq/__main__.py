@@ -163,7 +163,20 @@ def run(cfg, workdir: str) -> dict:
   jobs = [(t, dpb, False) for t in cfg.thresholds for dpb in cfg.dims_per_block]
   if cfg.encode_only_threshold > 0:
     jobs += [(cfg.encode_only_threshold, dpb, True) for dpb in cfg.dims_per_block]
-  runs = [SweepRun(key=job_key(*job), fn=lambda wd, job=job: build(wd, *job)) for job in jobs]
+  # What one build's result depends on: the config minus the sweep axes, plus this job's values.
+  common = {
+    k: v
+    for k, v in cfg.to_dict().items()
+    if k not in ("thresholds", "dims_per_block", "encode_only_threshold", "preset")
+  }
+  runs = [
+    SweepRun(
+      key=job_key(*job),
+      fn=lambda wd, job=job: build(wd, *job),
+      config=dict(common, threshold=job[0], dims_per_block=job[1], encode_only=job[2]),
+    )
+    for job in jobs
+  ]
   results = run_sweep(workdir, runs, on_done=show)
   rows = [results[k0][k1] for k0, k1 in (job_key(*job) for job in jobs)]
   name = rows[0]["data"]
@@ -224,7 +237,7 @@ def format_report(summary: dict) -> str:
       f"rel_err lower: {v['rel_err_below_reconstruction_every_bitrate']}"
     )
   lines.append("Outputs: config.json, summary.json, results.json, recall_vs_bits.png")
-  return "\n".join(lines)
+  return "\n".join(lines).lstrip("\n")
 
 
 def main(argv=None):

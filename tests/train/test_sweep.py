@@ -142,6 +142,20 @@ def test_subdir_sets_the_run_directory(tmp_path):
   assert res == {"16": {"dmuh": {"v": 1}}} and fn.calls == [str(tmp_path / "16bits" / "dmuh")]
 
 
+def test_finished_run_with_another_config_is_refused(tmp_path):
+  fn = _Counter({"v": 1})
+  cfg = {"k": 16, "data": {"n": (1, 2)}}
+  run_sweep(str(tmp_path), [SweepRun(("a",), fn, config=cfg)])
+  # Same settings (a tuple stored as a JSON list is the same): skipped.
+  run_sweep(str(tmp_path), [SweepRun(("a",), fn, config={"k": 16, "data": {"n": [1, 2]}})])
+  assert len(fn.calls) == 1
+  with pytest.raises(
+    ValueError, match=r"sweep run a in .* different config \(changed keys: data.n, k\)"
+  ):
+    run_sweep(str(tmp_path), [SweepRun(("a",), fn, config={"k": 32, "data": {"n": (1, 3)}})])
+  assert len(fn.calls) == 1
+
+
 # --- The train loop inside the sweep -----------------------------------------------------------
 
 
@@ -204,14 +218,18 @@ def test_request_after_last_step_saves_then_resume_gives_the_same_summary(tmp_pa
 # --- A real signal sent to a real sweep subprocess --------------------------------------------
 
 
-def _start(workdir, cache, log, **env_extra):
-  env = dict(
+def _env(**extra):
+  return dict(
     os.environ,
     XLA_FLAGS="--xla_force_host_platform_device_count=2",
     PYTHONPATH=REPO,
     JAX_PLATFORMS="cpu",
-    **{k: str(v) for k, v in env_extra.items()},
+    **{k: str(v) for k, v in extra.items()},
   )
+
+
+def _start(workdir, cache, log, **env_extra):
+  env = _env(**env_extra)
   cmd = [
     sys.executable,
     "-m",
@@ -246,13 +264,7 @@ def _wait_for(pred, p, log, timeout=240):
 def _resume(out, log, **env_extra):
   """Runs the exact command the preempted sweep printed."""
   cmd = re.search(r"resume with: (.*)$", out, re.M).group(1)
-  env = dict(
-    os.environ,
-    XLA_FLAGS="--xla_force_host_platform_device_count=2",
-    PYTHONPATH=REPO,
-    JAX_PLATFORMS="cpu",
-    **{k: str(v) for k, v in env_extra.items()},
-  )
+  env = _env(**env_extra)
   assert cmd.startswith("cd ") and " && " in cmd, cmd
   f = open(log, "w")
   # exec: the signal must reach python, not the shell.

@@ -31,6 +31,9 @@ Semantics:
   skipped one give the same types: lists, string keys). ``results`` nests the summaries by key
   parts and is written to ``workdir/<results_name>`` after every finished run.
 
+With several processes (multi-host), every process runs the sweep; process 0 decides which runs
+are finished (its view is broadcast) and writes ``summary.json`` / ``results.json``.
+
 Choice: a ``fn`` that does not go through the train loop has no checkpoints; a stop request
 during it lets it finish (it is recorded) and stops the sweep before the next run.
 """
@@ -63,11 +66,16 @@ class SweepRun:
       is not finished, and again after a preemption (then it must resume, as the loop does).
     subdir: the run's directory relative to the sweep's ``workdir`` (default ``"/".join(key)``),
       for experiments whose on-disk layout differs from their result keys.
+    config: for a ``fn`` that does not go through the train loop (which stores and checks its
+      own ``config.json``): the JSON-able settings its result depends on. The harness writes
+      them to the run's ``config.json`` and refuses to reuse a finished run whose stored config
+      differs, instead of silently returning a result computed with other settings.
   """
 
   key: tuple[str, ...]
   fn: Callable[[str], dict[str, Any]]
   subdir: str | None = None
+  config: dict[str, Any] | None = None
 
   @property
   def label(self) -> str:
@@ -85,6 +93,42 @@ def read_summary(run_workdir: str) -> dict[str, Any] | None:
   if not isinstance(out, dict) or out.get("preempted", False):
     return None
   return out
+
+
+def _normalised(obj) -> Any:
+  return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _check_config(run: SweepRun, rdir: str) -> None:
+  """Raises if a finished run was computed with another ``run.config``."""
+  if run.config is None:
+    return
+  try:
+    with open(os.path.join(rdir, "config.json")) as f:
+      old = _flat(json.load(f))
+  except (OSError, ValueError):
+    old = None
+  new = _flat(_normalised(run.config))
+  if old == new:
+    return
+  old_ = old or {}
+  missing = object()
+  changed = sorted(k for k in set(new) | set(old_) if old_.get(k, missing) != new.get(k, missing))
+  what = f"changed keys: {', '.join(changed)}" if old is not None else "no readable config.json"
+  raise ValueError(
+    f"sweep run {run.label} in {rdir} finished with a different config ({what}); use another "
+    "workdir, or delete that run's directory to recompute it"
+  )
 
 
 def _validate(runs: Sequence[SweepRun]) -> None:
@@ -134,6 +178,25 @@ def _is_main() -> bool:
   return jax.process_index() == 0
 
 
+def _agree(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+  """Process 0's finished-run summary on every process, so that all skip the same runs (only
+  process 0 writes ``summary.json``; other hosts may not share its filesystem)."""
+  import jax
+
+  if jax.process_count() == 1:
+    return summary
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  main = jax.process_index() == 0
+  data = json.dumps(summary).encode() if main and summary is not None else b""
+  n = int(multihost_utils.broadcast_one_to_all(np.int32(len(data))))
+  if n == 0:
+    return None
+  buf = np.frombuffer(data, np.uint8) if main else np.zeros(n, np.uint8)
+  return json.loads(bytes(np.asarray(multihost_utils.broadcast_one_to_all(buf))).decode())
+
+
 def run_sweep(
   workdir: str,
   runs: Sequence[SweepRun],
@@ -161,7 +224,8 @@ def run_sweep(
     Preempted: on a stop request (SIGTERM/SIGINT) inside a run or between runs; the interrupted
       run's checkpoint is saved and re-running the sweep resumes it.
     TypeError: if a run's ``fn`` returns something other than a dict.
-    ValueError: for bad keys or colliding run directories.
+    ValueError: for bad keys or colliding run directories, or a finished run whose stored
+      ``config.json`` differs from its ``SweepRun.config``.
   """
   runs = list(runs)
   _validate(runs)
@@ -173,8 +237,9 @@ def run_sweep(
   for i, run in enumerate(runs, 1):
     rdir = os.path.join(workdir, run.subdir if run.subdir is not None else os.path.join(*run.key))
     head = f"[{i}/{n}] {run.label}"
-    summary = read_summary(rdir)
+    summary = _agree(read_summary(rdir))
     if summary is not None:
+      _check_config(run, rdir)
       print(f"{head}: done earlier, skipped", flush=True)
     else:
       if preemption.requested_everywhere():
@@ -192,8 +257,10 @@ def run_sweep(
         raise Preempted(out.get("step"), rdir)
       summary = read_summary(rdir) if main else None
       if summary is None:  # fn did not go through the train loop (or this is not process 0)
-        summary = json.loads(json.dumps(out, default=_json_default))
+        summary = _normalised(out)
         if main:
+          if run.config is not None:
+            save_json(os.path.join(rdir, "config.json"), run.config)
           save_json(os.path.join(rdir, SUMMARY), out)
       print(f"{head}: done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
     _set(results, run.key, summary)
