@@ -159,30 +159,13 @@ def test_finished_run_with_another_config_is_refused(tmp_path):
 # --- The train loop inside the sweep -----------------------------------------------------------
 
 
-def _toy_run(wd, num_steps=4, finalize=None):
+def _toy_run(wd, num_steps=4, finalize=None, **kw):
   import dataclasses
 
   task = dataclasses.replace(classification_task(ToyNet(), num_classes=4), finalize=finalize)
   data = ToyData()
   cfg = toy_config(num_steps=num_steps)
-  return train_and_evaluate(cfg, wd, task, data, lambda: data.eval_batches(), progress=False)
-
-
-def test_finalize_is_merged_into_summary_json(tmp_path):
-  import jax
-  import jax.numpy as jnp
-
-  def finalize(state):
-    w = jax.tree.leaves(state.params)[0]
-    return {"w_sum": jnp.sum(w), "w_shape": np.asarray(w.shape), "nested": {"k": (1.5, "x")}}
-
-  wd = str(tmp_path / "run")
-  out = _toy_run(wd, finalize=finalize)
-  with open(os.path.join(wd, "summary.json")) as f:
-    disk = json.load(f)
-  assert disk["nested"] == {"k": [1.5, "x"]} and isinstance(disk["w_shape"], list)
-  assert disk["w_sum"] == out["w_sum"] and isinstance(out["w_sum"], float)
-  assert disk["eval"] == out["eval"] and disk["step"] == 4
+  return train_and_evaluate(cfg, wd, task, data, lambda: data.eval_batches(), progress=False, **kw)
 
 
 def test_request_before_first_step_returns_without_training(tmp_path):
@@ -195,8 +178,27 @@ def test_request_before_first_step_returns_without_training(tmp_path):
   assert not os.path.exists(os.path.join(wd, "summary.json"))
 
 
+def _finalize(state):
+  import jax
+  import jax.numpy as jnp
+
+  w = jax.tree.leaves(state.params)[0]
+  return {"w_sum": jnp.sum(w), "w_shape": np.asarray(w.shape), "nested": {"k": (1.5, "x")}}
+
+
 def test_request_after_last_step_saves_then_resume_gives_the_same_summary(tmp_path, monkeypatch):
-  ref = _toy_run(str(tmp_path / "ref"))
+  import jax
+
+  ref_dir = str(tmp_path / "ref")
+  ref, state = _toy_run(ref_dir, finalize=_finalize, return_state=True)
+  # finalize(state) went into summary.json as JSON: arrays as lists, tuples as lists.
+  with open(os.path.join(ref_dir, "summary.json")) as f:
+    disk = json.load(f)
+  assert disk["nested"] == {"k": [1.5, "x"]} and disk["eval"] == ref["eval"]
+  w = np.asarray(jax.device_get(jax.tree.leaves(state.params)[0]))
+  assert disk["w_shape"] == list(w.shape)
+  np.testing.assert_allclose(disk["w_sum"], np.sum(w, dtype=np.float64), rtol=1e-5)
+
   # The loop asks once before the first step, once per step, and once after the last step.
   calls = []
   real = preemption.requested_everywhere
@@ -204,12 +206,12 @@ def test_request_after_last_step_saves_then_resume_gives_the_same_summary(tmp_pa
     preemption, "requested_everywhere", lambda: calls.append(1) or len(calls) == 1 + 4 + 1
   )
   wd = str(tmp_path / "run")
-  out = _toy_run(wd)
-  assert out["preempted"] and out["step"] == 4 and "eval" not in out
+  out = _toy_run(wd, finalize=_finalize)
+  assert out["preempted"] and out["step"] == 4 and "eval" not in out and "w_sum" not in out
   assert Checkpointer(os.path.join(wd, "checkpoints")).all_steps()[-1] == 4
   assert not os.path.exists(os.path.join(wd, "summary.json"))
   monkeypatch.setattr(preemption, "requested_everywhere", real)
-  out = _toy_run(wd)  # resumes at step 4: no step runs, final save + eval only
+  out = _toy_run(wd, finalize=_finalize)  # resumes at step 4: no step runs, save + eval only
   drop = lambda s: {k: v for k, v in s.items() if k != "seconds"}
   # Same process, same executables: the resumed summary is bitwise the uninterrupted one.
   assert drop(out) == drop(ref)
