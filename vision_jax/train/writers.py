@@ -91,10 +91,16 @@ def plot_curves(
   n = 1 + len(eval_keys)
   fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
   ax = axes[0, 0]
-  ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
+  loss_keys = sorted({k for r in train for k in r if k == "loss" or k.endswith("/loss")})
+  for k in loss_keys:  # one curve per update of a multi-update task (d/loss, g/loss)
+    pts = [(r["step"], r[k]) for r in train if k in r]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1, label=k)
+  if len(loss_keys) > 1:
+    ax.legend(fontsize=7)
   ax.set_xlabel("step")
   ax.set_ylabel("train loss")
-  ax.set_yscale("log")
+  if all(r[k] > 0 for r in train for k in loss_keys if k in r):
+    ax.set_yscale("log")
   ax.grid(alpha=0.3)
   for ax, k in zip(axes[0, 1:], eval_keys):
     pts = [(r["step"], r[k]) for r in evals if k in r]
