@@ -116,7 +116,7 @@ def test_gan_one_device_equals_eight_devices(num_devices):
 # ----------------------------------------------------------------------------- bi-level toy
 
 
-def _bilevel_task(arch_every=2):
+def _bilevel_task(arch_every=2, arch_start=0):
   """Weights ``w`` fit ``batch["train"]``; the architecture mixes two ops and fits
   ``batch["val"]``: ``f(x) = softmax(a)_0 * (x @ w) + softmax(a)_1 * (x @ w)**2``."""
 
@@ -141,7 +141,15 @@ def _bilevel_task(arch_every=2):
     init=init,
     updates=(
       Update("weights", w_fn, params="net", optim="optim", batch_key="train"),
-      Update("arch", a_fn, params="arch", optim="optim_arch", batch_key="val", every=arch_every),
+      Update(
+        "arch",
+        a_fn,
+        params="arch",
+        optim="optim_arch",
+        batch_key="val",
+        every=arch_every,
+        start=arch_start,
+      ),
     ),
   )
   return task, mse
@@ -170,8 +178,8 @@ def _bilevel_batch(t):
 
 def test_bilevel_groups_batches_and_cadence():
   mesh = make_mesh(devices=jax.devices()[:1])
-  task, mse = _bilevel_task(arch_every=2)
-  num_steps = 4
+  task, mse = _bilevel_task(arch_every=2, arch_start=1)
+  num_steps = 5  # the architecture update runs at steps 1 and 3
   tx, sched = make_task_optimizers(task, _bilevel_cfg(), num_steps)
   state, sh = create_train_state(
     task, tx, jax.random.PRNGKey(0), to_global_batch(_bilevel_batch(0), mesh), mesh
@@ -191,10 +199,10 @@ def test_bilevel_groups_batches_and_cadence():
     w_ref = p["net"]["w"] - 0.1 * (g + 0.01 * p["net"]["w"])
     np.testing.assert_allclose(new["net"]["w"], w_ref, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(m["weights/batch_mean"], b["train"]["x"].mean(), rtol=1e-6)
-    if t % 2 == 0:  # the architecture step runs, on the val batch, after the weight step
+    if t in (1, 3):  # the architecture step runs, on the val batch, after the weight step
       q = {"net": {"w": new["net"]["w"]}, "arch": p["arch"]}
       ga = jax.grad(lambda a: mse({"net": q["net"], "arch": a}, b["val"]))(p["arch"])["alpha"]
-      lr = 0.02 * (1 - arch_count / 2)  # linear to 0 over ceil(4 / 2) = 2 applications
+      lr = 0.02 * (1 - arch_count / 2)  # linear to 0 over ceil((5 - 1) / 2) = 2 applications
       np.testing.assert_allclose(m["arch/lr"], lr, rtol=1e-6)
       np.testing.assert_allclose(new["arch"]["alpha"], p["arch"]["alpha"] - lr * ga, rtol=1e-6)
       np.testing.assert_allclose(m["arch/batch_mean"], b["val"]["x"].mean(), rtol=1e-6)
@@ -264,6 +272,8 @@ def test_missing_optimiser_section_and_param_group_are_named():
     Task(init=task.init, updates=(task.updates[0], task.updates[0]))
   with pytest.raises(ValueError, match="every=0"):
     Update("d", task.updates[0].loss_fn, every=0)
+  with pytest.raises(ValueError, match="start=-1"):
+    Update("d", task.updates[0].loss_fn, start=-1)
 
 
 def test_multi_update_checkpoint_written_on_8_resumes_on_1(tmp_path, num_devices):

@@ -20,8 +20,9 @@ step then architecture step — runs the updates in order inside the same jitted
 - applies its own optimiser (config section ``cfg.<u.optim>``), whose state is
   ``state.opt_state[u.name]`` and whose schedule follows this update's own count;
 - sees the params, model state and ``extra`` that the updates before it wrote;
-- runs on steps with ``step % u.every == 0`` (``every=5``: every 5th step, e.g. a generator
-  updated once per 5 critic steps); on other steps it is skipped by ``lax.cond`` (no compute).
+- runs on steps ``step >= u.start`` with ``(step - u.start) % u.every == 0`` (``every=5``: every
+  5th step, e.g. a generator updated once per 5 critic steps; ``start``: an architecture update
+  that begins after warm-up epochs); on other steps it is skipped by ``lax.cond`` (no compute).
 
 Its metrics are prefixed ``<name>/`` (``d/loss``, ``g/grad_norm``, ``arch/lr``) plus
 ``<name>/applied``; ``param_norm`` and ``nonfinite`` stay global.
@@ -69,7 +70,8 @@ class Update:
     params: the top-level key(s) of ``params`` this update differentiates; ``None`` = all.
     optim: name of the optimiser config section (``cfg.optim``, ``cfg.optim_d``, ...).
     batch_key: key of the batch this update reads (``"train"`` / ``"val"``); ``None`` = all.
-    every: cadence; the update runs on steps ``step % every == 0``.
+    every: cadence; the update runs on steps ``(step - start) % every == 0``.
+    start: first step at which the update runs (earlier steps skip it).
   """
 
   name: str
@@ -78,12 +80,15 @@ class Update:
   optim: str = "optim"
   batch_key: str | None = None
   every: int = 1
+  start: int = 0
 
   def __post_init__(self):
     if not (isinstance(self.name, str) and self.name and self.name.replace("_", "a").isalnum()):
       raise ValueError(f"Update.name={self.name!r}: use letters, digits and '_' (a metric prefix)")
     if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
       raise ValueError(f"Update {self.name!r}: every={self.every!r} must be an int >= 1")
+    if not isinstance(self.start, int) or isinstance(self.start, bool) or self.start < 0:
+      raise ValueError(f"Update {self.name!r}: start={self.start!r} must be an int >= 0")
     if isinstance(self.params, list):
       object.__setattr__(self, "params", tuple(self.params))
 
@@ -158,7 +163,7 @@ def make_task_optimizers(
 ) -> tuple[Optimizers, Schedules]:
   """``(tx, schedule)`` for ``task`` from ``cfg``: one pair from ``cfg.optim`` for a single-update
   task, else ``({name: tx}, {name: schedule})`` from each update's section, whose schedule spans
-  that update's own number of applications, ``ceil(num_steps / every)``.
+  that update's own number of applications, ``ceil((num_steps - start) / every)``.
 
   Raises:
     KeyError: an update names an optimiser section that ``cfg`` does not have.
@@ -173,8 +178,15 @@ def make_task_optimizers(
         f"update {u.name!r} uses optimiser section cfg.{u.optim}, which the config lacks "
         f"(optimiser sections present: {', '.join(have) or 'none'})"
       )
-    txs[u.name], scheds[u.name] = make_optimizer(cfg[u.optim], -(-num_steps // u.every))
+    txs[u.name], scheds[u.name] = make_optimizer(cfg[u.optim], _applications(u, num_steps))
   return txs, scheds
+
+
+def _applications(u: Update, steps):
+  """How many times ``u`` runs in steps ``0 .. steps - 1`` (python int or traced)."""
+  if isinstance(steps, int):
+    return max(-(-(steps - u.start) // u.every), 0)
+  return jnp.maximum((steps - u.start + u.every - 1) // u.every, 0)
 
 
 def _global_norm(tree) -> jax.Array:
@@ -351,8 +363,8 @@ def make_train_step(
     for i, u in enumerate(task.updates):
       rng = jax.random.fold_in(base_rng, i)
       sub_batch = batch if u.batch_key is None else batch[u.batch_key]
-      # Applications before this step: ceil(step / every); optax's own count agrees.
-      count = (state.step + (u.every - 1)) // u.every
+      # Applications before this step; optax's own count agrees.
+      count = _applications(u, state.step)
       fn = _one_update(
         u,
         tx[u.name],
@@ -363,7 +375,7 @@ def make_train_step(
         count=count,
       )
       carry = (params, model_state, extra, opt_states[u.name])
-      if u.every == 1:
+      if u.every == 1 and u.start == 0:
         carry, m, u_ok = fn(carry, sub_batch, rng)
         applied = jnp.ones((), jnp.float32)
       else:
@@ -373,7 +385,7 @@ def make_train_step(
           zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape[1])
           return carry, zeros, jnp.ones((), bool)
 
-        do = state.step % u.every == 0
+        do = (state.step >= u.start) & ((state.step - u.start) % u.every == 0)
         carry, m, u_ok = jax.lax.cond(do, fn, skip, carry, sub_batch, rng)
         applied = do.astype(jnp.float32)
       params, model_state, extra, opt_states[u.name] = carry
