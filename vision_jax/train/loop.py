@@ -8,7 +8,8 @@
 - resumes from the latest readable checkpoint in ``workdir/checkpoints`` (data position included:
   batch ``t`` is ``train_data[t]``, a pure function of the seed and ``t``, so resuming at step ``t``
   replays exactly the batches an uninterrupted run would have seen — bitwise-identical params);
-- runs the jitted step with a background prefetch thread, a tqdm bar (steps, examples/s, ETA),
+- runs the jitted step with a background prefetch thread, a progress bar (steps, examples/s, ETA;
+  plain lines every 10 % when stderr is not a terminal),
   ``metrics.jsonl`` + TensorBoard, eval every ``eval_every`` steps, async checkpoints every
   ``checkpoint_every`` steps (keep ``keep_checkpoints``);
 - stops with :class:`NonFiniteError` naming the step, the update and the metric if a loss or
@@ -33,7 +34,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
@@ -47,6 +47,7 @@ from vision_jax.train.step import (
   split_update_metrics,
 )
 from vision_jax.train.writers import MetricWriter, plot_curves
+from vision_jax.utils.progress import progress_bar
 from vision_jax.utils.runinfo import package_versions, save_json
 
 
@@ -240,18 +241,12 @@ def train_and_evaluate(
     writer.write(step, dict(res, eval_seconds=time.perf_counter() - t0), split="eval")
     return res
 
-  bar = tqdm(
-    total=num_steps,
-    initial=start,
-    unit="step",
-    disable=not (progress and is_main),
-    dynamic_ncols=True,
-    mininterval=1.0,
-  )
+  bar = progress_bar(num_steps, initial=start, unit="step", disable=not (progress and is_main))
   summary: dict[str, Any] = {"preempted": False}
   last_eval: dict[str, float] = {}
   pending = None  # (step, metrics) of the previous step, read one step late to keep dispatch async
   t_last, n_last = time.perf_counter(), 0
+  shown = {"loss": "", "rate": ""}  # the progress line's postfix
   prefetch = _Prefetcher(train_data, start, num_steps, buffer=int(tcfg.get("prefetch", 2)))
 
   def check(step, metrics):
@@ -289,16 +284,16 @@ def train_and_evaluate(
           host = check(prev_step, prev_metrics)
           if (prev_step + 1) % log_every == 0 or prev_step == start:
             writer.write(prev_step + 1, host)
-            bar.set_postfix_str(_postfix(host), refresh=False)
+            shown["loss"] = _postfix(host)
+            bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
         pending = (step, metrics)
         step += 1
         n_last += 1
         bar.update(1)
         now = time.perf_counter()
         if now - t_last > 5.0:
-          bar.set_postfix_str(
-            f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False
-          )
+          shown["rate"] = f"{global_batch_size * n_last / (now - t_last):.0f} ex/s"
+          bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
           t_last, n_last = now, 0
         if ckpt_every and step % ckpt_every == 0 and step < num_steps:
           check(*pending)  # never checkpoint a state whose last step is unchecked
