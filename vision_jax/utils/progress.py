@@ -88,8 +88,8 @@ class LineProgress:
     self._postfix = s
 
   def write(self, s: str) -> None:
-    if not self.disable:
-      print(s, file=self.file, flush=True)
+    """Prints ``s`` on its own line (also when disabled, as ``tqdm.write`` does)."""
+    print(s, file=self.file, flush=True)
 
   def close(self) -> None:
     pass
