@@ -216,12 +216,16 @@ class ConfigCheck:
     save_json(os.path.join(self.workdir, "versions.json"), package_versions())
 
   def rollback(self) -> None:
-    """Puts the old ``config.json`` back and drops the history record :meth:`commit` added."""
-    if self.old_text is not None:
-      tmp = os.path.join(self.workdir, CONFIG_FILE + ".tmp")
-      with open(tmp, "w") as f:
+    """Puts the old ``config.json`` back (or removes the new one if there was none) and drops
+    the history record :meth:`commit` added."""
+    path = os.path.join(self.workdir, CONFIG_FILE)
+    if self.old_text is None:
+      if os.path.exists(path):
+        os.remove(path)
+    else:
+      with open(path + ".tmp", "w") as f:
         f.write(self.old_text)
-      os.replace(tmp, os.path.join(self.workdir, CONFIG_FILE))
+      os.replace(path + ".tmp", path)
     hist = os.path.join(self.workdir, HISTORY_FILE)
     if self._history_size == 0:
       os.remove(hist)
