@@ -24,7 +24,10 @@
 - after the final save and eval, adds ``task.finalize(state)`` (end-of-run metrics) to the
   summary;
 - writes ``config.json``, ``versions.json``, ``summary.json`` and ``curves.png`` in ``workdir``
-  (``summary.json`` only for a finished run: the sweep harness reads it as "done").
+  (``summary.json`` only for a finished run: the sweep harness reads it as "done");
+- before any work (:func:`vision_jax.train.workdir.guard_run`): validates the config, locks
+  ``workdir`` against a second run, and on resume refuses a changed config (unless
+  ``allow_config_change``) before ``config.json`` is rewritten.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from vision_jax.train.step import (
   make_train_step,
   split_update_metrics,
 )
+from vision_jax.train.workdir import guard_run
 from vision_jax.train.writers import MetricWriter, plot_curves
 from vision_jax.utils.progress import progress_bar
 from vision_jax.utils.runinfo import package_versions, save_json
@@ -181,6 +185,7 @@ def evaluate(eval_step, state, eval_data: Iterable, mesh, summarize) -> dict[str
   return summarize(outputs) if summarize is not None else {}
 
 
+@guard_run
 def train_and_evaluate(
   cfg: ml_collections.ConfigDict,
   workdir: str,
@@ -192,6 +197,7 @@ def train_and_evaluate(
   global_batch_size: int | None = None,
   progress: bool = True,
   return_state: bool = False,
+  allow_config_change: bool | None = None,
 ):
   """Trains ``task`` for ``cfg.train.num_steps`` steps; see the module docstring.
 
@@ -206,19 +212,27 @@ def train_and_evaluate(
     global_batch_size: for the examples/s readout (default: inferred from the first batch).
     progress: show a tqdm bar (process 0 only).
     return_state: also return the final :class:`TrainState`.
+    allow_config_change: resume even though config keys outside
+      :data:`vision_jax.train.workdir.SAFE_TO_CHANGE` differ from ``workdir/config.json``
+      (``None``: the launcher's ``--allow_config_change``, default false). Consumed by
+      :func:`~vision_jax.train.workdir.guard_run`, like the validation and the workdir lock.
 
   Returns:
     The summary dict (also written to ``workdir/summary.json``), or ``(summary, state)`` with
     ``return_state=True``.
+
+  Raises:
+    vision_jax.utils.config.ConfigError: an invalid config value, or a changed config on resume.
+    vision_jax.train.workdir.WorkdirLockedError: another run holds ``workdir``.
+    vision_jax.train.checkpoint.CheckpointMismatchError: the checkpoints hold a state of
+      another structure (model or optimiser changed).
+    NonFiniteError: a non-finite loss or gradient.
   """
   preemption.install_handlers()
   tcfg = cfg.train
   num_steps = int(tcfg.num_steps)
   is_main = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    save_json(os.path.join(workdir, "config.json"), cfg.to_dict())
-    save_json(os.path.join(workdir, "versions.json"), package_versions())
+  os.makedirs(workdir, exist_ok=True)  # config.json / versions.json: written by guard_run
 
   if mesh is None:
     model_axis = int(cfg.get("mesh", {}).get("model", 1)) if "mesh" in cfg else 1

@@ -40,7 +40,9 @@ def launch(
   ``Preempted at step N in DIR; resume with: COMMAND`` and returns normally (exit status 0)
   without the report; running COMMAND resumes.
 
-  A bad preset/override exits with status 1 and a message listing the valid choices.
+  A bad preset/override or an invalid ``train``/``optim``/``data``/``mesh`` value exits with
+  status 1 and a message naming the key. ``--allow_config_change`` becomes the default of
+  ``train_and_evaluate(allow_config_change=None)`` for this process.
 
   Returns:
     ``run``'s result, or ``{"preempted": True, "step": N, "workdir": DIR}``.
@@ -50,9 +52,15 @@ def launch(
   preemption.install_handlers()
   try:
     cfg, args = parse_launch_args(slug, argv)
+    from vision_jax.train.validate import validate_config
+
+    validate_config(cfg, require_num_steps=False)  # before any data is built
   except ConfigError as e:
     sys.exit(f"error: {e}")
   from vision_jax.train.loop import setup_runtime
+  from vision_jax.train.workdir import set_allow_config_change_default
+
+  set_allow_config_change_default(args.allow_config_change)
 
   setup_runtime(
     distributed=args.distributed,
