@@ -8,6 +8,11 @@ Two paths:
   ``TypeError`` naming the argument, the value seen and the fix.
 * **Traced** (``check_head_inputs_traced``): the same value checks as ``checkify.check`` calls, for
   use inside a function wrapped by ``jax.experimental.checkify.checkify`` (see ``checked``).
+* **Poisoned** (``label_in_range`` / ``poison_bad_labels``): what the public losses do by default
+  under ``jit``, where the eager label check cannot run: a row whose label is outside
+  ``[0, C)`` (negative ones included; a plain gather would wrap ``-1`` to ``C - 1``) gets a NaN
+  loss, so the train loop's non-finite guard stops and names the step. A ``[B]`` select, no
+  host sync, no extra pass over ``[B, C]``; rows masked out by ``where`` are exempt.
 """
 
 from __future__ import annotations
@@ -131,6 +136,29 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
       weights_finite = bool(jnp.all(jnp.isfinite(jnp.asarray(weights))))
     if not weights_finite:
       raise ValueError("weights (class weights / centres) contain non-finite values (NaN/Inf).")
+
+
+def label_in_range(labels, num_classes: int) -> jax.Array:
+  """``[B]`` bool: ``0 <= labels < num_classes`` (works on tracers; no host sync)."""
+  labels = jnp.asarray(labels)
+  return (labels >= 0) & (labels < num_classes)
+
+
+def safe_labels(labels, num_classes: int) -> tuple[jax.Array, jax.Array]:
+  """``(labels with out-of-range entries replaced by 0, in-range mask [B])``.
+
+  The replaced labels keep the loss computation finite, so a bad row contributes a zero
+  gradient and ``poison_bad_labels`` marks its loss NaN.
+  """
+  labels = jnp.asarray(labels)
+  ok = label_in_range(labels, num_classes)
+  return jnp.where(ok, labels, 0), ok
+
+
+def poison_bad_labels(per_example, ok) -> jax.Array:
+  """``per_example`` (``[B]`` or ``[B, ...]``) with NaN in the rows where ``ok [B]`` is False."""
+  ok = jnp.reshape(ok, ok.shape + (1,) * (per_example.ndim - ok.ndim))
+  return jnp.where(ok, per_example, jnp.nan)
 
 
 def check_head_inputs_traced(embeddings, weights, labels, *, where=None) -> None:
