@@ -58,6 +58,24 @@ def check_scalar(
     raise ValueError(f"{name}={v!r} is out of range; expected a finite value in {interval}. {fix}")
 
 
+def check_finite_rows(name: str, x, *, where=None, fix: str = "") -> None:
+  """Raises ValueError naming ``name`` and the first row of a concrete ``x [B, ...]`` that holds
+  NaN/Inf (rows with ``where=False`` are exempt). No-op on tracers (no host sync under jit)."""
+  if not is_concrete(x) or (where is not None and not is_concrete(where)):
+    return
+  with jax.ensure_compile_time_eval():
+    a = jnp.asarray(x)
+    finite = np.asarray(jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1))
+  if where is not None:
+    finite = finite | ~np.asarray(where).astype(bool)
+  if not finite.all():
+    i = int(np.flatnonzero(~finite)[0])
+    raise ValueError(
+      f"{name} contains non-finite values (NaN/Inf) in row {i} ({int((~finite).sum())} bad rows"
+      f" of {finite.size}). {fix}".rstrip()
+    )
+
+
 def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) -> None:
   """Eager checks of ``(embeddings [B, D], weights [C, D], labels [B])``.
 
