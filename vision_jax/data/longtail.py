@@ -53,13 +53,25 @@ def long_tailed_indices(
     int64 ``[sum_c n_c]`` indices into ``labels``, sorted ascending.
 
   Raises:
-    ValueError: empty/negative labels, or a class smaller than its quota.
+    TypeError: non-integer labels (e.g. float class ids).
+    ValueError: empty/negative labels, ``imbalance_ratio < 1``, or a class smaller than its
+      quota.
   """
   labels = np.asarray(labels)
-  if labels.ndim != 1 or labels.size == 0 or labels.min() < 0:
+  if labels.ndim != 1 or labels.size == 0:
     raise ValueError(
       f"labels must be a non-empty 1-D array of ints >= 0, got shape {labels.shape}."
     )
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise TypeError(
+      f"labels must be integer class ids, got dtype {labels.dtype} (e.g. {labels[:3].tolist()}); "
+      "cast with labels.astype(np.int64) if they are whole numbers."
+    )
+  if labels.min() < 0:
+    i = int(np.argmin(labels))
+    raise ValueError(f"labels must be >= 0; found labels[{i}]={int(labels[i])}.")
+  if not imbalance_ratio >= 1:
+    raise ValueError(f"imbalance_ratio={imbalance_ratio} must be >= 1 (n_head / n_tail).")
   num_classes = int(labels.max()) + 1
   available = np.bincount(labels, minlength=num_classes)
   if n_max is None:
