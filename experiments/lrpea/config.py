@@ -123,8 +123,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   check_number(cfg, "solver.tol", low=0.0, low_open=True)
   check_number(cfg, "solver.num_restarts", low=1, integer=True)
   check_number(cfg, "solver.matrix_free_above", low=1, integer=True)
-  if cfg.tpower.cardinality != "dof":
-    check_number(cfg, "tpower.cardinality", low=1, integer=True)
+  card = cfg.tpower.cardinality  # a string field: "dof", or digits from --config (e.g. "40")
+  as_int = card if isinstance(card, int) and not isinstance(card, bool) else None
+  if isinstance(card, str) and card.strip().isdigit():
+    as_int = int(card)
+  if card != "dof" and (as_int is None or as_int < 1):
+    raise config_error("tpower.cardinality", card, "'dof' (= r (p1 + p2)) or an integer >= 1")
   check_number(cfg, "sparsepca.alpha", low=0.0)
   for key in ("max_iter", "max_p", "max_n", "num_seeds"):
     check_number(cfg, f"sparsepca.{key}", low=1, integer=True)
