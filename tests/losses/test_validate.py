@@ -213,3 +213,10 @@ def test_nan_row_index_refers_to_unmasked_batch_and_weights_checked():
   w[4, 0] = np.inf
   with pytest.raises(ValueError, match=r"weights .* non-finite"):
     L.arcface_loss(x, w, y)
+
+
+def test_label_error_index_refers_to_unmasked_batch():
+  x, w, _ = _ok()
+  y = np.array([0, 9, 1, 9], np.int32)
+  with pytest.raises(ValueError, match=r"labels\[3\]=9 \(1 bad in total\)"):
+    L.am_softmax_loss(x, w, y, where=np.array([True, False, True, True]))

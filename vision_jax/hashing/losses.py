@@ -27,6 +27,7 @@ import scipy.linalg
 
 from vision_jax.losses._validate import (
   check_finite_rows,
+  check_label_range,
   check_scalar,
   is_concrete,
   poison_bad_labels,
@@ -375,15 +376,7 @@ def label_centers(
   if labels.ndim == 1:
     if not jnp.issubdtype(labels.dtype, jnp.integer):
       raise TypeError(f"labels must be integer class ids, got dtype {labels.dtype}.")
-    if is_concrete(raw):
-      lab = np.asarray(raw)
-      bad = (lab < 0) | (lab >= num_classes)
-      if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-          f"labels must lie in [0, num_classes={num_classes}) (one hash centre per class); "
-          f"found labels[{i}]={int(lab[i])} ({int(bad.sum())} bad). Build centers for every class."
-        )
+    check_label_range(raw, num_classes, fix="centers needs one hash centre per class.")
     safe, ok = safe_labels(labels, num_classes)
     # Under jit: a NaN centre for an out-of-range id (a plain gather clamps to the last centre).
     return poison_bad_labels(centers[safe], ok)

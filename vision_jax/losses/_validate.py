@@ -58,6 +58,31 @@ def check_scalar(
     raise ValueError(f"{name}={v!r} is out of range; expected a finite value in {interval}. {fix}")
 
 
+def check_label_range(
+  labels,
+  num_classes: int,
+  *,
+  where=None,
+  name: str = "labels",
+  fix: str = "Remap ids to 0..C-1 or mask padded rows with where=.",
+) -> None:
+  """Raises ValueError naming ``name``, the first bad index (in the unmasked batch) and value if
+  a concrete ``labels [B]`` has an id outside ``[0, num_classes)``; rows with ``where=False``
+  are exempt. No-op on tracers (see ``safe_labels`` / ``poison_bad_labels`` for jit)."""
+  if not is_concrete(labels) or (where is not None and not is_concrete(where)):
+    return
+  lab = np.asarray(labels)
+  bad = (lab < 0) | (lab >= num_classes)
+  if where is not None:
+    bad &= np.asarray(where).astype(bool)
+  if bad.any():
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(
+      f"{name} must lie in [0, num_classes={num_classes}); found {name}[{i}]={int(lab[i])} "
+      f"({int(bad.sum())} bad in total). {fix}"
+    )
+
+
 def check_finite_rows(name: str, x, *, where=None, fix: str = "") -> None:
   """Raises ValueError naming ``name`` and the first row of a concrete ``x [B, ...]`` that holds
   NaN/Inf (rows with ``where=False`` are exempt). No-op on tracers (no host sync under jit)."""
@@ -123,17 +148,7 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
     if not is_concrete(where):
       return  # Which rows are real is unknown; value checks need checkify under jit.
     keep = np.asarray(where).astype(bool)
-  if is_concrete(labels):
-    lab = np.asarray(labels)
-    if keep is not None:
-      lab = lab[keep]
-    bad = (lab < 0) | (lab >= num_classes)
-    if bad.any():
-      i = int(np.flatnonzero(bad)[0])
-      raise ValueError(
-        f"labels must lie in [0, num_classes={num_classes}); found labels[{i}]={int(lab[i])} "
-        f"({int(bad.sum())} bad in total). Remap ids to 0..C-1 or mask padded rows with where=."
-      )
+  check_label_range(labels, num_classes, where=keep)
   # Finiteness is reduced on device (only a [B] / scalar bool reaches the host), so a sharded
   # 1M-class weight matrix is never gathered for validation.
   if is_concrete(embeddings):
