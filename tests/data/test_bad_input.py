@@ -130,3 +130,16 @@ def test_long_tailed_indices_float_labels():
     vd.long_tailed_indices(np.array([0, 1, 1, 0]), imbalance_ratio=0.5, seed=0)
   idx = vd.long_tailed_indices(np.array([0, 1, 1, 0]), imbalance_ratio=1.0, seed=0)
   np.testing.assert_array_equal(idx, [0, 1, 2, 3])
+
+
+def test_long_tailed_counts_and_split_bad_values():
+  with pytest.raises(ValueError, match=r"n_max=0 must be an int >= 1"):
+    vd.long_tailed_counts(0, 10, 10.0)
+  with pytest.raises(ValueError, match=r"imbalance_ratio=nan must be >= 1"):
+    vd.long_tailed_counts(10, 10, float("nan"))
+  with pytest.raises(ValueError, match=r"labels: class 1 has no examples"):
+    vd.long_tailed_indices(np.array([0, 2, 2, 0]), imbalance_ratio=1.0, seed=0)
+  with pytest.raises(ValueError, match=r"class_counts\[1\]=-1"):
+    vd.head_medium_tail_split(np.array([5, -1, 3]))
+  with pytest.raises(ValueError, match=r"class_counts\[0\]=nan"):
+    vd.head_medium_tail_split(np.array([np.nan, 1.0]))
