@@ -143,3 +143,20 @@ def test_long_tailed_counts_and_split_bad_values():
     vd.head_medium_tail_split(np.array([5, -1, 3]))
   with pytest.raises(ValueError, match=r"class_counts\[0\]=nan"):
     vd.head_medium_tail_split(np.array([np.nan, 1.0]))
+
+
+def test_truncated_built_dataset_through_experiment_cli(built, tmp_path):
+  # Used to fail deep in the flip transform with "'NoneType' object is not subscriptable".
+  from experiments.classification.__main__ import main
+
+  raw, store, shard = _truncated_copy(built, tmp_path)
+  argv = [
+    "--preset=smoke",
+    f"--workdir={tmp_path / 'run'}",
+    "--host_allocator=default",
+    "--config.data.name=fashion_mnist",
+    f"--config.data.data_dir={store}",
+    f"--config.data.manual_dir={raw}",
+  ]
+  with pytest.raises(ValueError, match=rf"shard '{shard}' .*truncated or corrupt"):
+    main(argv)

@@ -146,3 +146,21 @@ def test_compute_dtype_helper():
   with pytest.raises(ValueError, match=r"dtype='float12'"):
     get_model("convnet", num_classes=10, dtype="float12")
   assert get_model("convnet", num_classes=10, dtype="bfloat16").dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize(
+  "module,flag,match",
+  [
+    ("experiments.lrpea.__main__", "--config.methods=('lrpea','svd')", "unknown: 'svd'"),
+    ("experiments.classification.__main__", "--config.model.dtype=float12", "model.dtype"),
+    ("experiments.ir_softmax.__main__", "--config.closed.imbalance_ratios=(0.5,)", "ratios"),
+  ],
+)
+def test_cli_exits_with_the_config_error(module, flag, match, tmp_path):
+  import importlib
+
+  main = importlib.import_module(module).main
+  with pytest.raises(SystemExit) as e:
+    main(["--preset=smoke", f"--workdir={tmp_path}", flag])
+  assert str(e.value).startswith("error: --config.") and match in str(e.value)
+  assert not any(tmp_path.iterdir())  # nothing was written: no work started
