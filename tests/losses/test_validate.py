@@ -220,3 +220,38 @@ def test_label_error_index_refers_to_unmasked_batch():
   y = np.array([0, 9, 1, 9], np.int32)
   with pytest.raises(ValueError, match=r"labels\[3\]=9 \(1 bad in total\)"):
     L.am_softmax_loss(x, w, y, where=np.array([True, False, True, True]))
+
+
+class _BadLabelAt:
+  """Toy batches whose label 0 is replaced by -1 at step ``at`` (a wrapping id under jit)."""
+
+  def __init__(self, at):
+    from tests.train.toy import ToyData
+
+    self.data, self.at = ToyData(), at
+
+  def __getitem__(self, t):
+    batch = dict(self.data[t])
+    if t == self.at:
+      batch["label"] = batch["label"].copy()
+      batch["label"][0] = -1
+    return batch
+
+
+def test_train_loop_guard_names_the_step_of_a_bad_label(tmp_path):
+  # End to end: the jitted loss turns label -1 into NaN, the loop's non-finite guard stops.
+  import flax.linen as nn
+
+  from tests.train.toy import toy_config
+  from vision_jax.train import NonFiniteError, train_and_evaluate
+  from vision_jax.train.embedding import margin_softmax_task
+
+  class Backbone(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+      emb = nn.Dense(8)(x.reshape(x.shape[0], -1))
+      return emb, {"embedding": emb}
+
+  task = margin_softmax_task(Backbone(), num_classes=4, embed_dim=4, loss="arcface")
+  with pytest.raises(NonFiniteError, match=r"non-finite loss at step 2 "):
+    train_and_evaluate(toy_config(num_steps=3), str(tmp_path), task, _BadLabelAt(2), progress=False)
