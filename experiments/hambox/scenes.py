@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import PIL.Image
+import PIL.ImageFilter
 
 from vision_jax.data import ArraySource, skimage_natural_images
 from vision_jax.data.offline import SKIMAGE_NATURAL_IMAGES
@@ -38,8 +39,11 @@ def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def _overlaps(box, boxes, margin=1):
   for b in boxes:
-    if box[0] < b[2] + margin and b[0] < box[2] + margin and box[1] < b[3] + margin and (
-      b[1] < box[3] + margin
+    if (
+      box[0] < b[2] + margin
+      and b[0] < box[2] + margin
+      and box[1] < b[3] + margin
+      and (b[1] < box[3] + margin)
     ):
       return True
   return False
@@ -57,6 +61,9 @@ def make_face_scenes(
   easy_size: int = 32,
   medium_size: int = 16,
   max_faces: int = 8,
+  contrast: tuple[float, float] = (0.7, 1.3),
+  face_blur: float = 0.0,
+  noise: float = 0.0,
 ) -> ArraySource:
   """Builds ``num_images`` scenes.
 
@@ -75,6 +82,9 @@ def make_face_scenes(
     easy_size, medium_size: keep-list thresholds: easy = side >= easy_size, medium = side >=
       medium_size, hard = all faces (nested as in WIDER FACE).
     max_faces: padded ground-truth length ``G``.
+    contrast: range of the per-crop contrast factor (brightness shift is uniform in +-30).
+    face_blur: Gaussian blur sigma of each pasted crop, uniform in ``[0, face_blur]`` px.
+    noise: sigma of additive Gaussian pixel noise per image, uniform in ``[0, noise]``.
 
   Returns:
     ``ArraySource`` of ``{"image": uint8 [canvas, canvas, 1], "boxes": float32 [G, 4] x1 y1 x2
@@ -89,7 +99,7 @@ def make_face_scenes(
     raise ValueError(f"face_size={face_size} must satisfy 1 <= min <= max <= canvas={canvas}.")
   face_ids = tuple(face_ids)
   if not face_ids or min(face_ids) < 0 or max(face_ids) >= 100:
-    raise ValueError(f"face_ids must be non-empty indices into the 100 lfw_subset faces.")
+    raise ValueError("face_ids must be non-empty indices into the 100 lfw_subset faces.")
   faces, nonfaces = _lfw_crops()
   bgs = _grey_backgrounds()
   rng = np.random.default_rng(seed)
@@ -117,11 +127,16 @@ def make_face_scenes(
           break
       else:
         continue
-      src = faces[face_ids[rng.integers(len(face_ids))]] if kind == "face" else nonfaces[
-        rng.integers(100)
-      ]
-      patch = _resize(src, s, s).astype(np.float32)
-      patch = patch * rng.uniform(0.7, 1.3) + rng.uniform(-30, 30)
+      src = (
+        faces[face_ids[rng.integers(len(face_ids))]]
+        if kind == "face"
+        else nonfaces[rng.integers(100)]
+      )
+      patch = _resize(src, s, s)
+      if face_blur > 0:
+        r = float(rng.uniform(0, face_blur))
+        patch = np.asarray(PIL.Image.fromarray(patch).filter(PIL.ImageFilter.GaussianBlur(r)))
+      patch = patch.astype(np.float32) * rng.uniform(*contrast) + rng.uniform(-30, 30)
       img[y : y + s, x : x + s] = patch
       placed.append(box)
       if kind == "face":
@@ -129,6 +144,8 @@ def make_face_scenes(
         mask[n, g] = True
         keep[n, g] = (s >= easy_size, s >= medium_size, True)
         g += 1
+    if noise > 0:
+      img = img + rng.normal(0, rng.uniform(0, noise), img.shape)
     images[n, :, :, 0] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
   return ArraySource(
     {"image": images, "boxes": boxes, "box_mask": mask, "keep": keep,

@@ -6,7 +6,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments.hambox.scenes import flip_transform, make_face_scenes
@@ -39,6 +38,9 @@ def make_sources(cfg):
       easy_size=int(d.easy_size),
       medium_size=int(d.medium_size),
       max_faces=int(d.max_faces),
+      contrast=tuple(d.contrast),
+      face_blur=float(d.face_blur),
+      noise=float(d.noise),
     )
     train = make_face_scenes(int(d.num_train), seed=cfg.seed, face_ids=range(80), **kw)
     test = make_face_scenes(int(d.num_test), seed=cfg.seed + 10_000, face_ids=range(80, 100), **kw)

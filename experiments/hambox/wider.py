@@ -100,7 +100,7 @@ def keep_lookup_from_mat(gt_dir: str):
   """``name -> [g, 3]`` keep-lists from ``wider_{easy,medium,hard}_val.mat``."""
   mat = read_wider_face_mat(gt_dir)
   table = {}
-  for i, ev in enumerate(mat["events"]):
+  for i in range(len(mat["events"])):
     for j, f in enumerate(mat["files"][i]):
       table[f] = np.stack([mat["keep"][s][i][j] for s in SETTINGS], 1)
 
@@ -121,6 +121,8 @@ def wider_sources(cfg):
   val = vdata.load("vj_wider_face", "validation", **kw)
   lookup = keep_lookup_from_mat(d.gt_dir) if d.gt_dir else None
   ev = eval_transform(int(d.eval_size), int(d.max_faces), lookup)
-  return train, vdata.MappedSource(val, ev), train_transform(
-    int(d.train_size), int(d.max_faces), flip=bool(d.flip)
+  return (
+    train,
+    vdata.MappedSource(val, ev),
+    train_transform(int(d.train_size), int(d.max_faces), flip=bool(d.flip)),
   )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -121,8 +122,8 @@ def detect(
     anchors = jnp.asarray(anchor_boxes((hs, ws), strides, sizes, scale=anchor_scale))
     post = jax.jit(
       jax.vmap(
-        lambda lo, de: postprocess(
-          lo, de, anchors, image_size=(hs, ws), score_threshold=score_threshold,
+        functools.partial(
+          postprocess, anchors=anchors, image_size=(hs, ws), score_threshold=score_threshold,
           nms_threshold=nms_threshold, pre_nms_topk=pre_nms_topk, max_detections=max_detections,
         )
       )
@@ -143,9 +144,7 @@ def detect(
   for dets in per_image:
     d = np.concatenate(dets, 0)
     if n_variants > 1 and len(d):
-      keep, valid = nms(
-        d[:, :4], d[:, 4], iou_threshold=nms_threshold, max_output=max_detections
-      )
+      keep, valid = nms(d[:, :4], d[:, 4], iou_threshold=nms_threshold, max_output=max_detections)
       d = d[np.asarray(keep)[np.asarray(valid)]]
     d = d[np.argsort(-d[:, 4], kind="stable")]
     results.append(d.astype(np.float32))

@@ -66,7 +66,9 @@ class FPNDetector(nn.Module):
     from_backbone = [s for s in strides if s in stages]
     extra = [s for s in strides if s not in stages]
     if not from_backbone:
-      raise ValueError(f"no backbone stage has a stride in {strides}; stage strides: {sorted(stages)}")
+      raise ValueError(
+        f"no backbone stage has a stride in {strides}; stage strides: {sorted(stages)}"
+      )
     if any(s < max(from_backbone) for s in extra):
       raise ValueError(
         f"strides {extra} are not backbone stage strides {sorted(stages)} and not coarser than "
