@@ -10,7 +10,7 @@ scikit-image ``lfw_subset`` face crops (25x25 LFW faces; ids 0-79 train, 80-99 t
 unannotated faces), 1-6 faces and 0-3 non-face distractor crops per image, exact boxes;
 easy / medium / hard = faces >= 32 px / >= 16 px / all. Detector: ResNet (1, 1, 1) at width
 0.25 with the stride-4 stem, FPN levels at strides 4 / 8 / 16 (16 channels), one anchor per
-position of side 0.68 x {16, 32, 64}, one-conv shared heads; AdamW, batch 8, 2,500 steps. Metric: WIDER FACE AP (``vision_jax.metrics.
+position of side 0.68 x {16, 32, 64}, one-conv shared heads; AdamW, batch 8, 2,000 steps. Metric: WIDER FACE AP (``vision_jax.metrics.
 wider_face_ap``, the eval_tools semantics) per setting, single-scale test, plus the paper's
 diagnostic (share of correct detections regressed from step-1-unmatched anchors).
 
@@ -106,7 +106,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   )
   cfg.train = ml_collections.ConfigDict(
     dict(
-      num_steps=2500,
+      num_steps=2000,
       log_every=25,
       eval_every=0,
       checkpoint_every=1000,
