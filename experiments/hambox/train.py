@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -174,7 +175,7 @@ def run(cfg, workdir, *, progress=True):
       task = detection_task(model, train_anchors, dcfg, image_size=tuple(train_size))
       if tuple(train_size) != tuple(image_size):
         eval_task = detection_task(model, test_anchors, dcfg, image_size=tuple(image_size))
-        task = task.__class__(**{**task.__dict__, "eval_fn": eval_task.eval_fn})
+        task = dataclasses.replace(task, eval_fn=eval_task.eval_fn)
       run_cfg = cfg.copy_and_resolve_references()
       with run_cfg.unlocked():
         run_cfg.method = method

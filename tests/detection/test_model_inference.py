@@ -102,3 +102,17 @@ def test_summarize_detections_ap_and_diagnostic():
   for j, s in enumerate(("easy", "medium", "hard")):
     keep = [out["keep"][0][:, j], out["keep"][1][:1, j]]
     assert res[f"ap_{s}"] == pytest.approx(wider_face_ap(pred, gt, keep), abs=1e-6)
+
+
+def test_paper_preset_detector_layout():
+  """ResNet-50 + P2-P7 (strides 4-128, sizes 16-512): output length = anchor count (shapes only)."""
+  from vision_jax.utils import load_config
+
+  cfg = load_config("hambox", "paper")
+  model = build_detector(cfg.model)
+  x = jax.ShapeDtypeStruct((1, 160, 192, 3), jnp.float32)
+  shapes = jax.eval_shape(
+    lambda x: model.init_with_output(jax.random.PRNGKey(0), x, train=False)[0], x
+  )
+  a = anchor_boxes((160, 192), tuple(cfg.model.strides), tuple(cfg.model.sizes))
+  assert shapes[0].shape == (1, len(a)) and shapes[1].shape == (1, len(a), 4)
