@@ -140,7 +140,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.train.num_steps = 4
     cfg.train.log_every = 1
     cfg.train.checkpoint_every = 0
-    cfg.test.num_draw = 2
+    cfg.test.num_draw = 1
   elif preset == "paper":
     cfg.data.name = "wider_face"
     cfg.data.max_faces = 300

@@ -33,8 +33,9 @@ def _grey(img):
 def train_transform(size: int, max_faces: int, *, flip: bool = True, min_face: float = 1.0):
   """Random square crop (side 0.3-1.0 of the short side, as S3FD), resize to ``size``, flip.
 
-  Faces whose centre falls outside the crop are dropped, the rest clipped; boxes that end up
-  smaller than ``min_face`` px are dropped (counted in a warning every 1000 such boxes).
+  Faces whose centre falls outside the crop are left out, the rest clipped; annotated boxes with
+  a non-positive side and boxes that end up smaller than ``min_face`` px are dropped and counted
+  (``fn.counts``; a warning every 1000 dropped boxes).
   """
   counts = {"clipped": 0, "dropped": 0}
 
@@ -46,14 +47,15 @@ def train_transform(size: int, max_faces: int, *, flip: bool = True, min_face: f
     y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
     b = np.asarray(ex["boxes"], np.float32).reshape(-1, 4)
     cx, cy = b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2
-    inside = (cx >= x0) & (cx < x0 + side) & (cy >= y0) & (cy < y0 + side) & (b[:, 2] > 0)
+    degenerate = (b[:, 2] <= 0) | (b[:, 3] <= 0)
+    inside = (cx >= x0) & (cx < x0 + side) & (cy >= y0) & (cy < y0 + side) & ~degenerate
     b = b[inside] - np.array([x0, y0, 0, 0], np.float32)
     s = size / side
     crop = PIL.Image.fromarray(img[y0 : y0 + side, x0 : x0 + side]).resize((size, size))
     xyxy, _, c = sanitize_boxes(b * s, size, size, min_size=min_face)
     before = counts["dropped"] // 1000
     counts["clipped"] += c["clipped"]
-    counts["dropped"] += c["dropped"]
+    counts["dropped"] += c["dropped"] + int(degenerate.sum())
     if counts["dropped"] // 1000 > before:
       log.warning("WIDER FACE train crops: %s boxes clipped / dropped so far", counts)
     out = np.asarray(crop, np.uint8)
