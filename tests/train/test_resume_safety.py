@@ -323,11 +323,6 @@ def test_second_process_is_refused_and_kill9_resume_has_no_duplicate_steps(tmp_p
   assert open(os.path.join(wd, ".lock")).read() == ""  # released (and cleared) at exit
 
 
-@pytest.mark.xfail(
-  strict=True,
-  reason="the loop writes the train row of step s one step late, after the checkpoint at s; a run "
-  "stopped in between resumes at s without ever writing row s",
-)
 def test_run_stopped_right_after_a_checkpoint_keeps_every_metrics_row(tmp_path):
   class StopAt4(ToyData):
     def __getitem__(self, t):

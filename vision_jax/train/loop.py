@@ -305,6 +305,26 @@ def train_and_evaluate(
       )
     return split_update_metrics(host, task)
 
+  def flush():
+    """Checks the pending step's metrics and writes its row when due; ``None`` if none pends.
+
+    Called before any checkpoint, eval or stop, so a checkpoint at step ``s`` is never on disk
+    without the train row of step ``s`` (a kill right after it would otherwise lose the row:
+    the resumed run starts after ``s``).
+    """
+    nonlocal pending
+    if pending is None:
+      return None
+    prev_step, prev_metrics = pending
+    pending = None
+    host = check(prev_step, prev_metrics)
+    last = prev_step + 1
+    if last % log_every == 0 or prev_step == start or last == num_steps:
+      writer.write(last, host)
+      shown["loss"] = _postfix(host)
+      bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
+    return host
+
   def preempt(step, *, save):
     if save:
       ckpt.save(step, state, meta)
@@ -325,13 +345,7 @@ def train_and_evaluate(
       assert t == step, (t, step)
       batch = mesh_lib.to_global_batch(local, mesh, batch_sh)
       state, metrics = train_step(state, batch)
-      if pending is not None:
-        prev_step, prev_metrics = pending
-        host = check(prev_step, prev_metrics)
-        if (prev_step + 1) % log_every == 0 or prev_step == start:
-          writer.write(prev_step + 1, host)
-          shown["loss"] = _postfix(host)
-          bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
+      flush()
       pending = (step, metrics)
       step += 1
       n_last += 1
@@ -341,18 +355,20 @@ def train_and_evaluate(
         shown["rate"] = f"{global_batch_size * n_last / (now - t_last):.0f} ex/s"
         bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
         t_last, n_last = now, 0
-      if ckpt_every and step % ckpt_every == 0 and step < num_steps:
-        check(*pending)  # never checkpoint a state whose last step is unchecked
-        ckpt.save(step, state, meta)
+      ckpt_due = bool(ckpt_every) and step % ckpt_every == 0 and step < num_steps
+      stop = preemption.requested_everywhere()
       if eval_every and step % eval_every == 0 and step < num_steps:
+        flush()  # eval (and its row) before the checkpoint: a resumed run starts after it
         last_eval = do_eval(step)
         bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
-      if preemption.requested_everywhere():
-        check(*pending)
+      if ckpt_due and not stop:
+        flush()  # never checkpoint a state whose last step is unchecked or whose row is unwritten
+        ckpt.save(step, state, meta)
+      if stop:
+        flush()
         return preempt(step, save=True)
-    if pending is not None:
-      host = check(*pending)
-      writer.write(pending[0] + 1, host)
+    host = flush()
+    if host is not None:
       summary["final_train"] = host
     elif start == num_steps and is_main:
       last = _last_train_row(workdir, num_steps)  # resumed at the end: same summary

@@ -288,6 +288,9 @@ def guard_run(fn: Callable) -> Callable:
 
   @functools.wraps(fn)
   def wrapper(*args, **kwargs):
+    from vision_jax.train import preemption
+
+    preemption.install_handlers()  # a signal during validation / locking is a stop request too
     bound = sig.bind(*args, **kwargs)
     bound.apply_defaults()
     a = bound.arguments
