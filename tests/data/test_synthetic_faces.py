@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from vision_jax.data import synthetic_faces as sf
+from vision_jax.metrics.pose_bins import check_poses, pose_index
 
 
 def _sphere(radius, albedo=(0.8, 0.6, 0.4)):
@@ -51,7 +52,7 @@ def test_frontal_is_the_zero_pose_and_shapes():
   assert d["image"].shape == (3, 3, 24, 24, 3) and d["image"].dtype == np.float32
   assert d["parsing"].shape == (3, 3, 24, 24)
   assert d["frontal"].shape == (3, 24, 24, 3) and d["frontal_parsing"].shape == (3, 24, 24)
-  k = sf.pose_index(poses, 0, 0)
+  k = pose_index(poses, 0, 0)
   np.testing.assert_allclose(d["frontal"], d["image"][:, k], atol=1e-6)
   np.testing.assert_array_equal(d["frontal_parsing"], d["parsing"][:, k])
   assert 0.0 <= d["image"].min() and d["image"].max() <= 1.0
@@ -88,7 +89,7 @@ def test_yaw_mirrors_parsing():
 
 
 def test_default_poses_are_an_explicit_non_product_set():
-  arr = sf.check_poses(sf.DEFAULT_POSES)
+  arr = check_poses(sf.DEFAULT_POSES)
   yaws, pitches = set(arr[:, 0]), set(arr[:, 1])
   assert len(arr) < len(yaws) * len(pitches)
   assert (0.0, 0.0) in set(map(tuple, arr))
@@ -96,11 +97,11 @@ def test_default_poses_are_an_explicit_non_product_set():
 
 def test_bad_poses_raise_naming_the_pose():
   with pytest.raises(ValueError, match=r"yaw=90, pitch=30"):
-    sf.pose_index(sf.DEFAULT_POSES, 90, 30)
+    pose_index(sf.DEFAULT_POSES, 90, 30)
   with pytest.raises(ValueError, match=r"\(15.0, 0.0\) more than once"):
-    sf.check_poses([(0, 0), (15, 0), (15, 0)])
+    check_poses([(0, 0), (15, 0), (15, 0)])
   with pytest.raises(ValueError, match=r"poses\[1\] = \(200.0, 0.0\)"):
-    sf.check_poses([(0, 0), (200, 0)])
+    check_poses([(0, 0), (200, 0)])
   with pytest.raises(ValueError, match="pairs"):
     sf.render_identities(0, [0], [0, 15])
   with pytest.raises(ValueError, match="identity must be a non-negative int"):

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vision_jax.metrics.pose_bins import check_poses
+
 PARTS = ("background", "skin", "hair", "eyes_brows", "nose", "mouth")
 BACKGROUND, SKIN, HAIR, EYES_BROWS, NOSE, MOUTH = range(6)
 
@@ -234,46 +236,6 @@ def render_face(
   _, labels, _ = _cast(params, rot, cu.ravel(), cv.ravel(), light, ambient)
   image = rgb.reshape(size, supersample, size, supersample, 3).mean(axis=(1, 3))
   return image.astype(np.float32), labels.reshape(size, size)
-
-
-def check_poses(poses: Sequence[Sequence[float]], *, name: str = "poses") -> np.ndarray:
-  """Validates an explicit pose set; returns it as float64 ``[P, 2]`` (yaw, pitch) degrees.
-
-  Raises:
-    ValueError: not ``[P, 2]``, empty, non-finite, a duplicate pose, or ``|yaw| > 180`` /
-      ``|pitch| > 90``.
-  """
-  arr = np.asarray(poses, np.float64)
-  if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] == 0:
-    raise ValueError(f"{name} must be a non-empty sequence of (yaw, pitch) pairs, got shape "
-                     f"{arr.shape}.")  # fmt: skip
-  if not np.all(np.isfinite(arr)):
-    raise ValueError(f"{name} must be finite, got {arr.tolist()}.")
-  bad = np.flatnonzero((np.abs(arr[:, 0]) > 180) | (np.abs(arr[:, 1]) > 90))
-  if bad.size:
-    raise ValueError(f"{name}[{bad[0]}] = {tuple(arr[bad[0]].tolist())} is out of range "
-                     "(|yaw| <= 180, |pitch| <= 90).")  # fmt: skip
-  _, first, counts = np.unique(arr, axis=0, return_index=True, return_counts=True)
-  if np.any(counts > 1):
-    dup = arr[first[np.argmax(counts > 1)]].tolist()
-    raise ValueError(f"{name} holds the pose {tuple(dup)} more than once.")
-  return arr
-
-
-def pose_index(poses: Sequence[Sequence[float]], yaw: float, pitch: float) -> int:
-  """Index of ``(yaw, pitch)`` in the explicit pose set ``poses``.
-
-  Raises:
-    ValueError: the pose is not in the set (the message names the pose and the set's size).
-  """
-  arr = np.asarray(poses, np.float64)
-  hit = np.flatnonzero((arr[:, 0] == yaw) & (arr[:, 1] == pitch))
-  if hit.size == 0:
-    raise ValueError(
-      f"pose (yaw={yaw}, pitch={pitch}) is not in the pose set of {len(arr)} poses "
-      f"(yaws {sorted(set(arr[:, 0].tolist()))}, pitches {sorted(set(arr[:, 1].tolist()))})."
-    )
-  return int(hit[0])
 
 
 def render_identities(
