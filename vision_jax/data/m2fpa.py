@@ -15,10 +15,10 @@ prefix is the (possibly empty) run of non-digits before the first digit of the f
 Choice: the official release's naming is not documented where we could read it. The layout above
 is the one the only public unofficial loader (atheeth96/pose_invariant_face_detector,
 ``Utils/gen_dataframe.py``) walks; it treats ``<illum>4-7.jpg`` in the same folder as the frontal
-ground truth, so ``FRONTAL_CAMERA = (4, 7)`` by default. Both are hints, not facts: the frontal
-camera is an argument of the protocol, not stored, and the camera -> (yaw, pitch) table is read from an optional
-``camera_poses.csv`` (``layer,camera,yaw,pitch`` per line, ``#`` comments) in the manual dir;
-without it ``yaw``/``pitch`` are NaN and the pose set is the set of cameras.
+ground truth, so ``FRONTAL_CAMERA = (4, 7)``. Both are hints, not facts: which camera is frontal
+is not stored (the caller picks the gallery), and the camera -> (yaw, pitch) table is read from an
+optional ``camera_poses.csv`` (``layer,camera,yaw,pitch`` per line, ``#`` comments) in the manual
+dir; without it ``yaw``/``pitch`` are NaN and poses are known only as ``(layer, camera)``.
 
 References:
   Li, Wu, Hu, He, Sun. "M2FPA: A Multi-Yaw Multi-Pitch High-Quality Dataset and Benchmark for
