@@ -30,6 +30,14 @@ from vision_jax.data.longtail import (
   long_tailed_counts,
   long_tailed_indices,
 )
+from vision_jax.data.m2fpa import (
+  M2fpaRecord,
+  VjM2fpa,
+  list_m2fpa,
+  m2fpa_poses,
+  parse_m2fpa_path,
+  read_camera_poses,
+)
 from vision_jax.data.offline import (
   SKIMAGE_NATURAL_IMAGES,
   digits_source,
@@ -115,4 +123,10 @@ __all__ = [
   "WiderFaceImage",
   "read_wider_face_annotations",
   "sanitize_boxes",
+  "M2fpaRecord",
+  "VjM2fpa",
+  "list_m2fpa",
+  "m2fpa_poses",
+  "parse_m2fpa_path",
+  "read_camera_poses",
 ]

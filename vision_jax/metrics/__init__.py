@@ -6,6 +6,15 @@ ranking, tie-aware mAP, P@H<=r, PR curve), WIDER FACE detection AP (the eval_too
 """
 
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
+from vision_jax.metrics.pose_bins import (
+  PoseRank1,
+  check_poses,
+  pooled_rank1,
+  pose_index,
+  rank1_per_pose,
+  rank1_table,
+  subject_disjoint_split,
+)
 from vision_jax.metrics.reid import ReIDResult, pairwise_distance, reid_cmc_map
 from vision_jax.metrics.retrieval import (
   PrecisionRecallCurve,
@@ -38,6 +47,13 @@ from vision_jax.metrics.wider_face import (
 )
 
 __all__ = [
+  "PoseRank1",
+  "check_poses",
+  "pooled_rank1",
+  "pose_index",
+  "rank1_per_pose",
+  "rank1_table",
+  "subject_disjoint_split",
   "PrecisionRecallCurve",
   "precision_at_hamming_radius",
   "precision_recall_curve",
