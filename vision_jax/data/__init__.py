@@ -56,6 +56,13 @@ from vision_jax.data.reid import (
   parse_reid_name,
 )
 from vision_jax.data.sources import default_data_dir, fashion_mnist, load
+from vision_jax.data.youtube8m import (
+  Yt8mFrameSource,
+  dequantize,
+  iter_tfrecord,
+  iter_yt8m_records,
+  pad_video,
+)
 
 __all__ = [
   "array_hashing_sources",
@@ -105,4 +112,9 @@ __all__ = [
   "VjLfw",
   "VjMarket1501",
   "write_idx",
+  "Yt8mFrameSource",
+  "dequantize",
+  "iter_tfrecord",
+  "iter_yt8m_records",
+  "pad_video",
 ]

@@ -2,7 +2,7 @@
 
 Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
 identification (rank-k with distractors, MegaFace), hashing retrieval (mAP@K with Hamming
-ranking, tie-aware mAP, P@H<=r, PR curve). Each honours a mask for padded batches.
+ranking, tie-aware mAP, P@H<=r, PR curve), YouTube-8M video classification (GAP@k, Hit@1, PERR, mAP). Each honours a mask for padded batches.
 """
 
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
@@ -25,6 +25,13 @@ from vision_jax.metrics.verification import (
   roc_curve,
   tar_at_far,
 )
+from vision_jax.metrics.video import (
+  gap_at_k,
+  hit_at_one,
+  mean_average_precision,
+  precision_at_equal_recall_rate,
+  youtube8m_metrics,
+)
 
 __all__ = [
   "PrecisionRecallCurve",
@@ -46,4 +53,9 @@ __all__ = [
   "reid_cmc_map",
   "roc_curve",
   "tar_at_far",
+  "gap_at_k",
+  "hit_at_one",
+  "mean_average_precision",
+  "precision_at_equal_recall_rate",
+  "youtube8m_metrics",
 ]
