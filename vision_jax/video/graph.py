@@ -63,7 +63,9 @@ def _check_norm(norm, temperature):
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
   """``x / max(||x||, eps)`` over the last axis (float32)."""
   x = x.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+  # sqrt(max(|x|^2, eps^2)), not max(norm, eps): the norm's gradient at a zero (padded) node is NaN.
+  sq = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
 def cosine_similarity(x: jax.Array, mask: jax.Array, eps: float = 1e-6) -> jax.Array:
