@@ -38,19 +38,24 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.seed = 0
   cfg.methods = "dcgn,meanpool,lstm"
   cfg.settings = "original,shuffled"
-  cfg.order_blind_methods = "meanpool"  # identical on shuffled frames: run on original only
+  cfg.control_methods = "dcgn"  # run on the shuffled control (mean-pool is order-blind)
   cfg.data = ml_collections.ConfigDict(
     dict(
       name="events",  # events (Fashion-MNIST shots) | events_synthetic (random pixels) | youtube8m
       fashion_mnist_dir="/usr/share/datasets/fashion-mnist",
       images_per_class=40,
       num_jitters=12,
+      jitter_shift=2,
+      jitter_noise=12.0,
       num_train=3000,
       num_eval=600,
       min_frames=200,
       max_frames=300,
       segments=4,
+      shot_frames=(6, 10),
+      cutaway_frames=(2, 4),
       audio_dim=16,
+      standardize=True,
       global_batch_size=32,
       eval_batch_size=100,
       train_pattern="",
@@ -59,7 +64,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     )
   )
   cfg.cnn = ml_collections.ConfigDict(
-    dict(widths=(8, 8, 16, 16), hidden=32, num_steps=300, batch_size=128, lr=3e-3)
+    dict(widths=(16, 16, 32, 32), hidden=32, num_steps=400, batch_size=128, lr=3e-3)
   )
   cfg.head = ml_collections.ConfigDict(dict(kind="moe", num_mixtures=2))
   cfg.dcgn = ml_collections.ConfigDict(
@@ -86,7 +91,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   )
   cfg.train = ml_collections.ConfigDict(
     dict(
-      num_steps=300, log_every=25, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=4
+      num_steps=600, log_every=25, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=4
     )
   )
   cfg.eval = ml_collections.ConfigDict(dict(top_k=20))

@@ -104,7 +104,13 @@ def frame_bank(cfg, workdir, split, embed, rng):
   """Jittered frames of ``images_per_class`` source images per class, embedded."""
   images, labels = _images(cfg, split, rng)
   keep = _pick_per_class(labels, int(cfg.data.images_per_class), rng)
-  frames = synthetic.jitter_frames(images[keep], int(cfg.data.num_jitters), rng)
+  frames = synthetic.jitter_frames(
+    images[keep],
+    int(cfg.data.num_jitters),
+    rng,
+    max_shift=int(cfg.data.jitter_shift),
+    noise=float(cfg.data.jitter_noise),
+  )
   flat = frames.reshape(-1, 28, 28)
   rgb = np.concatenate(
     [np.asarray(embed(flat[i : i + 1024, ..., None])) for i in range(0, len(flat), 1024)]
@@ -116,6 +122,21 @@ def frame_bank(cfg, workdir, split, embed, rng):
     "audio": (pooled @ proj).astype(np.float32),
     "image_class": labels[keep].astype(np.int64),
   }
+
+
+def _standardize(banks):
+  """z-scores every feature dimension with the train bank's statistics (both banks).
+
+  Choice: YouTube-8M's features are PCA-whitened, hence centred; the ConvNet's ReLU embedding is
+  not, and its all-positive frames make every cosine ~1 (a complete, over-smoothing graph).
+  """
+  out = {s: dict(b) for s, b in banks.items()}
+  for k in ("rgb", "audio"):
+    mu = banks["train"][k].mean(0, keepdims=True)
+    sd = banks["train"][k].std(0, keepdims=True) + 1e-6
+    for s in out:
+      out[s][k] = ((banks[s][k] - mu) / sd).astype(np.float32)
+  return out
 
 
 def event_video_sources(cfg, workdir, *, progress=True):
@@ -135,7 +156,15 @@ def event_video_sources(cfg, workdir, *, progress=True):
     )
     banks = {s: frame_bank(cfg, workdir, s, embed, rng) for s in ("train", "eval")}
     np.savez(cache, **{f"{s}_{k}": v for s, b in banks.items() for k, v in b.items()})
-  kw = dict(min_frames=int(d.min_frames), max_frames=int(d.max_frames), segments=int(d.segments))
+  if d.standardize:
+    banks = _standardize(banks)
+  kw = dict(
+    min_frames=int(d.min_frames),
+    max_frames=int(d.max_frames),
+    segments=int(d.segments),
+    shot_frames=tuple(int(v) for v in d.shot_frames),
+    cutaway_frames=tuple(int(v) for v in d.cutaway_frames),
+  )
   vrng = np.random.default_rng(cfg.seed + 1)
   train_v = synthetic.generate_event_videos(
     banks["train"]["image_class"], int(d.num_jitters), int(d.num_train), vrng, **kw

@@ -280,6 +280,7 @@ class LstmModel(nn.Module):
   Attributes:
     num_classes, feature_keys, head, num_mixtures, dropout: as :class:`DCGN`.
     hidden: LSTM cells per layer; num_layers: stacked layers (starter: 2 x 1024).
+    unroll: time steps per loop iteration of the scan (speed only; same result).
   """
 
   num_classes: int
@@ -289,6 +290,7 @@ class LstmModel(nn.Module):
   head: str = "moe"
   num_mixtures: int = 2
   dropout: float = 0.0
+  unroll: int = 1
 
   @nn.compact
   def __call__(self, features, mask, *, train: bool = False):
@@ -299,7 +301,9 @@ class LstmModel(nn.Module):
     x = x * _mask_f(mask)
     carry = None
     for i in range(self.num_layers):
-      rnn = nn.RNN(nn.OptimizedLSTMCell(self.hidden), return_carry=True, name=f"lstm{i}")
+      rnn = nn.RNN(
+        nn.OptimizedLSTMCell(self.hidden), return_carry=True, unroll=self.unroll, name=f"lstm{i}"
+      )
       carry, x = rnn(x, seq_lengths=lengths)
     v = carry[1]  # (c, h): the last layer's hidden state at each video's last real frame
     v = nn.Dropout(self.dropout, deterministic=not train)(v)

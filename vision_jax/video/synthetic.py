@@ -13,9 +13,12 @@ Structure (frames -> shots -> events -> video), all from Fashion-MNIST images:
   (3-6 frames), so the event's two classes are never adjacent frames.
 * Lengths vary in ``[min_frames, max_frames]`` (default 200-300); frames beyond are padding.
 
-What an order-blind model can reach: the frame multiset reveals the 4 event classes (at best)
-but not how they pair; all 3 pairings are equally likely, so the Bayes-optimal bag-of-frames
-scores are 1/3 for each of the 6 pairs within the 4 classes (:func:`bag_oracle_scores`).
+What an order-blind model can reach: event shots average 8 frames and alternate with
+cutaways averaging 4.5 frames, so each of the 4 event classes fills ~16% of the frames and each
+of the 2 distractors ~18%: the bag of frames shows the 6 classes present but hardly which 4 form
+events, nor how they pair. Given the 6 classes every pair is an event with probability 2/15;
+even knowing the 4 event classes, all 3 pairings are equally likely (1/3 per pair). Both
+oracles are in :func:`bag_oracle_scores`.
 The shuffled-frames control (:func:`shuffle_frames`) destroys shots and events and leaves
 exactly that information.
 """
@@ -33,12 +36,17 @@ NUM_EVENT_LABELS = len(PAIRS)  # 45
 
 
 def jitter_frames(
-  images: np.ndarray, num_jitters: int, rng: np.random.Generator, *, max_shift: int = 3
+  images: np.ndarray,
+  num_jitters: int,
+  rng: np.random.Generator,
+  *,
+  max_shift: int = 2,
+  noise: float = 12.0,
 ) -> np.ndarray:
   """``[N, H, W]`` uint8 -> ``[N, J, H, W]`` uint8 jittered copies (shift, gain, noise).
 
-  Each copy: a random shift by up to ``max_shift`` pixels (zero fill), gain in ``[0.7, 1.1]``,
-  additive Gaussian noise of std 20 grey levels, clipped to ``[0, 255]``.
+  Each copy: a random shift by up to ``max_shift`` pixels (zero fill), gain in ``[0.8, 1.1]``,
+  additive Gaussian noise of std ``noise`` grey levels, clipped to ``[0, 255]``.
   """
   if images.ndim != 3 or images.dtype != np.uint8:
     raise ValueError(f"images must be uint8 [N, H, W]; got {images.dtype} {images.shape}")
@@ -48,10 +56,10 @@ def jitter_frames(
   padded = np.pad(images, ((0, 0), (s, s), (s, s)))
   for j in range(num_jitters):
     dy, dx = rng.integers(-s, s + 1, size=(2, n))
-    gain = rng.uniform(0.7, 1.1, size=(n, 1, 1))
+    gain = rng.uniform(0.8, 1.1, size=(n, 1, 1))
     for i in range(n):
       crop = padded[i, s + dy[i] : s + dy[i] + h, s + dx[i] : s + dx[i] + w]
-      out[i, j] = np.clip(crop * gain[i] + rng.normal(0, 20, (h, w)), 0, 255).astype(np.uint8)
+      out[i, j] = np.clip(crop * gain[i] + rng.normal(0, noise, (h, w)), 0, 255).astype(np.uint8)
   return out
 
 
@@ -64,6 +72,8 @@ def generate_event_videos(
   min_frames: int = 200,
   max_frames: int = 300,
   segments: int = 4,
+  shot_frames: tuple[int, int] = (6, 10),
+  cutaway_frames: tuple[int, int] = (3, 6),
 ) -> dict[str, np.ndarray]:
   """Draws videos as indices into a frame bank of ``len(image_class) * num_jitters`` frames.
 
@@ -77,10 +87,13 @@ def generate_event_videos(
     rng: generator.
     min_frames, max_frames: length range; videos are padded to ``max_frames``.
     segments: event segments per video (even, >= 2: each event appears ``segments / 2`` times).
+    shot_frames: inclusive length range of an event shot.
+    cutaway_frames: inclusive length range of a distractor cutaway.
 
   Returns:
     ``{"frames": int32 [V, max_frames] bank ids (0 in padding), "num_frames": int32 [V],
     "labels": uint8 [V, 45] multi-hot event pairs, "event_classes": int8 [V, 4],
+    "present_classes": int8 [V, 6] (events + distractors),
     "frame_class": int8 [V, max_frames] (-1 in padding)}``.
 
   Raises:
@@ -98,11 +111,13 @@ def generate_event_videos(
   frame_class = np.full((num_videos, max_frames), -1, np.int8)
   labels = np.zeros((num_videos, NUM_EVENT_LABELS), np.uint8)
   event_classes = np.zeros((num_videos, 4), np.int8)
+  present_classes = np.zeros((num_videos, 6), np.int8)
   num_frames = rng.integers(min_frames, max_frames + 1, num_videos).astype(np.int32)
   for v in range(num_videos):
     cls = rng.permutation(NUM_BASE_CLASSES)[:6]
     ev, distract = cls[:4], cls[4:]
     event_classes[v] = np.sort(ev)
+    present_classes[v] = np.sort(cls)
     events = [tuple(sorted(ev[:2])), tuple(sorted(ev[2:]))]
     for e in events:
       labels[v, PAIR_INDEX[e]] = 1
@@ -114,9 +129,12 @@ def generate_event_videos(
       pos, end, turn, cutaway = bounds[s], bounds[s + 1], int(rng.integers(2)), False
       while pos < end:
         if cutaway:
-          c, n = distract[rng.integers(2)], int(rng.integers(3, 7))
+          c, n = (
+            distract[rng.integers(2)],
+            int(rng.integers(cutaway_frames[0], cutaway_frames[1] + 1)),
+          )
         else:
-          c, n = (a, b)[turn], int(rng.integers(6, 11))
+          c, n = (a, b)[turn], int(rng.integers(shot_frames[0], shot_frames[1] + 1))
           turn ^= 1
         n = min(n, end - pos)
         jit = rng.integers(0, num_jitters, n)
@@ -129,6 +147,7 @@ def generate_event_videos(
     "num_frames": num_frames,
     "labels": labels,
     "event_classes": event_classes,
+    "present_classes": present_classes,
     "frame_class": frame_class,
   }
 
@@ -143,14 +162,25 @@ def shuffle_frames(videos: dict[str, np.ndarray], rng: np.random.Generator) -> d
   return out
 
 
-def bag_oracle_scores(event_classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Bayes-optimal order-blind scores given the 4 event classes: 1/3 on each of their 6 pairs.
+def bag_oracle_scores(candidate_classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Order-blind oracle scores: equal score on every pair of each video's candidate classes.
 
-  A tiny random jitter (< 1e-6) breaks the ties, so GAP is that of a random ranking among the
-  tied pairs (its expectation over draws is what an order-blind model can reach at best).
+  With ``candidate_classes`` the 6 classes present (``present_classes``), every pair is an event
+  with probability 2/15 given the bag, which is all an order-blind model can know when event and
+  distractor classes occur at similar rates; with the 4 ``event_classes`` (revealed only if frame
+  proportions gave them away) each of their 6 pairs has probability 1/3, an upper bound.
+  A tiny random jitter (< 1e-6) breaks ties, so GAP is that of a random ranking among them.
+
+  Args:
+    candidate_classes: ``[V, n]`` class ids per video.
+    rng: tie-break generator.
+
+  Returns:
+    ``[V, 45]`` scores.
   """
-  s = rng.uniform(0, 1e-6, (event_classes.shape[0], NUM_EVENT_LABELS))
-  for v, cls in enumerate(event_classes):
-    for p in itertools.combinations(sorted(int(c) for c in cls), 2):
-      s[v, PAIR_INDEX[p]] += 1 / 3
+  s = rng.uniform(0, 1e-6, (candidate_classes.shape[0], NUM_EVENT_LABELS))
+  for v, cls in enumerate(candidate_classes):
+    pairs = list(itertools.combinations(sorted(int(c) for c in cls), 2))
+    for p in pairs:
+      s[v, PAIR_INDEX[p]] += 2 / len(pairs)
   return s

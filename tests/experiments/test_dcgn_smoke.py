@@ -1,0 +1,57 @@
+"""The DCGN experiment's smoke preset: three methods, the shuffled control, reference levels."""
+
+import json
+
+import numpy as np
+
+from experiments.dcgn import train
+from vision_jax.utils import load_config
+from vision_jax.video import synthetic
+
+
+def test_smoke_preset_runs(tmp_path):
+  cfg = load_config("dcgn", "smoke")
+  results = train.run(cfg, str(tmp_path), progress=False)
+  assert set(results["original"]) == {"dcgn", "meanpool", "lstm"}
+  assert set(results["shuffled"]) == {"dcgn"}  # config.control_methods
+  for setting in ("original", "shuffled"):
+    for m, s in results[setting].items():
+      ev = s["eval"]
+      assert ev["num_videos"] == cfg.data.num_eval, (setting, m)
+      for key in ("gap", "hit_at_1", "perr", "map"):
+        assert 0.0 <= ev[key] <= 1.0, (setting, m, key, ev)
+  ref = results["reference"]
+  assert ref["bag_oracle_4_events_known"]["gap"] > ref["bag_oracle_6_present"]["gap"]
+  assert (tmp_path / "frame_bank.npz").exists()
+  on_disk = json.loads((tmp_path / "results.json").read_text())
+  assert on_disk["original"]["dcgn"]["eval"]["gap"] == results["original"]["dcgn"]["eval"]["gap"]
+  table = train.format_table(results)
+  assert "| shuffled | dcgn |" in table and "bag_oracle_6_present" in table
+  # Re-running skips every finished run (same numbers, nothing retrained).
+  again = train.run(cfg, str(tmp_path), progress=False)
+  assert again["original"]["lstm"]["eval"] == results["original"]["lstm"]["eval"]
+
+
+def test_event_videos_structure():
+  rng = np.random.default_rng(0)
+  image_class = np.repeat(np.arange(10), 3)
+  v = synthetic.generate_event_videos(image_class, 4, 20, rng, min_frames=60, max_frames=80)
+  assert v["labels"].shape == (20, 45) and np.all(v["labels"].sum(1) == 2)
+  for i in range(20):
+    n = v["num_frames"][i]
+    assert 60 <= n <= 80 and np.all(v["frame_class"][i, n:] == -1)
+    fc = v["frame_class"][i, :n]
+    assert np.all(image_class[v["frames"][i, :n] // 4] == fc)  # bank ids match the classes
+    pairs = [synthetic.PAIRS[j] for j in np.flatnonzero(v["labels"][i])]
+    assert sorted(c for p in pairs for c in p) == sorted(v["event_classes"][i].tolist())
+    assert len(set(fc.tolist())) == 6  # 4 event classes + 2 distractors
+  shuffled = synthetic.shuffle_frames(v, rng)
+  for i in range(20):
+    n = v["num_frames"][i]
+    np.testing.assert_array_equal(np.sort(shuffled["frames"][i, :n]), np.sort(v["frames"][i, :n]))
+  oracle = synthetic.bag_oracle_scores(v["event_classes"], rng)
+  assert np.all(np.sum(oracle > 0.3, 1) == 6)
+  np.testing.assert_allclose(oracle.sum(1), 2.0, atol=1e-4)  # expected number of labels
+  oracle6 = synthetic.bag_oracle_scores(v["present_classes"], rng)
+  assert np.all(np.sum(oracle6 > 0.1, 1) == 15)
+  assert np.all(oracle6[v["labels"] > 0] > 0.1)
