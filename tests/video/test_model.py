@@ -27,7 +27,7 @@ def _pad(video, length, seed):
 
 CASES = {
   "dcgn_dense_attention": ("dcgn", dict(hidden=8, conv_kernels=(2, 1, 3), pool_windows=(3, 2, 1))),
-  "dcgn_knn_avg_softmax": (
+  "dcgn_knn_avg_softmax_logistic": (
     "dcgn",
     dict(
       hidden=8,
@@ -38,11 +38,9 @@ CASES = {
       pooling="avg",
       adjacency_norm="softmax",
       temperature=0.5,
+      head="logistic",
+      readout="mean",
     ),
-  ),
-  "dcgn_logistic_mean": (
-    "dcgn",
-    dict(hidden=8, conv_kernels=(2,), pool_windows=(4,), head="logistic", readout="mean"),
   ),
   "meanpool": ("meanpool", dict(hidden=(8,))),
   "lstm": ("lstm", dict(hidden=8, num_layers=2)),

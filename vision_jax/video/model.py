@@ -69,6 +69,15 @@ def _mask_f(mask):
   return mask.astype(jnp.float32)[..., None]
 
 
+def _inputs(features, mask, keys):
+  """Fused frames ``[B, T, D]`` with padding zeroed, and the bool mask (shape-checked)."""
+  x = fuse_features(features, keys)
+  if mask.shape != x.shape[:2]:
+    raise ValueError(f"mask must be [B, T] = {x.shape[:2]}; got {mask.shape}")
+  mask = mask.astype(bool)
+  return x * _mask_f(mask), mask
+
+
 def masked_mean(x: jax.Array, mask: jax.Array, axis: int = 1) -> jax.Array:
   """Mean of ``x [..., N, D]`` over valid nodes ``mask [..., N]`` (0 where none are valid)."""
   m = mask.astype(jnp.float32)[..., None]
@@ -215,11 +224,7 @@ class DCGN(nn.Module):
       raise ValueError(f"adjacency={self.adjacency!r}; valid: {', '.join(ADJACENCIES)}")
     if self.readout not in ("meanmax", "mean"):
       raise ValueError(f"readout={self.readout!r}; valid: meanmax, mean")
-    h = fuse_features(features, self.feature_keys)
-    if mask.shape != h.shape[:2]:
-      raise ValueError(f"mask must be [B, T] = {h.shape[:2]}; got {mask.shape}")
-    mask = mask.astype(bool)
-    h = h * _mask_f(mask)
+    h, mask = _inputs(features, mask, self.feature_keys)
     for lvl, (k, p) in enumerate(zip(self.conv_kernels, self.pool_windows)):
       if self.adjacency == "dense":
         a = graph_lib.dense_adjacency(
@@ -264,9 +269,7 @@ class MeanPoolModel(nn.Module):
 
   @nn.compact
   def __call__(self, features, mask, *, train: bool = False):
-    x = fuse_features(features, self.feature_keys)
-    if mask.shape != x.shape[:2]:
-      raise ValueError(f"mask must be [B, T] = {x.shape[:2]}; got {mask.shape}")
+    x, mask = _inputs(features, mask, self.feature_keys)
     v = masked_mean(x, mask)
     for i, w in enumerate(self.hidden):
       v = nn.relu(nn.Dense(int(w), name=f"fc{i}")(v))
@@ -294,11 +297,8 @@ class LstmModel(nn.Module):
 
   @nn.compact
   def __call__(self, features, mask, *, train: bool = False):
-    x = fuse_features(features, self.feature_keys)
-    if mask.shape != x.shape[:2]:
-      raise ValueError(f"mask must be [B, T] = {x.shape[:2]}; got {mask.shape}")
+    x, mask = _inputs(features, mask, self.feature_keys)
     lengths = jnp.maximum(jnp.sum(mask.astype(jnp.int32), axis=1), 1)
-    x = x * _mask_f(mask)
     carry = None
     for i in range(self.num_layers):
       rnn = nn.RNN(
