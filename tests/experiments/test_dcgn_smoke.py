@@ -44,7 +44,8 @@ def test_event_videos_structure():
     assert np.all(image_class[v["frames"][i, :n] // 4] == fc)  # bank ids match the classes
     pairs = [synthetic.PAIRS[j] for j in np.flatnonzero(v["labels"][i])]
     assert sorted(c for p in pairs for c in p) == sorted(v["event_classes"][i].tolist())
-    assert len(set(fc.tolist())) == 6  # 4 event classes + 2 distractors
+    present = set(fc.tolist())  # both event classes always; a distractor may be missed
+    assert set(v["event_classes"][i].tolist()) <= present <= set(v["present_classes"][i].tolist())
   shuffled = synthetic.shuffle_frames(v, rng)
   for i in range(20):
     n = v["num_frames"][i]

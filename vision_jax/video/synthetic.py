@@ -93,7 +93,8 @@ def generate_event_videos(
   Returns:
     ``{"frames": int32 [V, max_frames] bank ids (0 in padding), "num_frames": int32 [V],
     "labels": uint8 [V, 45] multi-hot event pairs, "event_classes": int8 [V, 4],
-    "present_classes": int8 [V, 6] (events + distractors),
+    "present_classes": int8 [V, 6] (events + distractors; a short video may show only one of
+    the two distractors, never fewer than the 4 event classes),
     "frame_class": int8 [V, max_frames] (-1 in padding)}``.
 
   Raises:
