@@ -35,11 +35,11 @@ def test_smoke_preset_runs(tmp_path):
 def test_event_videos_structure():
   rng = np.random.default_rng(0)
   image_class = np.repeat(np.arange(10), 3)
-  v = synthetic.generate_event_videos(image_class, 4, 20, rng, min_frames=60, max_frames=80)
+  v = synthetic.generate_event_videos(image_class, 4, 20, rng, min_frames=200, max_frames=300)
   assert v["labels"].shape == (20, 45) and np.all(v["labels"].sum(1) == 2)
   for i in range(20):
     n = v["num_frames"][i]
-    assert 60 <= n <= 80 and np.all(v["frame_class"][i, n:] == -1)
+    assert 200 <= n <= 300 and np.all(v["frame_class"][i, n:] == -1)
     fc = v["frame_class"][i, :n]
     assert np.all(image_class[v["frames"][i, :n] // 4] == fc)  # bank ids match the classes
     pairs = [synthetic.PAIRS[j] for j in np.flatnonzero(v["labels"][i])]
