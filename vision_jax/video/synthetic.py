@@ -10,16 +10,15 @@ Structure (frames -> shots -> events -> video), all from Fashion-MNIST images:
 * The video is 4 segments, the events in a random order with each event twice
   (e.g. E1 E2 E1 E2: non-linear editing, recurring shots). A segment of event ``{a, b}``
   alternates event shots (``a``, ``b``, ``a``, ...; 6-10 frames) with distractor cutaways
-  (3-6 frames), so the event's two classes are never adjacent frames.
+  (2-4 frames), so the event's two classes are never adjacent frames.
 * Lengths vary in ``[min_frames, max_frames]`` (default 200-300); frames beyond are padding.
 
 What an order-blind model can reach: event shots average 8 frames and alternate with
-cutaways averaging 4.5 frames, so each of the 4 event classes fills ~16% of the frames and each
-of the 2 distractors ~18%: the bag of frames shows the 6 classes present but hardly which 4 form
-events, nor how they pair. Given the 6 classes every pair is an event with probability 2/15;
-even knowing the 4 event classes, all 3 pairings are equally likely (1/3 per pair). Both
-oracles are in :func:`bag_oracle_scores`.
-The shuffled-frames control (:func:`shuffle_frames`) destroys shots and events and leaves
+cutaways averaging 3 frames, so each of the 4 event classes fills ~18% of the frames and each
+of the 2 distractors ~14%: the bag of frames shows the 6 classes present and only partly which
+4 form events, and never how they pair. Given the 6 classes every pair is an event with
+probability 2/15; even knowing the 4 event classes, all 3 pairings are equally likely (1/3 per
+pair). Both oracles are in :func:`bag_oracle_scores`. The shuffled-frames control (:func:`shuffle_frames`) destroys shots and events and leaves
 exactly that information.
 """
 
@@ -73,7 +72,7 @@ def generate_event_videos(
   max_frames: int = 300,
   segments: int = 4,
   shot_frames: tuple[int, int] = (6, 10),
-  cutaway_frames: tuple[int, int] = (3, 6),
+  cutaway_frames: tuple[int, int] = (2, 4),
 ) -> dict[str, np.ndarray]:
   """Draws videos as indices into a frame bank of ``len(image_class) * num_jitters`` frames.
 
