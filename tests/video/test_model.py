@@ -65,14 +65,7 @@ def test_padding_changes_nothing(case):
   log_p, log_1mp = outs[0]
   assert log_p.shape == (2, 5)
   np.testing.assert_allclose(np.exp(log_p) + np.exp(log_1mp), 1.0, rtol=1e-5)
-
-
-def test_videos_are_not_confused():
-  """Different videos give different scores (the invariance above is not a constant model)."""
-  model = vm.video_model("dcgn", 5, **CASES["dcgn_dense_attention"][1])
-  feats = {k: jnp.asarray(np.stack([_video(30, 1)[k], _video(30, 2)[k]])) for k in DIMS}
-  mask = jnp.ones((2, 30), bool)
-  log_p, _ = model.apply(model.init(jax.random.PRNGKey(0), feats, mask), feats, mask)
+  # ... and the invariance is not that of a constant model: the two videos score differently.
   assert np.max(np.abs(np.asarray(log_p[0] - log_p[1]))) > 1e-3
 
 
