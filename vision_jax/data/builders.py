@@ -63,11 +63,14 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   Subclasses set ``REQUIRED_FILES`` (paths relative to the manual dir), ``DEFAULT_MANUAL_DIR``
   and ``INSTALL_HINT`` (how to get the files), and use ``self.manual_path(dl_manager)``.
+  ``NESTED_DIRS`` names the folder(s) the official archive unpacks to (``cifar-10-batches-py``):
+  a manual dir that holds one of them instead of the files themselves is accepted too.
   """
 
   DEFAULT_MANUAL_DIR: str | None = None
   REQUIRED_FILES: Sequence[str] = ()
   INSTALL_HINT: str = ""
+  NESTED_DIRS: Sequence[str] = ()
 
   @classmethod
   def resolve_manual_dir(cls, dl_manager=None) -> str:
@@ -101,8 +104,18 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         f"that holds {', '.join(cls.REQUIRED_FILES)}."
       )
 
+  @classmethod
+  def locate(cls, manual_dir: str) -> str:
+    """``manual_dir`` itself, or its ``NESTED_DIRS`` child that holds the required files."""
+    have = lambda d: all(os.path.exists(os.path.join(d, f)) for f in cls.REQUIRED_FILES)
+    if not have(manual_dir):
+      for sub in cls.NESTED_DIRS:
+        if have(os.path.join(manual_dir, sub)):
+          return os.path.join(manual_dir, sub)
+    return manual_dir
+
   def manual_path(self, dl_manager) -> str:
-    manual_dir = self.resolve_manual_dir(dl_manager)
+    manual_dir = self.locate(self.resolve_manual_dir(dl_manager))
     self.check_files(manual_dir)
     return manual_dir
 

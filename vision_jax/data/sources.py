@@ -48,18 +48,55 @@ def load(
   """
   data_dir = os.fspath(data_dir) if data_dir is not None else default_data_dir()
   os.makedirs(data_dir, exist_ok=True)
-  config = tfds.download.DownloadConfig(
-    manual_dir=os.fspath(manual_dir) if manual_dir is not None else None,
-    try_download_gcs=False,
-  )
+  if build:
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+      _build(builder, name, data_dir, manual_dir)
   return tfds.data_source(
     name,
     split=split,
     data_dir=data_dir,
-    download=build,
+    download=False,
     builder_kwargs={"file_format": "array_record"},
-    download_and_prepare_kwargs={"download_config": config},
   )
+
+
+def _build(builder, name: str, data_dir: str, manual_dir) -> None:
+  """Builds ``name`` from its manual dir, printing what happens in our words.
+
+  TFDS's own "Downloading and preparing dataset … download: Unknown size" lines and progress
+  bars would tell a user the opposite of what happens (nothing is downloaded), so they are kept
+  out; one line before and one after say where the raw files were read and how many examples
+  each split got.
+  """
+  import contextlib
+  import io
+  import time
+
+  resolve = getattr(type(builder), "resolve_manual_dir", None)
+  src = os.fspath(manual_dir) if manual_dir is not None else None
+  if src is None and resolve is not None:
+    try:
+      src = resolve()
+    except FileNotFoundError:
+      src = None  # the builder raises its own message naming the fix below
+  print(f"building {name} from {src or '<manual dir>'} into {data_dir} ...", flush=True)
+  config = tfds.download.DownloadConfig(
+    manual_dir=os.fspath(manual_dir) if manual_dir is not None else None,
+    try_download_gcs=False,
+  )
+  t0 = time.perf_counter()
+  from tensorflow_datasets.core.utils import tqdm_utils
+
+  was_active = tqdm_utils._active
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(download_config=config)
+  finally:
+    tfds.display_progress_bar(was_active)
+  counts = ", ".join(f"{k}: {v.num_examples:,}" for k, v in sorted(builder.info.splits.items()))
+  print(f"built {name} ({counts} examples) in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def fashion_mnist(

@@ -112,11 +112,12 @@ def load_config(slug: str, preset: str, overrides: dict[str, str] | None = None)
 
 def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
   """Parses ``--preset --workdir [--config.k=v ...] [--distributed] [--compilation_cache DIR]
-  [--host_allocator tuned|default]``.
+  [--host_allocator tuned|default] [--allow_config_change]``.
 
   Returns:
     ``(config, args)`` where ``args`` has ``workdir``, ``preset``, ``distributed``,
-    ``compilation_cache`` and ``host_allocator``. The resolved preset name is stored in ``config.preset``.
+    ``compilation_cache``, ``host_allocator`` and ``allow_config_change``. The resolved preset
+    name is stored in ``config.preset``.
   """
   parser = argparse.ArgumentParser(prog=f"python -m experiments.{slug}")
   parser.add_argument("--preset", default="default", help="smoke | default | paper")
@@ -139,6 +140,15 @@ def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
     help="tuned: keep freed host memory for reuse (vision_jax.utils.host_memory; avoids "
     "re-page-faulting XLA:CPU buffers every step); default: glibc's own policy. "
     "Env VISION_JAX_HOST_ALLOCATOR",
+  )
+  parser.add_argument(
+    "--allow_config_change",
+    action="store_true",
+    default=os.environ.get("VISION_JAX_ALLOW_CONFIG_CHANGE", "") == "1",
+    help="resume a workdir whose checkpoints were written with another config (keys other than "
+    "vision_jax.train.workdir.SAFE_TO_CHANGE, e.g. optim.lr or seed); a change of the model or "
+    "optimiser that alters the train state still cannot resume. Env "
+    "VISION_JAX_ALLOW_CONFIG_CHANGE=1",
   )
   args, rest = parser.parse_known_args(argv)
   overrides = {}
