@@ -126,3 +126,15 @@ def test_bad_config_and_input():
     vm.LstmModel(3, hidden=4).init(jax.random.PRNGKey(0), feats, mask[:, :4])
   with pytest.raises(ValueError, match="unknown video model"):
     vm.video_model("gru", 3)
+
+
+def test_task_bad_arguments():
+  from vision_jax.video import video_classification_task
+
+  m = vm.MeanPoolModel(3)
+  with pytest.raises(ValueError, match="num_classes=0"):
+    video_classification_task(m, num_classes=0)
+  with pytest.raises(ValueError, match="top_k=0"):
+    video_classification_task(m, num_classes=3, top_k=0)
+  with pytest.raises(ValueError, match="feature_keys is empty"):
+    video_classification_task(m, num_classes=3, feature_keys=())

@@ -54,8 +54,16 @@ def video_classification_task(
 
   Returns:
     A :class:`Task` whose ``summarize`` reports ``gap``, ``hit_at_1``, ``perr``, ``map``, ``loss``.
+
+  Raises:
+    ValueError: ``num_classes`` or ``top_k`` not a positive integer, or no ``feature_keys``.
   """
+  for name, v in (("num_classes", num_classes), ("top_k", top_k)):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+      raise ValueError(f"video_classification_task: {name}={v!r}; expected a positive integer")
   keys = tuple(feature_keys)
+  if not keys:
+    raise ValueError("video_classification_task: feature_keys is empty; e.g. ('rgb', 'audio')")
 
   def forward(params, batch, train, rng=None):
     t = batch[keys[0]].shape[1]
