@@ -56,6 +56,12 @@ from vision_jax.data.reid import (
   parse_reid_name,
 )
 from vision_jax.data.sources import default_data_dir, fashion_mnist, load
+from vision_jax.data.wider_face import (
+  VjWiderFace,
+  WiderFaceImage,
+  read_wider_face_annotations,
+  sanitize_boxes,
+)
 from vision_jax.data.youtube8m import (
   Yt8mFrameSource,
   dequantize,
@@ -117,4 +123,8 @@ __all__ = [
   "iter_tfrecord",
   "iter_yt8m_records",
   "pad_video",
+  "VjWiderFace",
+  "WiderFaceImage",
+  "read_wider_face_annotations",
+  "sanitize_boxes",
 ]

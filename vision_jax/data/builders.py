@@ -173,11 +173,25 @@ class VjFashionMnist(ManualDirBuilder):
 
   def _generate_examples(self, manual_dir: str, prefix: str) -> Iterator[tuple[int, dict]]:
     images = read_idx(os.path.join(manual_dir, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(manual_dir, f"{prefix}-labels-idx1-ubyte.gz"))
+    labels_path = os.path.join(manual_dir, f"{prefix}-labels-idx1-ubyte.gz")
+    labels = read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
       raise ValueError(
         f"vj_fashion_mnist: {manual_dir}/{prefix}-*: expected images [n, 28, 28] and labels [n], "
         f"got {images.shape} and {labels.shape}."
+      )
+    if images.dtype != np.uint8:
+      raise ValueError(
+        f"vj_fashion_mnist: {manual_dir}/{prefix}-images: dtype {images.dtype}, "
+        "expected uint8 (IDX type 0x08)."
+      )
+    num_classes = len(FASHION_MNIST_CLASSES)
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+      i = int(np.flatnonzero(bad)[0])
+      raise ValueError(
+        f"vj_fashion_mnist: {labels_path}: label[{i}]={int(labels[i])} is outside [0, "
+        f"{num_classes}) ({int(bad.sum())} bad labels); not a Fashion-MNIST label file."
       )
     for i in range(images.shape[0]):
       yield i, {"image": images[i][:, :, None], "label": int(labels[i])}

@@ -45,6 +45,8 @@ def load(
 
   Raises:
     FileNotFoundError: the raw files are missing; the message names the path and the fix.
+    ValueError: a built shard is truncated or corrupt (see :func:`check_shards`), or a raw file
+      is (e.g. a truncated ``.gz``); the message names the file.
   """
   data_dir = os.fspath(data_dir) if data_dir is not None else default_data_dir()
   os.makedirs(data_dir, exist_ok=True)
@@ -52,13 +54,63 @@ def load(
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     if not builder.is_prepared():
       _build(builder, name, data_dir, manual_dir)
-  return tfds.data_source(
+  source = tfds.data_source(
     name,
     split=split,
     data_dir=data_dir,
     download=False,
     builder_kwargs={"file_format": "array_record"},
   )
+  check_shards(source, name)
+  return source
+
+
+def check_shards(source, name: str = "") -> None:
+  """Checks that every array_record shard behind ``source`` holds the records its dataset info
+  promises (reads each shard's footer only).
+
+  A truncated shard loses its footer, and ``tfds`` then decodes every example as
+  ``{"image": None, "label": None}`` without an error; this turns that into one.
+
+  Raises:
+    FileNotFoundError: a shard file is missing.
+    ValueError: a shard is unreadable or holds fewer/more records than recorded at build time;
+      the message names the file and how to rebuild.
+  """
+  info, split = getattr(source, "dataset_info", None), getattr(source, "split", None)
+  if info is None or split is None:
+    return
+  from array_record.python import array_record_module
+
+  rebuild = (
+    f"delete {info.data_dir} and rebuild it (python -m vision_jax.data prepare {name or info.name}"
+    " --data_dir=...)"
+  )
+  try:
+    instructions = info.splits[split].file_instructions
+  except KeyError:  # no recorded splits (e.g. tfds.testing.mock_data): nothing to compare
+    return
+  for fi in instructions:
+    path = os.fspath(fi.filename)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"array_record shard {path!r} of {info.name} is missing; {rebuild}.")
+    try:
+      reader = array_record_module.ArrayRecordReader(path)
+      try:
+        num = reader.num_records()
+      finally:
+        reader.close()
+    except Exception as e:  # noqa: BLE001 - any reader failure means a damaged shard
+      why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+      raise ValueError(
+        f"array_record shard {path!r} is unreadable ({why}): the file is truncated or corrupt; "
+        f"{rebuild}."
+      ) from e
+    if num != fi.examples_in_shard:
+      raise ValueError(
+        f"array_record shard {path!r} holds {num} readable records but the dataset info "
+        f"records {fi.examples_in_shard}: the file is truncated or corrupt; {rebuild}."
+      )
 
 
 def _build(builder, name: str, data_dir: str, manual_dir) -> None:

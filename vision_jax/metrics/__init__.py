@@ -2,7 +2,8 @@
 
 Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
 identification (rank-k with distractors, MegaFace), hashing retrieval (mAP@K with Hamming
-ranking, tie-aware mAP, P@H<=r, PR curve), YouTube-8M video classification (GAP@k, Hit@1, PERR, mAP). Each honours a mask for padded batches.
+ranking, tie-aware mAP, P@H<=r, PR curve), WIDER FACE detection AP (the eval_tools protocol),
+YouTube-8M video classification (GAP@k, Hit@1, PERR, mAP). Each honours a mask for padded batches.
 """
 
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
@@ -32,6 +33,17 @@ from vision_jax.metrics.video import (
   precision_at_equal_recall_rate,
   youtube8m_metrics,
 )
+from vision_jax.metrics.wider_face import (
+  pixel_iou,
+  read_wider_face_mat,
+  read_wider_prediction_file,
+  read_wider_predictions,
+  voc_ap,
+  wider_face_ap,
+  wider_face_evaluation,
+  wider_face_pr_curve,
+  write_wider_predictions,
+)
 
 __all__ = [
   "PrecisionRecallCurve",
@@ -58,4 +70,13 @@ __all__ = [
   "mean_average_precision",
   "precision_at_equal_recall_rate",
   "youtube8m_metrics",
+  "pixel_iou",
+  "read_wider_face_mat",
+  "read_wider_prediction_file",
+  "read_wider_predictions",
+  "voc_ap",
+  "wider_face_ap",
+  "wider_face_evaluation",
+  "wider_face_pr_curve",
+  "write_wider_predictions",
 ]

@@ -178,7 +178,8 @@ def plot_curves(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
   if once:
-    last = {k: _series(evals, k)[1][-1] for k in once}
+    # A metric that is NaN at every eval (e.g. a share with an empty denominator) has no point.
+    last = {k: y[-1] if len(y := _series(evals, k)[1]) else float("nan") for k in once}
     text = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
     fig.suptitle(f"final eval: {text}", fontsize=9)
   fig.tight_layout()

@@ -5,9 +5,10 @@ Every experiment module ``experiments/<slug>/config.py`` defines::
     PRESETS = ("smoke", "default", "paper")
     def get_config(preset: str) -> ml_collections.ConfigDict
 
-and every launcher is ``python -m experiments.<slug> --preset=P --workdir=DIR [--config.a.b=v ...]``
-(see :func:`parse_launch_args`). Unknown presets and unknown override keys raise
-:class:`ConfigError` listing the valid choices.
+and optionally ``validate(cfg)`` (raising :class:`ConfigError` that names the key; helpers in
+:mod:`vision_jax.utils.config_checks`), and every launcher is ``python -m experiments.<slug>
+--preset=P --workdir=DIR [--config.a.b=v ...]`` (see :func:`parse_launch_args`). Unknown presets
+and unknown override keys raise :class:`ConfigError` listing the valid choices.
 """
 
 from __future__ import annotations
@@ -94,7 +95,15 @@ def apply_overrides(
 
 
 def load_config(slug: str, preset: str, overrides: dict[str, str] | None = None):
-  """Loads ``experiments/<slug>/config.py`` preset ``preset`` and applies overrides."""
+  """Loads ``experiments/<slug>/config.py`` preset ``preset``, applies overrides, validates.
+
+  When the config module defines ``validate(cfg)``, it runs on the resolved config before the
+  experiment does any work, so a bad value of an experiment's own field fails at launch.
+
+  Raises:
+    ConfigError: unknown experiment / preset / key, an unparsable override, or a value that the
+      experiment's ``validate`` rejects (the message names ``--config.<key>`` and its value).
+  """
   try:
     mod = importlib.import_module(f"experiments.{slug}.config")
   except ModuleNotFoundError as e:
@@ -107,7 +116,11 @@ def load_config(slug: str, preset: str, overrides: dict[str, str] | None = None)
   cfg = mod.get_config(preset)
   with cfg.unlocked():
     cfg.preset = preset
-  return apply_overrides(cfg, overrides or {})
+  cfg = apply_overrides(cfg, overrides or {})
+  validate = getattr(mod, "validate", None)
+  if validate is not None:
+    validate(cfg)
+  return cfg
 
 
 def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
