@@ -144,3 +144,61 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.train.checkpoint_every = 5000
     cfg.train.eval_every = 20000
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid method / data / model settings before any data is built.
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  from vision_jax.utils.config_checks import (
+    check_choice,
+    check_choices,
+    check_number,
+    check_numbers,
+    config_error,
+  )
+  from vision_jax.video.graph import ADJACENCY_NORMS
+  from vision_jax.video.model import ADJACENCIES, HEADS, POOLINGS
+
+  methods = ("dcgn", "meanpool", "lstm")
+  check_choices(cfg, "methods", methods)
+  check_choices(cfg, "settings", ("original", "shuffled"))
+  check_choices(cfg, "control_methods", methods)
+  check_choice(cfg, "data.name", ("events", "events_synthetic", "youtube8m"))
+  for key in ("images_per_class", "num_jitters", "num_train", "num_eval", "audio_dim"):
+    check_number(cfg, f"data.{key}", low=1, integer=True)
+  lo = check_number(cfg, "data.min_frames", low=40, integer=True)
+  check_number(cfg, "data.max_frames", low=lo, integer=True)
+  seg = check_number(cfg, "data.segments", low=2, integer=True)
+  if seg % 2:
+    raise config_error(
+      "data.segments", seg, "an even integer (each event appears segments/2 times)"
+    )
+  for key in ("shot_frames", "cutaway_frames"):
+    v = check_numbers(cfg, f"data.{key}", low=1, integer=True)
+    if len(v) != 2 or v[0] > v[1]:
+      raise config_error(f"data.{key}", v, "an inclusive range (low, high) with low <= high")
+  check_number(cfg, "data.num_classes", low=1, integer=True)
+  check_number(cfg, "cnn.num_steps", low=1, integer=True)
+  check_number(cfg, "cnn.batch_size", low=1, integer=True)
+  check_choice(cfg, "head.kind", HEADS)
+  check_number(cfg, "head.num_mixtures", low=1, integer=True)
+  check_number(cfg, "dcgn.hidden", low=1, integer=True)
+  k = check_numbers(cfg, "dcgn.conv_kernels", low=1, integer=True)
+  p = check_numbers(cfg, "dcgn.pool_windows", low=1, integer=True)
+  if len(k) != len(p):
+    raise config_error("dcgn.pool_windows", p, f"one window per level ({len(k)} conv_kernels)")
+  check_choice(cfg, "dcgn.pooling", POOLINGS)
+  check_choice(cfg, "dcgn.adjacency", ADJACENCIES)
+  check_choice(cfg, "dcgn.adjacency_norm", ADJACENCY_NORMS)
+  check_choice(cfg, "dcgn.readout", ("meanmax", "mean"))
+  check_number(cfg, "dcgn.knn_k", low=1, integer=True)
+  check_number(cfg, "dcgn.temperature", low=0.0, low_open=True)
+  check_numbers(cfg, "meanpool.hidden", low=1, integer=True, allow_empty=True)
+  check_number(cfg, "lstm.hidden", low=1, integer=True)
+  check_number(cfg, "lstm.num_layers", low=1, integer=True)
+  for m in methods:
+    check_number(cfg, f"{m}.dropout", low=0.0, high=1.0, high_open=True)
+  check_number(cfg, "eval.top_k", low=1, integer=True)

@@ -94,3 +94,19 @@ def test_paper_data_path_on_youtube8m_fixtures(tmp_path):
   ev = results["original"]["meanpool"]["eval"]
   assert ev["num_videos"] == 4 and 0.0 <= ev["gap"] <= 1.0
   assert "reference" not in results
+
+
+def test_bad_config_is_rejected_before_work():
+  import pytest
+
+  from vision_jax.utils import ConfigError
+
+  for overrides, key in (
+    ({"methods": "dcgn,gru"}, "methods"),
+    ({"dcgn.pool_windows": "(3, 3)"}, "dcgn.pool_windows"),
+    ({"dcgn.adjacency": "sparse"}, "dcgn.adjacency"),
+    ({"data.segments": "3"}, "data.segments"),
+    ({"data.cutaway_frames": "(4, 2)"}, "data.cutaway_frames"),
+  ):
+    with pytest.raises(ConfigError, match=f"--config.{key}="):
+      load_config("dcgn", "default", overrides)
