@@ -70,6 +70,13 @@ from vision_jax.data.wider_face import (
   read_wider_face_annotations,
   sanitize_boxes,
 )
+from vision_jax.data.youtube8m import (
+  Yt8mFrameSource,
+  dequantize,
+  iter_tfrecord,
+  iter_yt8m_records,
+  pad_video,
+)
 
 __all__ = [
   "array_hashing_sources",
@@ -119,6 +126,11 @@ __all__ = [
   "VjLfw",
   "VjMarket1501",
   "write_idx",
+  "Yt8mFrameSource",
+  "dequantize",
+  "iter_tfrecord",
+  "iter_yt8m_records",
+  "pad_video",
   "VjWiderFace",
   "WiderFaceImage",
   "read_wider_face_annotations",

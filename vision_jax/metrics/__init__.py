@@ -2,7 +2,8 @@
 
 Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
 identification (rank-k with distractors, MegaFace), hashing retrieval (mAP@K with Hamming
-ranking, tie-aware mAP, P@H<=r, PR curve), WIDER FACE detection AP (the eval_tools protocol). Each honours a mask for padded batches.
+ranking, tie-aware mAP, P@H<=r, PR curve), WIDER FACE detection AP (the eval_tools protocol),
+YouTube-8M video classification (GAP@k, Hit@1, PERR, mAP). Each honours a mask for padded batches.
 """
 
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
@@ -33,6 +34,13 @@ from vision_jax.metrics.verification import (
   lfw_verification,
   roc_curve,
   tar_at_far,
+)
+from vision_jax.metrics.video import (
+  gap_at_k,
+  hit_at_one,
+  mean_average_precision,
+  precision_at_equal_recall_rate,
+  youtube8m_metrics,
 )
 from vision_jax.metrics.wider_face import (
   pixel_iou,
@@ -73,6 +81,11 @@ __all__ = [
   "reid_cmc_map",
   "roc_curve",
   "tar_at_far",
+  "gap_at_k",
+  "hit_at_one",
+  "mean_average_precision",
+  "precision_at_equal_recall_rate",
+  "youtube8m_metrics",
   "pixel_iou",
   "read_wider_face_mat",
   "read_wider_prediction_file",
