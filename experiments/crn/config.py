@@ -50,7 +50,15 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.model = ml_collections.ConfigDict(dict(name="conv4", width=32, conv_impl="auto"))
   cfg.episode = ml_collections.ConfigDict(dict(ways=10, shots=5, queries=5))
   cfg.eval = ml_collections.ConfigDict(
-    dict(ways=5, shots=(1, 5), queries=15, episodes=600, seed=12345, val_episodes=200)
+    dict(
+      ways=5,
+      shots=(1, 5),
+      queries=15,
+      episodes=600,
+      seed=12345,
+      val_episodes=200,
+      crn_test_mix=(0.0, 1.0),  # diagnostic: CRN's embedding with other test-time mixes
+    )
   )
   cfg.protonet = ml_collections.ConfigDict(dict(metric="sqeuclidean", scale=1.0))
   # CRN weights: see vision_jax/fewshot/crn.py for the equations and every Choice.
@@ -89,7 +97,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.eval.ways = 3
     cfg.eval.queries = 3
     cfg.eval.episodes = 20
-    cfg.eval.val_episodes = 5
+    cfg.eval.val_episodes = 0  # no val pass (fewer compiles)
+    cfg.eval.crn_test_mix = ()
     cfg.crn.hidden = 8
     cfg.optim.warmup_steps = 1
     cfg.train.num_steps = 3

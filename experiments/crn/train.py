@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -82,16 +83,17 @@ def run_method(cfg, data, method: str, run_workdir: str, *, progress: bool = Tru
     return summary
   params, model_state = state.params, state.model_state
 
-  def evaluate(split, episodes):
-    idx = np.concatenate([groups[split][c] for c in data.splits[split]])
-    emb = fs.embed_images(backbone, params, model_state, data.images[idx])
-    pos = np.full(len(data.labels), -1, np.int64)
-    pos[idx] = np.arange(len(idx))
-    proto_fn = None
-    if crn is not None:
-      proto_fn = fs.crn_proto_fn(
-        crn, params, num_base_classes=num_base, num_ways=int(cfg.eval.ways)
-      )
+  # One eval-mode embedding pass over the novel and val samples.
+  splits = ["novel"] + (["val"] if int(cfg.eval.val_episodes) > 0 else [])
+  idx = np.concatenate([groups[sp][c] for sp in splits for c in data.splits[sp]])
+  emb = fs.embed_images(backbone, params, model_state, data.images[idx])
+  pos = np.full(len(data.labels), -1, np.int64)
+  pos[idx] = np.arange(len(idx))
+  proto_fn = None
+  if crn is not None:
+    proto_fn = fs.crn_proto_fn(crn, params, num_base_classes=num_base, num_ways=int(cfg.eval.ways))
+
+  def evaluate(episodes):
     out = {}
     for k, eps in episodes.items():
       local = dict(eps, support=pos[eps["support"]], query=pos[eps["query"]])
@@ -107,15 +109,29 @@ def run_method(cfg, data, method: str, run_workdir: str, *, progress: bool = Tru
     return out
 
   metrics, arrays = {}, {}
-  for k, r in evaluate("novel", test_episodes(cfg, groups)).items():
+  for k, r in evaluate(test_episodes(cfg, groups)).items():
     shift = fs.prototype_shift(r["prototypes"], r["classes"])
     metrics[f"{k}shot_acc"], metrics[f"{k}shot_ci95"] = r["accuracy"], r["ci95"]
     metrics[f"{k}shot_shift_ratio"] = float(np.mean(shift["ratio"]))
     arrays[f"correct_{k}shot"] = r["correct"]
     arrays[f"shift_ratio_{k}shot"] = shift["ratio"]
     arrays[f"shift_classes_{k}shot"] = shift["classes"]
-  val = evaluate("val", test_episodes(cfg, groups, "val", int(cfg.eval.val_episodes), (1,)))[1]
-  metrics["val_1shot_acc"] = val["accuracy"]
+  # Diagnostic: the CRN-trained embedding with other test-time mixes (0 = support mean only).
+  if crn is not None:
+    for mix in cfg.eval.crn_test_mix:
+      proto_fn = fs.crn_proto_fn(
+        dataclasses.replace(crn, mix=float(mix)),
+        params,
+        num_base_classes=num_base,
+        num_ways=int(cfg.eval.ways),
+      )
+      for k, r in evaluate(test_episodes(cfg, groups)).items():
+        metrics[f"{k}shot_acc_test_mix{float(mix):g}"] = r["accuracy"]
+        shift = fs.prototype_shift(r["prototypes"], r["classes"])
+        metrics[f"{k}shot_shift_ratio_test_mix{float(mix):g}"] = float(np.mean(shift["ratio"]))
+  if "val" in splits:
+    val = evaluate(test_episodes(cfg, groups, "val", int(cfg.eval.val_episodes), (1,)))[1]
+    metrics["val_1shot_acc"] = val["accuracy"]
   np.savez(os.path.join(run_workdir, "episodes.npz"), **arrays)
   summary["fewshot"] = metrics
   save_json(os.path.join(run_workdir, "summary.json"), summary)

@@ -60,14 +60,16 @@ def read_ravi_csv(path: str | os.PathLike) -> tuple[list[str], list[str]]:
   return names, labels
 
 
-def _read_id_table(path: str, what: str) -> dict[int, str]:
+def _read_id_table(path: str, what: str, int_value: bool = False) -> dict[int, str]:
   out = {}
   with open(path, encoding="utf-8") as f:
     for ln, line in enumerate(f, start=1):
       if not line.strip():
         continue
       parts = line.split(maxsplit=1)
-      if len(parts) != 2 or not parts[0].isdigit():
+      if (
+        len(parts) != 2 or not parts[0].isdigit() or (int_value and not parts[1].strip().isdigit())
+      ):
         raise ValueError(f"{path}:{ln}: expected '<id> <{what}>'; got {line.strip()!r}")
       out[int(parts[0])] = parts[1].strip()
   return out
@@ -82,7 +84,7 @@ def read_cub_metadata(root: str | os.PathLike) -> tuple[list[str], np.ndarray, l
   """
   root = os.fspath(root)
   images = _read_id_table(os.path.join(root, "images.txt"), "path")
-  labels = _read_id_table(os.path.join(root, "image_class_labels.txt"), "class id")
+  labels = _read_id_table(os.path.join(root, "image_class_labels.txt"), "class id", True)
   classes = _read_id_table(os.path.join(root, "classes.txt"), "class name")
   order = sorted(classes)
   index = {c: i for i, c in enumerate(order)}
