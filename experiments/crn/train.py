@@ -93,7 +93,8 @@ def run_method(cfg, data, method: str, run_workdir: str, *, progress: bool = Tru
   if crn is not None:
     proto_fn = fs.crn_proto_fn(crn, params, num_base_classes=num_base, num_ways=int(cfg.eval.ways))
 
-  def evaluate(episodes):
+  def evaluate(episodes, fn=None):
+    fn = fn or proto_fn
     out = {}
     for k, eps in episodes.items():
       local = dict(eps, support=pos[eps["support"]], query=pos[eps["query"]])
@@ -103,7 +104,7 @@ def run_method(cfg, data, method: str, run_workdir: str, *, progress: bool = Tru
         num_ways=int(cfg.eval.ways),
         metric=cfg.protonet.metric,
         scale=float(cfg.protonet.scale),
-        proto_fn=proto_fn,
+        proto_fn=fn,
       )
       out[k]["classes"] = eps["classes"]
     return out
@@ -119,13 +120,13 @@ def run_method(cfg, data, method: str, run_workdir: str, *, progress: bool = Tru
   # Diagnostic: the CRN-trained embedding with other test-time mixes (0 = support mean only).
   if crn is not None:
     for mix in cfg.eval.crn_test_mix:
-      proto_fn = fs.crn_proto_fn(
+      mix_fn = fs.crn_proto_fn(
         dataclasses.replace(crn, mix=float(mix)),
         params,
         num_base_classes=num_base,
         num_ways=int(cfg.eval.ways),
       )
-      for k, r in evaluate(test_episodes(cfg, groups)).items():
+      for k, r in evaluate(test_episodes(cfg, groups), mix_fn).items():
         metrics[f"{k}shot_acc_test_mix{float(mix):g}"] = r["accuracy"]
         shift = fs.prototype_shift(r["prototypes"], r["classes"])
         metrics[f"{k}shot_shift_ratio_test_mix{float(mix):g}"] = float(np.mean(shift["ratio"]))
