@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments.crn import train
 from vision_jax.utils import load_config
@@ -30,3 +31,23 @@ def test_smoke_preset_runs(tmp_path):
   # Re-running skips both finished runs and returns the same numbers.
   again = train.run(cfg, str(tmp_path), progress=False)
   assert again["paired"] == out["paired"]
+
+
+def test_load_fewshot_from_miniimagenet_files(tmp_path):
+  from experiments.crn.data import load_fewshot
+  from tests.fewshot.test_data_builders import _ravi
+
+  d = _ravi(tmp_path)
+  cfg = load_config("crn", "smoke")
+  with cfg.unlocked():
+    cfg.data.name, cfg.data.manual_dir = "miniimagenet", str(d)
+    cfg.data.data_dir, cfg.data.image_size, cfg.data.channels = str(tmp_path / "tfds"), 12, 3
+  data = load_fewshot(cfg)
+  assert data.images.shape == (11, 12, 12, 3)
+  assert data.splits == {"base": [0, 1], "val": [2], "novel": [3, 4]}
+  assert data.class_names == ("n01", "n02", "n05", "n07", "n09")
+  np.testing.assert_array_equal(np.bincount(data.labels), [2, 3, 2, 2, 2])
+  with cfg.unlocked():
+    cfg.data.name = "imagenet"
+  with pytest.raises(ValueError, match=r"config.data.name='imagenet'; valid: embedded"):
+    load_fewshot(cfg)
