@@ -4,7 +4,7 @@ same model in PyTorch, in the same run.
 Model: Conv-4-64 (4 x [conv3x3-64, BN, ReLU, maxpool2], no conv bias), squared-Euclidean
 ProtoNet loss on a 5-way 5-shot 15-query episode (100 images), Adam (lr 1e-3). Both sides train
 on the same random episode; their initial losses are printed (same architecture, different
-random init, so only their magnitude ~log 5 should agree). Timed steps are interleaved (jax,
+random init, so they agree only in magnitude). Timed steps are interleaved (jax,
 torch, jax, ...) so that background load on a shared machine hits both alike; the median is
 reported as episodes/s, and the ratio jax / torch.
 
