@@ -1,7 +1,9 @@
 """Few-shot backbones: Conv-4 (Vinyals et al. / Snell et al.) and ResNet-12 (Oreshkin et al.).
 
-Both return ``(embedding [B, D], intermediates)`` (no classifier head: few-shot heads are metric
-heads on the embedding), follow the `get_model` contract and keep BN stats in ``batch_stats``.
+Both follow the `get_model` contract: ``(output, intermediates)`` with ``output`` the embedding
+``[B, D]`` when ``num_classes=None`` (the default: few-shot heads are metric heads on the
+embedding) or float32 logits from a linear ``head`` (pre-training, e.g. a base-class classifier);
+BN stats live in ``batch_stats``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from vision_jax.models.conv import Conv
 from vision_jax.models.layers import batch_norm, global_avg_pool, max_pool
 
 
+def _head(module: nn.Module, emb: jax.Array, inter: dict):
+  inter["embedding"] = emb
+  if module.num_classes is None:
+    return emb, inter
+  logits = nn.Dense(module.num_classes, dtype=module.dtype, name="head")(emb)
+  return logits.astype(jnp.float32), inter
+
+
 class Conv4(nn.Module):
   """``4 x [conv3x3-C, BN, ReLU, maxpool2]``, flattened: the few-shot "Conv-4-C" embedding.
 
@@ -26,6 +36,7 @@ class Conv4(nn.Module):
 
   Attributes:
     width: channels C of every conv (64 in the literature).
+    num_classes: logits size; ``None`` (default) returns the embedding.
     depth: number of conv blocks (4).
     dtype: compute dtype; params float32, embedding float32.
     conv_impl: see `vision_jax.models.conv2d`.
@@ -42,7 +53,7 @@ class Conv4(nn.Module):
   depth: int = 4
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
-  num_classes: None = None  # the get_model contract: few-shot backbones have no head
+  num_classes: int | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
@@ -62,8 +73,7 @@ class Conv4(nn.Module):
       x = max_pool(nn.relu(batch_norm(train, self.dtype, name=f"bn{i + 1}")(x)), 2)
       inter[f"block{i + 1}"] = x
     emb = x.reshape(x.shape[0], -1).astype(jnp.float32)
-    inter["embedding"] = emb
-    return emb, inter
+    return _head(self, emb, inter)
 
 
 class ResNet12Block(nn.Module):
@@ -96,6 +106,7 @@ class ResNet12(nn.Module):
 
   Attributes:
     widths: channels of the four stages.
+    num_classes: logits size; ``None`` (default) returns the embedding.
     dtype: compute dtype; params float32, embedding float32.
     conv_impl: see `vision_jax.models.conv2d`.
 
@@ -110,7 +121,7 @@ class ResNet12(nn.Module):
   widths: Sequence[int] = (64, 160, 320, 640)
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
-  num_classes: None = None
+  num_classes: int | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
@@ -124,5 +135,4 @@ class ResNet12(nn.Module):
       )
       inter[f"block{i + 1}"] = x
     emb = global_avg_pool(x).astype(jnp.float32)
-    inter["embedding"] = emb
-    return emb, inter
+    return _head(self, emb, inter)

@@ -71,10 +71,8 @@ def backbone_from_config(mcfg) -> nn.Module:
   if key == "convnet":
     kw.update(widths=tuple(mcfg.widths), hidden=int(mcfg.hidden))
   elif key == "conv4":
-    kw = {k: v for k, v in kw.items() if k != "num_classes"}
     kw["width"] = int(mcfg.get("width", 64))
   elif key == "resnet12":
-    kw = {k: v for k, v in kw.items() if k != "num_classes"}
     kw["widths"] = tuple(mcfg.get("widths", (64, 160, 320, 640)))
   elif key.startswith("resnet"):
     kw["stem"] = mcfg.get("stem", "cifar")
