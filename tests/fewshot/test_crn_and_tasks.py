@@ -138,29 +138,35 @@ def test_train_step_8_devices_matches_1_device(num_devices):
   assert out[0][0][-1] < out[0][0][0]
 
 
+def _numpy_init(model, x):
+  """Variables of ``model``'s shapes filled from NumPy (a jitted flax init of ResNet-12 takes
+  ~45 s to compile on the loaded 2-core CPU; the shape/BN checks do not need its init)."""
+  r = np.random.default_rng(0)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
+  return jax.tree.map(lambda s: jnp.asarray(r.normal(0.0, 0.3, s.shape), s.dtype), shapes)
+
+
 def test_conv4_and_resnet12_shapes_and_bn():
   x = jnp.ones((2, 84, 84, 3))
   m = get_model("conv4", width=8)
-  v = m.init(jax.random.PRNGKey(0), x, train=False)
-  emb, inter = m.apply(v, x, train=False)
+  v = _numpy_init(m, x)
+  emb, inter = jax.eval_shape(lambda: m.apply(v, x, train=False))  # shapes only at 84 px
   assert emb.shape == (2, 5 * 5 * 8) and inter["block4"].shape == (2, 5, 5, 8)
-  e28, _ = m.apply(v, jnp.ones((2, 28, 28, 3)), train=False)
+  e28, _ = jax.jit(lambda v, y: m.apply(v, y, train=False))(v, jnp.ones((2, 28, 28, 3)))
   assert e28.shape == (2, 8)
   r = ResNet12(widths=(4, 6, 8, 10))
-  vr = r.init(jax.random.PRNGKey(0), x, train=False)
-  er, ir = r.apply(vr, x, train=False)
-  assert er.shape == (2, 10) and ir["block4"].shape == (2, 5, 5, 10)
-  (_, _), new = r.apply(vr, x * 2.0, train=True, mutable=["batch_stats"])
+  xr = jnp.ones((2, 32, 32, 3))
+  vr = _numpy_init(r, xr)
+  er, ir = jax.jit(lambda v: r.apply(v, xr, train=False))(vr)
+  assert er.shape == (2, 10) and ir["block4"].shape == (2, 2, 2, 10)
+  (_, _), new = jax.jit(lambda v: r.apply(v, xr * 2.0, train=True, mutable=["batch_stats"]))(vr)
   before = jax.tree.leaves(vr["batch_stats"])
   after = jax.tree.leaves(new["batch_stats"])
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
   with pytest.raises(ValueError, match="H, W >= 16"):
     m.apply(v, jnp.ones((1, 8, 8, 3)), train=False)
   full = ResNet12()
-  n = sum(
-    p.size
-    for p in jax.tree.leaves(
-      jax.eval_shape(full.init, jax.random.PRNGKey(0), x, train=False)["params"]
-    )
-  )
+  shapes = jax.eval_shape(lambda: full.init(jax.random.PRNGKey(0), x, train=False))
+  assert shapes["params"]["block4"]["conv3"]["kernel"].shape == (3, 3, 640, 640)
+  n = sum(p.size for p in jax.tree.leaves(shapes["params"]))
   assert 12.0e6 < n < 12.6e6  # ResNet-12 (64-160-320-640) has ~12.4M parameters
