@@ -229,7 +229,7 @@ def run(cfg, workdir, *, progress=True):
   settings = []
   for s in cfg.settings.split(","):
     if s == "closed":
-      settings += [f"closed_lt{int(r)}" for r in cfg.closed.imbalance_ratios]
+      settings += [f"closed_lt{float(r):g}" for r in cfg.closed.imbalance_ratios]
     elif s in ("open", "lfw", "market"):
       settings.append(s)
     elif s:

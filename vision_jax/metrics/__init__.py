@@ -2,7 +2,7 @@
 
 Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
 identification (rank-k with distractors, MegaFace), hashing retrieval (mAP@K with Hamming
-ranking, tie-aware mAP, P@H<=r, PR curve). Each honours a mask for padded batches.
+ranking, tie-aware mAP, P@H<=r, PR curve), WIDER FACE detection AP (the eval_tools protocol). Each honours a mask for padded batches.
 """
 
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
@@ -25,6 +25,17 @@ from vision_jax.metrics.verification import (
   roc_curve,
   tar_at_far,
 )
+from vision_jax.metrics.wider_face import (
+  pixel_iou,
+  read_wider_face_mat,
+  read_wider_prediction_file,
+  read_wider_predictions,
+  voc_ap,
+  wider_face_ap,
+  wider_face_evaluation,
+  wider_face_pr_curve,
+  write_wider_predictions,
+)
 
 __all__ = [
   "PrecisionRecallCurve",
@@ -46,4 +57,13 @@ __all__ = [
   "reid_cmc_map",
   "roc_curve",
   "tar_at_far",
+  "pixel_iou",
+  "read_wider_face_mat",
+  "read_wider_prediction_file",
+  "read_wider_predictions",
+  "voc_ap",
+  "wider_face_ap",
+  "wider_face_evaluation",
+  "wider_face_pr_curve",
+  "write_wider_predictions",
 ]

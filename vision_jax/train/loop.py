@@ -2,18 +2,25 @@
 
 ``train_and_evaluate(cfg, workdir, task, train_data, eval_data)``:
 
-- builds the mesh (``cfg.mesh.model``; ``data`` takes the rest), the optimizer (``cfg.optim``) and
-  the state, born sharded;
+- builds the mesh (``cfg.mesh.model``; ``data`` takes the rest), the optimizer (``cfg.optim``, or
+  one section per update of a multi-update task: :func:`~vision_jax.train.make_task_optimizers`)
+  and the state, born sharded;
 - resumes from the latest readable checkpoint in ``workdir/checkpoints`` (data position included:
   batch ``t`` is ``train_data[t]``, a pure function of the seed and ``t``, so resuming at step ``t``
   replays exactly the batches an uninterrupted run would have seen — bitwise-identical params);
-- runs the jitted step with a background prefetch thread, a tqdm bar (steps, examples/s, ETA),
+- runs the jitted step with a background prefetch thread, a progress bar (steps, examples/s, ETA;
+  plain lines every 10 % when stderr is not a terminal),
   ``metrics.jsonl`` + TensorBoard, eval every ``eval_every`` steps, async checkpoints every
   ``checkpoint_every`` steps (keep ``keep_checkpoints``);
-- stops with :class:`NonFiniteError` naming the step and the metric if the loss or gradients are
-  not finite (the update is skipped in the step, and no checkpoint is written after it);
+- stops with :class:`NonFiniteError` naming the step, the update and the metric if a loss or
+  gradient is not finite (the whole step is reverted, and no checkpoint is written after it);
+- logs a multi-update task's metrics per update (``d/loss``, ``g/lr``); an update that did not
+  run at a step (cadence) logs nothing for that step;
 - on SIGTERM/SIGINT saves a checkpoint and returns ``{"preempted": True, ...}``;
 - writes ``config.json``, ``versions.json``, ``summary.json`` and ``curves.png`` in ``workdir``.
+- before any work (:func:`vision_jax.train.workdir.guard_run`): validates the config, locks
+  ``workdir`` against a second run, and on resume refuses a changed config (unless
+  ``allow_config_change``) before ``config.json`` is rewritten.
 """
 
 from __future__ import annotations
@@ -30,13 +37,21 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
-from vision_jax.train.optim import make_optimizer
-from vision_jax.train.step import Task, create_train_state, make_eval_step, make_train_step
+from vision_jax.train.step import (
+  Task,
+  batch_shardings,
+  create_train_state,
+  make_eval_step,
+  make_task_optimizers,
+  make_train_step,
+  split_update_metrics,
+)
+from vision_jax.train.workdir import guard_run
 from vision_jax.train.writers import MetricWriter, plot_curves
+from vision_jax.utils.progress import progress_bar
 from vision_jax.utils.runinfo import package_versions, save_json
 
 
@@ -127,6 +142,13 @@ def _to_host(x):
   return np.asarray(jax.device_get(x))
 
 
+def _postfix(host: dict[str, float]) -> str:
+  """``loss=… lr=…`` for the progress bar (every update's loss for a multi-update task)."""
+  keys = [k for k in host if k == "loss" or k.endswith("/loss")]
+  keys += [k for k in host if k == "lr" or k.endswith("/lr")][:1]
+  return ", ".join(f"{k}={host[k]:.4g}" for k in keys)
+
+
 def evaluate(eval_step, state, eval_data: Iterable, mesh, summarize) -> dict[str, float]:
   """Runs ``eval_step`` over padded batches, drops padding via ``mask`` and summarizes on host."""
   chunks: dict[str, list[np.ndarray]] = {}
@@ -144,6 +166,7 @@ def evaluate(eval_step, state, eval_data: Iterable, mesh, summarize) -> dict[str
   return summarize(outputs) if summarize is not None else {}
 
 
+@guard_run
 def train_and_evaluate(
   cfg: ml_collections.ConfigDict,
   workdir: str,
@@ -155,6 +178,7 @@ def train_and_evaluate(
   global_batch_size: int | None = None,
   progress: bool = True,
   return_state: bool = False,
+  allow_config_change: bool | None = None,
 ):
   """Trains ``task`` for ``cfg.train.num_steps`` steps; see the module docstring.
 
@@ -169,27 +193,36 @@ def train_and_evaluate(
     global_batch_size: for the examples/s readout (default: inferred from the first batch).
     progress: show a tqdm bar (process 0 only).
     return_state: also return the final :class:`TrainState`.
+    allow_config_change: resume even though config keys outside
+      :data:`vision_jax.train.workdir.SAFE_TO_CHANGE` differ from ``workdir/config.json``
+      (``None``: the launcher's ``--allow_config_change``, default false). Consumed by
+      :func:`~vision_jax.train.workdir.guard_run`, like the validation and the workdir lock.
 
   Returns:
     The summary dict (also written to ``workdir/summary.json``), or ``(summary, state)`` with
     ``return_state=True``.
+
+  Raises:
+    vision_jax.utils.config.ConfigError: an invalid config value, or a changed config on resume.
+    vision_jax.train.workdir.WorkdirLockedError: another run holds ``workdir``.
+    vision_jax.train.checkpoint.CheckpointMismatchError: the checkpoints hold a state of
+      another structure (model or optimiser changed).
+    NonFiniteError: a non-finite loss or gradient.
   """
   tcfg = cfg.train
   num_steps = int(tcfg.num_steps)
   is_main = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    save_json(os.path.join(workdir, "config.json"), cfg.to_dict())
-    save_json(os.path.join(workdir, "versions.json"), package_versions())
+  os.makedirs(workdir, exist_ok=True)  # config.json / versions.json: written by guard_run
 
   if mesh is None:
     model_axis = int(cfg.get("mesh", {}).get("model", 1)) if "mesh" in cfg else 1
     mesh = mesh_lib.make_mesh(model=model_axis)
-  tx, schedule = make_optimizer(cfg.optim, num_steps)
+  tx, schedule = make_task_optimizers(task, cfg, num_steps)
   rng = jax.random.PRNGKey(int(cfg.seed))
 
   first_local = train_data[0]
-  example = mesh_lib.to_global_batch(first_local, mesh)
+  batch_sh = batch_shardings(task, first_local, mesh)
+  example = mesh_lib.to_global_batch(first_local, mesh, batch_sh)
   if global_batch_size is None:
     global_batch_size = int(jax.tree.leaves(example)[0].shape[0])
 
@@ -205,7 +238,7 @@ def train_and_evaluate(
       print(f"Resumed from {ckpt.directory} at step {int(state.step)}")
   start = int(state.step)
 
-  train_step = make_train_step(task, tx, schedule, mesh, shardings)
+  train_step = make_train_step(task, tx, schedule, mesh, shardings, batch_sh)
   eval_step = make_eval_step(task, mesh, shardings) if task.eval_fn is not None else None
   writer = MetricWriter(workdir, resume_step=start, enabled=is_main)
   log_every = int(tcfg.get("log_every", 50))
@@ -222,31 +255,35 @@ def train_and_evaluate(
     writer.write(step, dict(res, eval_seconds=time.perf_counter() - t0), split="eval")
     return res
 
-  bar = tqdm(
-    total=num_steps,
-    initial=start,
-    unit="step",
-    disable=not (progress and is_main),
-    dynamic_ncols=True,
-    mininterval=1.0,
-  )
+  bar = progress_bar(num_steps, initial=start, unit="step", disable=not (progress and is_main))
   summary: dict[str, Any] = {"preempted": False}
   last_eval: dict[str, float] = {}
   pending = None  # (step, metrics) of the previous step, read one step late to keep dispatch async
   t_last, n_last = time.perf_counter(), 0
+  shown = {"loss": "", "rate": ""}  # the progress line's postfix
   prefetch = _Prefetcher(train_data, start, num_steps, buffer=int(tcfg.get("prefetch", 2)))
 
   def check(step, metrics):
     host = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if host.get("nonfinite", 0.0) > 0:
-      bad = [k for k in ("loss", "grad_norm") if not np.isfinite(host.get(k, 0.0))]
+      if task.multi_update:
+        failed = [u for u in task.updates if host.get(f"{u.name}/nonfinite", 0.0) > 0]
+        where = [(f"{u.name}/", f" in update {u.name!r} (optimiser cfg.{u.optim})") for u in failed]
+      else:
+        where = [("", "")]
+      parts = []
+      for prefix, name in where:
+        vals = {k: host.get(prefix + k) for k in ("loss", "grad_norm")}
+        bad = [prefix + k for k, v in vals.items() if v is not None and not np.isfinite(v)]
+        parts.append(
+          f"non-finite {' and '.join(bad) or 'value'}{name} at step {step} "
+          f"({prefix}loss={vals['loss']}, {prefix}grad_norm={vals['grad_norm']})"
+        )
       raise NonFiniteError(
-        f"non-finite {' and '.join(bad) or 'value'} at step {step} "
-        f"(loss={host.get('loss')}, grad_norm={host.get('grad_norm')}); the update was not "
-        f"applied and the last good checkpoint in {ckpt.directory} is intact. Lower the learning "
-        f"rate, enable optim.grad_clip, or check the data."
+        "; ".join(parts) + f"; the step was not applied and the last good checkpoint in "
+        f"{ckpt.directory} is intact. Lower the learning rate, enable grad_clip, or check the data."
       )
-    return host
+    return split_update_metrics(host, task)
 
   try:
     with _stop_on_signals() as stop_event:
@@ -254,25 +291,23 @@ def train_and_evaluate(
       while step < num_steps:
         t, local = prefetch.get()
         assert t == step, (t, step)
-        batch = mesh_lib.to_global_batch(local, mesh)
+        batch = mesh_lib.to_global_batch(local, mesh, batch_sh)
         state, metrics = train_step(state, batch)
         if pending is not None:
           prev_step, prev_metrics = pending
           host = check(prev_step, prev_metrics)
           if (prev_step + 1) % log_every == 0 or prev_step == start:
             writer.write(prev_step + 1, host)
-            bar.set_postfix(
-              loss=f"{host['loss']:.4f}", lr=f"{host.get('lr', 0):.3g}", refresh=False
-            )
+            shown["loss"] = _postfix(host)
+            bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
         pending = (step, metrics)
         step += 1
         n_last += 1
         bar.update(1)
         now = time.perf_counter()
         if now - t_last > 5.0:
-          bar.set_postfix_str(
-            f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False
-          )
+          shown["rate"] = f"{global_batch_size * n_last / (now - t_last):.0f} ex/s"
+          bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
           t_last, n_last = now, 0
         if ckpt_every and step % ckpt_every == 0 and step < num_steps:
           check(*pending)  # never checkpoint a state whose last step is unchecked

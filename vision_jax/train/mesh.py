@@ -63,24 +63,35 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA))
 
 
-def to_global_batch(local_batch, mesh: Mesh):
-  """Turns this process's numpy batch into global ``jax.Array``s sharded over ``data``.
+def to_global_batch(local_batch, mesh: Mesh, shardings=None):
+  """Turns this process's numpy batch into global ``jax.Array``s.
 
-  On one host this is a ``device_put``; on a pod every process passes its own slice and the
+  ``shardings`` (default: every leaf's leading axis over ``data``) is a ``NamedSharding`` or a
+  tree of them that is a prefix of the batch (:func:`vision_jax.train.step.batch_shardings`). A
+  replicated leaf (``P()``) is passed whole by every process. On one host this is a
+  ``device_put``; on a pod every process passes its own slice of a ``data``-sharded leaf and the
   result is one global array (``jax.make_array_from_process_local_data``).
   """
-  sharding = batch_sharding(mesh)
+  if shardings is None:
+    shardings = batch_sharding(mesh)
   n_data = mesh.shape[DATA]
   local_devices = max(n_data // jax.process_count(), 1)
 
-  def put(x):
+  def put(sharding, x):
     x = np.asarray(x)
-    if x.ndim == 0 or x.shape[0] % local_devices:
+    spec = tuple(sharding.spec)
+    if spec and spec[0] is not None and (x.ndim == 0 or x.shape[0] % local_devices):
       raise ValueError(
         f"a batch of {x.shape[0] if x.ndim else 'scalar'} examples (array shape {x.shape}) cannot "
         f"be split over the {n_data} devices of the mesh's 'data' axis ({local_devices} on this "
-        f"process): make the global batch size (train and eval) a multiple of {n_data}."
+        f"process): make the global batch size (train and eval) a multiple of {n_data}, or "
+        f"replicate this leaf with the task's batch_partition."
       )
     return jax.make_array_from_process_local_data(sharding, x)
 
-  return jax.tree.map(put, local_batch)
+  return jax.tree.map(
+    lambda s, sub: jax.tree.map(lambda x: put(s, x), sub),
+    shardings,
+    local_batch,
+    is_leaf=lambda s: isinstance(s, NamedSharding),
+  )

@@ -1,7 +1,37 @@
-"""Optimizer and learning-rate schedule from a config (optax)."""
+"""Optimizer and learning-rate schedule from a config section (optax).
+
+Every key a section may hold (``cfg.optim``, and for multi-update tasks ``cfg.optim_d``,
+``cfg.optim_arch``, ...; one section per :class:`~vision_jax.train.Update`):
+
+==========================  ===========================================================  ========
+key                         meaning                                                      default
+==========================  ===========================================================  ========
+``name``                    ``sgd`` | ``adam`` | ``adamw`` | ``rmsprop``                 ``sgd``
+``lr``                      peak learning rate                                           required
+``schedule``                ``constant`` | ``cosine`` (to 0) | ``linear`` (to 0) |       constant
+                            ``step`` (×``decay_factor`` at each of ``decay_steps``)
+``warmup_steps``            linear warm-up from 0, in this optimiser's own updates        0
+``decay_steps``             ``step`` schedule boundaries (this optimiser's updates)      ()
+``decay_factor``            ``step`` schedule factor                                     0.1
+``momentum``                SGD momentum (0 = plain SGD)                                 0.9
+``nesterov``                SGD Nesterov momentum                                        False
+``b1``, ``b2``, ``eps``     Adam / AdamW moments and epsilon (GANs: ``b1=0.5``;          0.9, 0.999,
+                            TF-NAS's architecture Adam: ``(0.5, 0.999)``)                1e-8
+``weight_decay``            L2 (sgd/adam/rmsprop) or decoupled (adamw) weight decay      0.0
+``weight_decay_exclude``    parameter-path substrings that get no weight decay, e.g.     ()
+                            ``("bias", "scale")`` for biases and norm scales
+``grad_clip``               clip the update's gradient to this global norm (0 = off)     0.0
+==========================  ===========================================================  ========
+
+The schedule's step is the optimiser's own update count, so an update that runs every k-th step
+(a GAN's ``n_critic`` cadence) anneals over its own ``ceil(num_steps / k)`` applications.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import jax
 import ml_collections
 import optax
 
@@ -35,11 +65,25 @@ def make_schedule(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.Sched
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
 
 
+def decay_mask(exclude: Sequence[str]):
+  """``mask(params) -> bool tree``: True where weight decay applies, i.e. the leaf's path
+  (``"/"``-joined keys, e.g. ``"backbone/conv1/bias"``) contains none of ``exclude``."""
+  exclude = tuple(str(s) for s in exclude)
+
+  def mask(params):
+    def keep(path, _):
+      name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+      return not any(s in name for s in exclude)
+
+    return jax.tree_util.tree_map_with_path(keep, params)
+
+  return mask
+
+
 def make_optimizer(
   cfg: ml_collections.ConfigDict, num_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Builds ``(tx, schedule)`` from ``cfg`` (fields: name, lr, momentum, nesterov, weight_decay,
-  grad_clip, schedule, warmup_steps, decay_steps, decay_factor).
+  """Builds ``(tx, schedule)`` from one optimiser section (keys: see the module docstring).
 
   Choice: for ``sgd``/``adam``/``rmsprop`` weight decay is L2-style (added to the gradient before
   momentum, as in PyTorch's SGD); ``adamw`` uses decoupled decay.
@@ -47,20 +91,23 @@ def make_optimizer(
   schedule = make_schedule(cfg, num_steps)
   name = cfg.get("name", "sgd")
   wd = float(cfg.get("weight_decay", 0.0))
+  exclude = tuple(cfg.get("weight_decay_exclude", ()) or ())
+  mask = decay_mask(exclude) if exclude else None
+  b1, b2, eps = float(cfg.get("b1", 0.9)), float(cfg.get("b2", 0.999)), float(cfg.get("eps", 1e-8))
   chain = []
   clip = float(cfg.get("grad_clip", 0.0))
   if clip > 0:
     chain.append(optax.clip_by_global_norm(clip))
   if name == "adamw":
-    chain.append(optax.adamw(schedule, weight_decay=wd))
+    chain.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask))
     return optax.chain(*chain), schedule
   if wd > 0:
-    chain.append(optax.add_decayed_weights(wd))
+    chain.append(optax.add_decayed_weights(wd, mask=mask))
   if name == "sgd":
     m = float(cfg.get("momentum", 0.9))
     chain.append(optax.sgd(schedule, momentum=m or None, nesterov=bool(cfg.get("nesterov", False))))
   elif name == "adam":
-    chain.append(optax.adam(schedule, b1=float(cfg.get("b1", 0.9))))
+    chain.append(optax.adam(schedule, b1=b1, b2=b2, eps=eps))
   elif name == "rmsprop":
     chain.append(optax.rmsprop(schedule))
   else:

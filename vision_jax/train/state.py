@@ -14,12 +14,15 @@ class TrainState:
 
   Attributes:
     step: int32 scalar, number of optimizer updates applied so far.
-    params: trainable parameters (flax ``params`` collection).
+    params: trainable parameters (flax ``params`` collection). A multi-update task keeps one
+      top-level key per parameter group: ``{"gen", "disc"}`` for a GAN, ``{"net", "arch"}`` for
+      a differentiable NAS, whose architecture logits are a differentiated group of their own.
     model_state: non-trainable model collections, e.g. ``{"batch_stats": ...}``.
-    opt_state: optax state.
-    rng: base PRNG key; step ``t`` uses ``jax.random.fold_in(rng, t)``.
+    opt_state: optax state; for a multi-update task ``{update name: optax state of its group}``.
+    rng: base PRNG key; step ``t`` uses ``jax.random.fold_in(rng, t)`` (update ``i`` of a
+      multi-update step folds in ``i`` once more).
     extra: method-specific state that is neither trained by gradients nor part of the model:
-      IR-Softmax class centres, an EMA (momentum) copy of the network, NAS architecture logits.
+      IR-Softmax class centres, an EMA (momentum) copy of the network.
   """
 
   step: jax.Array

@@ -19,13 +19,21 @@ def launch(
   """Parses the launch flags, sets up the JAX runtime, runs ``run(cfg, workdir)`` and prints
   ``report(cfg, result)`` plus the wall time and the output directory.
 
-  A bad preset/override exits with status 1 and a message listing the valid choices.
+  A bad preset/override or an invalid ``train``/``optim``/``data``/``mesh`` value exits with
+  status 1 and a message naming the key. ``--allow_config_change`` becomes the default of
+  ``train_and_evaluate(allow_config_change=None)`` for this process.
   """
   try:
     cfg, args = parse_launch_args(slug, argv)
+    from vision_jax.train.validate import validate_config
+
+    validate_config(cfg, require_num_steps=False)  # before any data is built
   except ConfigError as e:
     sys.exit(f"error: {e}")
   from vision_jax.train.loop import setup_runtime
+  from vision_jax.train.workdir import set_allow_config_change_default
+
+  set_allow_config_change_default(args.allow_config_change)
 
   setup_runtime(
     distributed=args.distributed,
