@@ -34,6 +34,7 @@ def jax_step(args, x_s, y_s, x_q, y_q):
   from vision_jax import fewshot as fs
   from vision_jax.models import Conv4
   from vision_jax.train import create_train_state, make_mesh, make_train_step, to_global_batch
+  from vision_jax.train.step import batch_shardings
 
   mesh = make_mesh(devices=jax.devices()[:1])
   task = fs.fewshot_task(Conv4(width=args.width, conv_impl=args.conv_impl), num_ways=args.ways)
@@ -46,9 +47,10 @@ def jax_step(args, x_s, y_s, x_q, y_q):
     "query_class": y_q,
   }
   tx = optax.adam(1e-3)
-  gb = to_global_batch(batch, mesh)
+  bsh = batch_shardings(task, batch, mesh)
+  gb = to_global_batch(batch, mesh, bsh)
   state, sh = create_train_state(task, tx, jax.random.PRNGKey(0), gb, mesh)
-  step = make_train_step(task, tx, None, mesh, sh)
+  step = make_train_step(task, tx, None, mesh, sh, bsh)
   holder = {"state": state}
 
   def run():

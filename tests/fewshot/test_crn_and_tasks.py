@@ -9,6 +9,7 @@ import pytest
 from vision_jax import fewshot as fs
 from vision_jax.models import Conv4, ResNet12, get_model
 from vision_jax.train import create_train_state, make_mesh, make_train_step, to_global_batch
+from vision_jax.train.step import batch_shardings
 
 
 def _batch(ways=4, shots=2, queries=2, size=16, seed=0, num_base=6):
@@ -117,18 +118,22 @@ def test_crn_memory_and_loss_terms():
 
 
 def test_train_step_8_devices_matches_1_device(num_devices):
-  data = _batch()
+  # 3-way 2-shot 3-query: 6 support / 9 query images, not a multiple of 8: the episode is
+  # replicated on every device (batch_partition).
+  data = _batch(ways=3, shots=2, queries=3)
   crn = fs.CRNWeights(hidden=8)  # the CRN step contains the ProtoNet step
-  task = fs.fewshot_task(Conv4(width=4), num_ways=4, crn=crn, num_base_classes=6)
+  task = fs.fewshot_task(Conv4(width=4), num_ways=3, crn=crn, num_base_classes=6)
   tx = optax.sgd(0.05)  # not Adam: g / sqrt(v) amplifies float noise in near-zero grads
   out = []
   for mesh in (make_mesh(devices=jax.devices()[:1]), make_mesh()):
-    b0 = to_global_batch(data[0], mesh)
+    bsh = batch_shardings(task, data[0], mesh)
+    b0 = to_global_batch(data[0], mesh, bsh)
+    assert b0["support"].sharding.is_fully_replicated
     state, sh = create_train_state(task, tx, jax.random.PRNGKey(0), b0, mesh)
-    step = make_train_step(task, tx, None, mesh, sh)
+    step = make_train_step(task, tx, None, mesh, sh, bsh)
     losses = []
     for t in range(2):
-      state, m = step(state, to_global_batch(data[t], mesh))
+      state, m = step(state, to_global_batch(data[t], mesh, bsh))
       losses.append(float(m["loss"]))
     out.append((losses, jax.device_get(state.params)))
   np.testing.assert_allclose(out[0][0], out[1][0], rtol=2e-4)

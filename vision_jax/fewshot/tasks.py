@@ -53,10 +53,6 @@ def replicate_batch(batch):
   return jax.tree.map(lambda _: P(), batch)
 
 
-def _task_accepts(field: str) -> bool:
-  return field in {f.name for f in dataclasses.fields(Task)}
-
-
 def fewshot_task(
   backbone: nn.Module,
   *,
@@ -80,8 +76,7 @@ def fewshot_task(
     scale: logit scale.
     crn: CRN weights; ``None`` = plain ProtoNet.
     num_base_classes: number of base classes (CRN's basis size M and memory rows).
-    finalize: optional end-of-run ``finalize(state) -> dict`` (passed to the Task when the trainer
-      supports it).
+    finalize: optional end-of-run ``finalize(state) -> dict`` (`Task.finalize`).
 
   Returns:
     A `Task`; params ``{"backbone", ["crn"]}``, model_state = backbone ``batch_stats``, extra
@@ -167,12 +162,7 @@ def fewshot_task(
     metrics.update(episode_ce=ce, episode_acc=acc)
     return ce + total, {"model_state": new_state, "extra": new_extra, "metrics": metrics}
 
-  kwargs = {}
-  if _task_accepts("batch_partition"):
-    kwargs["batch_partition"] = replicate_batch
-  if finalize is not None and _task_accepts("finalize"):
-    kwargs["finalize"] = finalize
-  return Task(init=init, loss_fn=loss_fn, **kwargs)
+  return Task(init=init, loss_fn=loss_fn, batch_partition=replicate_batch, finalize=finalize)
 
 
 def embed_images(
