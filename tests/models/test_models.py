@@ -123,6 +123,8 @@ TINY = [
   ("resnet50", dict(stem="cifar", width=0.0625), (2, 8, 8, 3), 128),
   ("lightcnn9", {}, (2, 32, 32, 1), 256),
   ("lightcnn29v2", dict(layers=(1, 1, 1, 1)), (2, 32, 32, 1), 256),
+  ("conv4", dict(width=4), (2, 16, 16, 1), 4),
+  ("resnet12", dict(widths=(2, 3, 4, 5)), (2, 16, 16, 3), 5),
 ]
 
 
@@ -260,6 +262,8 @@ def test_get_model_errors():
     "resnet50",
     "lightcnn9",
     "lightcnn29v2",
+    "conv4",
+    "resnet12",
   }
 
 

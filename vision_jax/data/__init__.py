@@ -11,6 +11,16 @@ from vision_jax.data.builders import (
   encode_png,
 )
 from vision_jax.data.faces import VjIdentityFolder
+from vision_jax.data.fewshot import (
+  VjCubFewshot,
+  VjMiniImagenet,
+  VjOmniglot,
+  cub_closerlook_split,
+  list_omniglot,
+  read_cub_metadata,
+  read_ravi_csv,
+)
+from vision_jax.data.fewshot_embedded import FewShotArrays, embedded_fewshot
 from vision_jax.data.hashing import (
   CIFAR10_CLASSES,
   ConcatSource,
@@ -85,6 +95,15 @@ __all__ = [
   "CIFAR10_CLASSES",
   "cifar10_hashing_sources",
   "ConcatSource",
+  "cub_closerlook_split",
+  "embedded_fewshot",
+  "FewShotArrays",
+  "list_omniglot",
+  "read_cub_metadata",
+  "read_ravi_csv",
+  "VjCubFewshot",
+  "VjMiniImagenet",
+  "VjOmniglot",
   "decode_image",
   "default_data_dir",
   "digits_source",

@@ -13,6 +13,7 @@ from vision_jax.models.conv import (
   resolve_conv_impl,
 )
 from vision_jax.models.convnet import ConvNet
+from vision_jax.models.fewshot import Conv4, ResNet12, ResNet12Block
 from vision_jax.models.layers import batch_norm, max_feature_map, max_plus_avg_pool
 from vision_jax.models.lightcnn import LightCNN9, LightCNN29v2, MFMConv, MFMGroup, MFMResBlock
 from vision_jax.models.registry import (
@@ -31,6 +32,7 @@ __all__ = [
   "BasicBlock",
   "Bottleneck",
   "Conv",
+  "Conv4",
   "ConvNet",
   "LightCNN9",
   "LightCNN29v2",
@@ -39,6 +41,8 @@ __all__ = [
   "MFMResBlock",
   "MODEL_NAMES",
   "ResNet",
+  "ResNet12",
+  "ResNet12Block",
   "ResNet18",
   "ResNet34",
   "ResNet50",

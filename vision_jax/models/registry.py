@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from vision_jax.models.convnet import ConvNet
+from vision_jax.models.fewshot import Conv4, ResNet12
 from vision_jax.models.lightcnn import LightCNN9, LightCNN29v2
 from vision_jax.models.resnet import Bottleneck, ResNet
 
@@ -18,6 +19,8 @@ _REGISTRY = {
   "resnet50": functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=Bottleneck),
   "lightcnn9": LightCNN9,
   "lightcnn29v2": LightCNN29v2,
+  "conv4": Conv4,
+  "resnet12": ResNet12,
 }
 
 MODEL_NAMES = tuple(_REGISTRY)
@@ -89,6 +92,10 @@ def backbone_from_config(mcfg) -> nn.Module:
   key = mcfg.name.lower().replace("-", "").replace("_", "")
   if key == "convnet":
     kw.update(widths=tuple(mcfg.widths), hidden=int(mcfg.hidden))
+  elif key == "conv4":
+    kw["width"] = int(mcfg.get("width", 64))
+  elif key == "resnet12":
+    kw["widths"] = tuple(mcfg.get("widths", (64, 160, 320, 640)))
   elif key.startswith("resnet"):
     kw["stem"] = mcfg.get("stem", "cifar")
   return get_model(mcfg.name, **kw)
