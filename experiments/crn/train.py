@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -11,7 +10,7 @@ import numpy as np
 from experiments.crn.data import load_fewshot
 from vision_jax import fewshot as fs
 from vision_jax.models import backbone_from_config
-from vision_jax.train import train_and_evaluate
+from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.utils import save_json
 
 METHODS = ("protonet", "crn")
@@ -73,101 +72,72 @@ def run_method(cfg, data, method: str, run_workdir: str, *, progress: bool = Tru
     crn=crn,
     num_base_classes=num_base,
   )
+
+  def finalize(state):
+    """Few-shot evaluation of the final state (run by the loop before it writes summary.json,
+    so a finished run always carries its ``"fewshot"`` metrics)."""
+    params, model_state = state.params, state.model_state
+
+    # One eval-mode embedding pass over the novel and val samples.
+    splits = ["novel"] + (["val"] if int(cfg.eval.val_episodes) > 0 else [])
+    idx = np.concatenate([groups[sp][c] for sp in splits for c in data.splits[sp]])
+    emb = fs.embed_images(backbone, params, model_state, data.images[idx])
+    pos = np.full(len(data.labels), -1, np.int64)
+    pos[idx] = np.arange(len(idx))
+    proto_fn = None
+    if crn is not None:
+      proto_fn = fs.crn_proto_fn(
+        crn, params, num_base_classes=num_base, num_ways=int(cfg.eval.ways)
+      )
+
+    def evaluate(episodes, fn=None):
+      fn = fn or proto_fn
+      out = {}
+      for k, eps in episodes.items():
+        local = dict(eps, support=pos[eps["support"]], query=pos[eps["query"]])
+        out[k] = fs.evaluate_episodes(
+          emb,
+          local,
+          num_ways=int(cfg.eval.ways),
+          metric=cfg.protonet.metric,
+          scale=float(cfg.protonet.scale),
+          proto_fn=fn,
+        )
+        out[k]["classes"] = eps["classes"]
+      return out
+
+    metrics, arrays = {}, {}
+    for k, r in evaluate(test_episodes(cfg, groups)).items():
+      shift = fs.prototype_shift(r["prototypes"], r["classes"])
+      metrics[f"{k}shot_acc"], metrics[f"{k}shot_ci95"] = r["accuracy"], r["ci95"]
+      metrics[f"{k}shot_shift_ratio"] = float(np.mean(shift["ratio"]))
+      arrays[f"correct_{k}shot"] = r["correct"]
+      arrays[f"shift_ratio_{k}shot"] = shift["ratio"]
+      arrays[f"shift_classes_{k}shot"] = shift["classes"]
+    # Diagnostic: the CRN-trained embedding with other test-time mixes (0 = support mean only).
+    if crn is not None:
+      for mix in cfg.eval.crn_test_mix:
+        mix_fn = fs.crn_proto_fn(
+          dataclasses.replace(crn, mix=float(mix)),
+          params,
+          num_base_classes=num_base,
+          num_ways=int(cfg.eval.ways),
+        )
+        for k, r in evaluate(test_episodes(cfg, groups), mix_fn).items():
+          metrics[f"{k}shot_acc_test_mix{float(mix):g}"] = r["accuracy"]
+          shift = fs.prototype_shift(r["prototypes"], r["classes"])
+          metrics[f"{k}shot_shift_ratio_test_mix{float(mix):g}"] = float(np.mean(shift["ratio"]))
+    if "val" in splits:
+      val = evaluate(test_episodes(cfg, groups, "val", int(cfg.eval.val_episodes), (1,)))[1]
+      metrics["val_1shot_acc"] = val["accuracy"]
+    np.savez(os.path.join(run_workdir, "episodes.npz"), **arrays)
+    return {"fewshot": metrics}
+
   run_cfg = cfg.copy_and_resolve_references()
   with run_cfg.unlocked():
     run_cfg.method = method
-  summary, state = train_and_evaluate(
-    run_cfg, run_workdir, task, train_data, progress=progress, return_state=True
-  )
-  if summary.get("preempted"):
-    return summary
-  params, model_state = state.params, state.model_state
-
-  # One eval-mode embedding pass over the novel and val samples.
-  splits = ["novel"] + (["val"] if int(cfg.eval.val_episodes) > 0 else [])
-  idx = np.concatenate([groups[sp][c] for sp in splits for c in data.splits[sp]])
-  emb = fs.embed_images(backbone, params, model_state, data.images[idx])
-  pos = np.full(len(data.labels), -1, np.int64)
-  pos[idx] = np.arange(len(idx))
-  proto_fn = None
-  if crn is not None:
-    proto_fn = fs.crn_proto_fn(crn, params, num_base_classes=num_base, num_ways=int(cfg.eval.ways))
-
-  def evaluate(episodes, fn=None):
-    fn = fn or proto_fn
-    out = {}
-    for k, eps in episodes.items():
-      local = dict(eps, support=pos[eps["support"]], query=pos[eps["query"]])
-      out[k] = fs.evaluate_episodes(
-        emb,
-        local,
-        num_ways=int(cfg.eval.ways),
-        metric=cfg.protonet.metric,
-        scale=float(cfg.protonet.scale),
-        proto_fn=fn,
-      )
-      out[k]["classes"] = eps["classes"]
-    return out
-
-  metrics, arrays = {}, {}
-  for k, r in evaluate(test_episodes(cfg, groups)).items():
-    shift = fs.prototype_shift(r["prototypes"], r["classes"])
-    metrics[f"{k}shot_acc"], metrics[f"{k}shot_ci95"] = r["accuracy"], r["ci95"]
-    metrics[f"{k}shot_shift_ratio"] = float(np.mean(shift["ratio"]))
-    arrays[f"correct_{k}shot"] = r["correct"]
-    arrays[f"shift_ratio_{k}shot"] = shift["ratio"]
-    arrays[f"shift_classes_{k}shot"] = shift["classes"]
-  # Diagnostic: the CRN-trained embedding with other test-time mixes (0 = support mean only).
-  if crn is not None:
-    for mix in cfg.eval.crn_test_mix:
-      mix_fn = fs.crn_proto_fn(
-        dataclasses.replace(crn, mix=float(mix)),
-        params,
-        num_base_classes=num_base,
-        num_ways=int(cfg.eval.ways),
-      )
-      for k, r in evaluate(test_episodes(cfg, groups), mix_fn).items():
-        metrics[f"{k}shot_acc_test_mix{float(mix):g}"] = r["accuracy"]
-        shift = fs.prototype_shift(r["prototypes"], r["classes"])
-        metrics[f"{k}shot_shift_ratio_test_mix{float(mix):g}"] = float(np.mean(shift["ratio"]))
-  if "val" in splits:
-    val = evaluate(test_episodes(cfg, groups, "val", int(cfg.eval.val_episodes), (1,)))[1]
-    metrics["val_1shot_acc"] = val["accuracy"]
-  np.savez(os.path.join(run_workdir, "episodes.npz"), **arrays)
-  summary["fewshot"] = metrics
-  save_json(os.path.join(run_workdir, "summary.json"), summary)
-  return summary
-
-
-def _sweep(workdir, runs):
-  """The shared sweep harness when available, else the same contract run inline."""
-  try:
-    from vision_jax.train.sweep import SweepRun, run_sweep
-  except ImportError:
-    SweepRun = run_sweep = None
-  if run_sweep is not None:
-    return run_sweep(workdir, [SweepRun(key=key, fn=fn) for key, fn in runs])
-  results = {}
-  for key, fn in runs:
-    wd = os.path.join(workdir, *key)
-    done = os.path.join(wd, "summary.json")
-    summary = None
-    if os.path.exists(done):
-      with open(done) as f:
-        summary = json.load(f)
-      if "fewshot" not in summary:
-        summary = None
-    if summary is None:
-      print(f"-- {'/'.join(key)}")
-      summary = fn(wd)
-      if summary.get("preempted"):
-        return summary
-    node = results
-    for k in key[:-1]:
-      node = node.setdefault(k, {})
-    node[key[-1]] = summary
-  save_json(os.path.join(workdir, "results.json"), results)
-  return results
+  task = dataclasses.replace(task, finalize=finalize)
+  return train_and_evaluate(run_cfg, run_workdir, task, train_data, progress=progress)
 
 
 def run(cfg, workdir, *, progress=True):
@@ -186,9 +156,7 @@ def run(cfg, workdir, *, progress=True):
   runs = [
     ((setting, m), lambda wd, m=m: run_method(cfg, data, m, wd, progress=progress)) for m in methods
   ]
-  results = _sweep(workdir, runs)
-  if isinstance(results, dict) and results.get("preempted"):
-    return results
+  results = run_sweep(workdir, [SweepRun(key=key, fn=fn) for key, fn in runs])
   out = {
     "setting": setting,
     "methods": results[setting],
