@@ -1,10 +1,12 @@
 """vision_jax.metrics: host-side NumPy evaluation protocols.
 
-Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
-identification (rank-k with distractors, MegaFace), hashing retrieval (mAP@K with Hamming
-ranking, tie-aware mAP, P@H<=r, PR curve). Each honours a mask for padded batches.
+Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering),
+identification (rank-k with distractors, MegaFace), heterogeneous face recognition (Rank-1 and
+VR@FAR, mean ± std over folds), hashing retrieval (mAP@K with Hamming ranking, tie-aware mAP,
+P@H<=r, PR curve). Each honours a mask for padded batches.
 """
 
+from vision_jax.metrics.hfr import hfr_fold_metrics, hfr_protocol_metrics
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
 from vision_jax.metrics.reid import ReIDResult, pairwise_distance, reid_cmc_map
 from vision_jax.metrics.retrieval import (
@@ -37,6 +39,8 @@ __all__ = [
   "VerificationResult",
   "best_threshold",
   "cosine_scores",
+  "hfr_fold_metrics",
+  "hfr_protocol_metrics",
   "identification_cmc",
   "kfold_split",
   "kfold_verification_accuracy",
