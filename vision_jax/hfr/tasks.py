@@ -98,9 +98,10 @@ def save_params(path: str, params) -> None:
     f.write(flax.serialization.msgpack_serialize(jax.device_get(flax.core.unfreeze(params))))
 
 
-def load_params(path: str, model: nn.Module, example: jax.Array, *, what: str):
+def load_params(path: str, model: nn.Module, example: jax.Array, *, what: str, ignore=()):
   """Reads a flax-msgpack params tree (optionally under a ``"params"`` key) and checks it against
-  ``model.init(..., example, train=False)``.
+  ``model.init(..., example, train=False)``; top-level keys in ``ignore`` (e.g. a classifier
+  ``"fc2"`` of another class count) are dropped first.
 
   Raises:
     FileNotFoundError: ``path`` does not exist.
@@ -117,6 +118,9 @@ def load_params(path: str, model: nn.Module, example: jax.Array, *, what: str):
       raise ValueError(f"{what} checkpoint {path!r} is not a flax msgpack params file: {e}") from e
   if isinstance(tree, Mapping) and set(tree) == {"params"}:
     tree = tree["params"]
+  if not isinstance(tree, Mapping):
+    raise ValueError(f"{what} checkpoint {path!r} holds a {type(tree).__name__}, not a params dict")
+  tree = {k: v for k, v in tree.items() if k not in ignore}
   abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), example, train=False))
   check_params_like(abstract["params"], tree, what=what, source=repr(path))
   return jax.tree.map(jnp.asarray, tree)
