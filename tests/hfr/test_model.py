@@ -63,3 +63,12 @@ def test_sampler_and_discriminator_shapes():
   x = jnp.zeros((3, 16, 16, 1))
   dp = d.init(jax.random.PRNGKey(0), x, x)
   assert d.apply(dp, x, x).shape == (3,)
+
+
+def test_zero_vectors_have_finite_gradients():
+  # a constant image gives an all-zero attribute code at init; normalising it must not NaN
+  g = jax.grad(lambda x: jnp.sum(hfr.l2_normalize(x) * jnp.arange(3.0)))(jnp.zeros((2, 3)))
+  assert np.isfinite(np.asarray(g)).all()
+  g = jax.grad(lambda x: jnp.sum(hfr.cosine(x, jnp.ones((2, 3)))))(jnp.zeros((2, 3)))
+  assert np.isfinite(np.asarray(g)).all()
+  np.testing.assert_allclose(hfr.l2_normalize(jnp.asarray([[3.0, 4.0]])), [[0.6, 0.8]], rtol=1e-6)

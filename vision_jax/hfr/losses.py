@@ -31,6 +31,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vision_jax.hfr.model import l2_normalize
 from vision_jax.losses._validate import check_scalar
 
 
@@ -63,11 +64,9 @@ class GeneratorWeights:
 
 
 def cosine(u: jax.Array, v: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """Row-wise cosine of ``[B, D]`` arrays, ``[B]`` (float32; each side L2-normalised with eps)."""
-  u, v = u.astype(jnp.float32), v.astype(jnp.float32)
-  nu = jnp.maximum(jnp.linalg.norm(u, axis=-1), eps)
-  nv = jnp.maximum(jnp.linalg.norm(v, axis=-1), eps)
-  return jnp.sum(u * v, -1) / (nu * nv)
+  """Row-wise cosine of ``[B, D]`` arrays, ``[B]`` (float32; each side L2-normalised with eps,
+  finite gradient at zero vectors)."""
+  return jnp.sum(l2_normalize(u, eps) * l2_normalize(v, eps), -1)
 
 
 def orthogonality(z: jax.Array, identity: jax.Array) -> jax.Array:

@@ -37,9 +37,14 @@ _ADAIN_LAYERS = 7
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """``x / max(||x||, eps)`` along the last axis (float32)."""
+  """``x / max(||x||, eps)`` along the last axis (float32).
+
+  Written as ``x * rsqrt(max(sum x², eps²))`` so that the gradient at ``x = 0`` is finite (a
+  constant input image gives an all-zero code at init; ``jnp.linalg.norm``'s derivative there is
+  0/0).
+  """
   x = x.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
