@@ -64,8 +64,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.model = ml_collections.ConfigDict(dict(name="lightcnn9", dropout_rate=0.5, conv_impl="auto"))
   cfg.idnet = ml_collections.ConfigDict(
     dict(
-      num_steps=300,
-      batch_size=64,
+      num_steps=120,
+      batch_size=32,
       checkpoint="",  # a flax-msgpack params file replaces training (must match cfg.model)
       optim=_optim(name="adam", lr=2e-3, schedule="cosine", warmup_steps=20, weight_decay=1e-4),
     )
@@ -75,7 +75,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       noise_dim=256,
       hidden=(1024, 1024, 512),
       kl_weight=1e-3,
-      num_steps=300,
+      num_steps=200,
       batch_size=64,
       optim=_optim(name="adam", lr=1e-3, schedule="cosine"),
     )
@@ -87,8 +87,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       variational=False,
       adversarial=False,
       disc_width=16,
-      num_steps=300,
-      batch_size=16,
+      num_steps=120,
+      batch_size=8,
       # official train_generator.py weights; kl / adv are the paper's extra terms (0 = off)
       w_ort=50.0,
       w_pix=100.0,
@@ -103,14 +103,14 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     )
   )
   cfg.sample = ml_collections.ConfigDict(
-    dict(num_pairs=1024, batch_size=128, attributes="real", grid_pairs=24)
+    dict(num_pairs=512, batch_size=64, attributes="real", grid_pairs=24)
   )
   cfg.recog = ml_collections.ConfigDict(
     dict(
-      stage1_steps=60,
-      stage2_steps=150,
-      batch_size=64,  # real images per step
-      fake_batch_size=32,  # generated pairs per step (methods "generated*")
+      stage1_steps=30,
+      stage2_steps=80,
+      batch_size=32,  # real images per step
+      fake_batch_size=16,  # generated pairs per step (methods "generated*")
       contrastive_weight=0.001,  # official train_lightcnn.py (method "generated")
       strong_contrastive_weight=0.1,  # ablation (method "generated_strong"), 100x official
       margin=0.5,

@@ -35,6 +35,23 @@ def stage_config(cfg, num_steps: int, **sections) -> ml_collections.ConfigDict:
   return c
 
 
+class _Preempted(Exception):
+  """A stage stopped on SIGTERM/SIGINT (its checkpoint is saved); the run stops here."""
+
+  def __init__(self, summary):
+    super().__init__("preempted")
+    self.summary = summary
+
+
+def _stage(*args, **kwargs):
+  """``train_and_evaluate`` that raises `_Preempted` instead of letting the next stage start."""
+  out = train_and_evaluate(*args, **kwargs)
+  summary = out[0] if isinstance(out, tuple) else out
+  if summary.get("preempted"):
+    raise _Preempted(summary)
+  return out
+
+
 class Zip:
   """``zip[t] = {name: stream[t]}`` over several ``stream[t]`` sources (resumable)."""
 
@@ -163,7 +180,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
     )
     src = vdata.ArraySource({"image": photos["image"], "label": photos["label"]})
     stream = vdata.train_dataset(src, global_batch_size=cfg.idnet.batch_size, seed=cfg.seed)
-    _, state = train_and_evaluate(
+    _, state = _stage(
       stage_config(cfg, cfg.idnet.num_steps, optim=cfg.idnet.optim),
       os.path.join(workdir, "idnet"),
       task,
@@ -180,7 +197,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
   stream = vdata.train_dataset(
     vdata.ArraySource({"feature": feats}), global_batch_size=sc.batch_size, seed=cfg.seed
   )
-  s_summary, state = train_and_evaluate(
+  s_summary, state = _stage(
     stage_config(cfg, sc.num_steps, optim=sc.optim),
     os.path.join(workdir, "sampler"),
     hfr.sampler_task(sampler, kl_weight=sc.kl_weight),
@@ -220,7 +237,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
   sections = {"optim_g": gc.optim_g}
   if disc is not None:
     sections["optim_d"] = gc.optim_d
-  g_summary, state = train_and_evaluate(
+  g_summary, state = _stage(
     stage_config(cfg, gc.num_steps, **sections),
     os.path.join(workdir, "generator"),
     g_task,
@@ -272,7 +289,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
     return hfr_protocol_metrics(out["embedding"], test["label"], folds, fars=FARS)
 
   init = {k2: v for k2, v in id_params.items() if k2 != "fc2"}
-  s1, state = train_and_evaluate(
+  s1, state = _stage(
     stage_config(cfg, rc.stage1_steps, optim_head=rc.optim_head),
     os.path.join(workdir, "recog_stage1"),
     hfr.recognition_task(
@@ -303,7 +320,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
       negative_weight=rc.negative_weight,
       summarize=summarize,
     )
-    summary = train_and_evaluate(
+    summary = _stage(
       stage_config(cfg, rc.stage2_steps, optim=rc.optim),
       os.path.join(workdir, f"recog_{method}"),
       task,
@@ -324,7 +341,15 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
 
 
 def run(cfg, workdir: str, *, progress: bool = True) -> dict:
-  """The whole experiment; re-running resumes every stage from its checkpoint."""
+  """The whole experiment; re-running resumes every stage from its checkpoint. On SIGTERM /
+  SIGINT the running stage saves a checkpoint and ``{"preempted": True, ...}`` is returned."""
+  try:
+    return _run(cfg, workdir, progress=progress)
+  except _Preempted as e:
+    return e.summary
+
+
+def _run(cfg, workdir, *, progress):
   if cfg.setting == "embedded":
     results = pipeline(cfg, embedded_data(cfg), workdir, progress=progress)
   elif cfg.setting == "casia":
