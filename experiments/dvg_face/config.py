@@ -9,9 +9,10 @@ at 32 px trained with CE on the *photo* modality of the train identities (the st
 MS-Celeb-1M LightCNN); (2) identity sampler VAE on its features; (3) dual generator
 (``Update("g")``, plus ``Update("d")`` when ``gen.adversarial``); (4) ``sample.num_pairs``
 generated pairs (identity from noise, attributes from real images) and ``generated_pairs.png``;
-(5) recognition: stage I trains only ``fc2`` (shared by both methods), stage II fine-tunes the
-whole LightCNN with CE on real sketch + photo images (``real``) or CE + contrastive on generated
-pairs (``generated``). Prints Rank-1 and VR@FAR=1e-2/1e-3/1e-4 (mean ± std over 10 folds) of
+(5) recognition: stage I trains only ``fc2`` (shared by all methods; evaluated as
+``pretrained``), stage II fine-tunes the whole LightCNN with CE on real sketch + photo images
+(``real``, the HFR baseline) or CE + the contrastive loss on generated pairs with the official
+weight 0.001 (``generated``) or 0.1 (``generated_strong``, an ablation). Prints Rank-1 and VR@FAR=1e-2/1e-3/1e-4 (mean ± std over 10 folds) of
 sketch probes vs a photo gallery on unseen identities.
 
 Data: photo ↔ sketch (XDoG) pseudo-identities built from the IR-Softmax pseudo-identity images
@@ -25,11 +26,12 @@ Presets:
   default  the embedded setting above
   paper    CASIA NIR-VIS 2.0 View 2 (10 folds) with LightCNN-29v2 at 128 px (GPU), e.g.
            --config.paper.root=/data/NIR-VIS-2.0 (aligned 128x128 crops + protocols/) and
-           --config.paper.id_checkpoint=/ckpt/lightcnn29v2_msceleb.msgpack (flax params of
+           --config.idnet.checkpoint=/ckpt/lightcnn29v2_msceleb.msgpack (flax params of
            vision_jax.models.LightCNN29v2(num_classes=...); converted MS-Celeb-1M weights).
-           Paper (DVG-Face, TPAMI 2021, Table on CASIA NIR-VIS 2.0, LightCNN-29): Rank-1 99.8 ±
-           0.1 %, VR@FAR=0.1 % 99.8 ± 0.1 %, VR@FAR=0.01 % 99.3 ± ... (values as recalled in
-           the project notes, not verified against the PDF; see docs/dvg_face.md).
+           Paper (DVG-Face, TPAMI 2021, CASIA NIR-VIS 2.0, LightCNN-29, 10 folds): Rank-1 and
+           VR@FAR=0.1 % both about 99.8-99.9 % (recalled in the project notes, not verified
+           against the PDF); DVG's simplified code README, fold 1 only: Rank-1 99.9 %,
+           VR@FAR=0.1 % 99.8 %, VR@FAR=0.01 % 98.9 %. See docs/dvg_face.md.
 """
 
 import ml_collections
@@ -120,9 +122,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     )
   )
   cfg.paper = ml_collections.ConfigDict(
-    dict(
-      root="", protocol="casia_nir_vis_2", folds=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10), id_checkpoint=""
-    )
+    dict(root="", protocol="casia_nir_vis_2", folds=(1, 2, 3, 4, 5, 6, 7, 8, 9, 10))
   )
   cfg.train = ml_collections.ConfigDict(
     dict(log_every=50, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=2)
@@ -145,7 +145,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.gen.width = 4
     cfg.gen.style_hidden = (8,)
     cfg.gen.disc_width = 4
-    cfg.gen.adversarial = True
+    cfg.methods = "real,generated"
     cfg.gen.num_steps = 2
     cfg.gen.batch_size = 8
     cfg.sample.num_pairs = 16

@@ -71,7 +71,7 @@ def test_generator_multi_update_trains(nets, tmp_path):
     _cfg(6, optim_g=adam, optim_d=adam), str(tmp_path), task, _Fixed(), progress=False,
     return_state=True,
   )  # fmt: skip
-  m = read_metrics(str(tmp_path))
+  m = read_metrics(str(tmp_path / "metrics.jsonl"))
   train = [r for r in m if "g/pix_rec" in r]
   assert {"d/loss", "g/ort", "g/ip", "g/pair", "g/kl", "g/adv"} <= set(train[-1])
   assert train[-1]["g/pix_rec"] < train[0]["g/pix_rec"]  # G fits the fixed batch
@@ -136,7 +136,7 @@ def test_recognition_stage1_trains_only_fc2_and_contrastive_stage(tmp_path):
     _cfg(2, optim=sgd), str(tmp_path / "s2"), task2, _Rep({"real": real, "fake": fake}),
     progress=False, return_state=True,
   )  # fmt: skip
-  m = read_metrics(str(tmp_path / "s2"))
+  m = read_metrics(str(tmp_path / "s2" / "metrics.jsonl"))
   assert "contrastive" in m[-1] and "pos_cos" in m[-1]
   changed = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(s2.params["conv1"]),
                                                    jax.tree.leaves(s1.params["conv1"]))]  # fmt: skip
