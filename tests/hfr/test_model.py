@@ -67,7 +67,7 @@ def test_sampler_and_discriminator_shapes():
 
 def test_zero_vectors_have_finite_gradients():
   # a constant image gives an all-zero attribute code at init; normalising it must not NaN
-  g = jax.grad(lambda x: jnp.sum(hfr.l2_normalize(x) * jnp.arange(3.0)))(jnp.zeros((2, 3)))
+  g = jax.grad(lambda x: jnp.sum(hfr.l2_normalize(x) * jnp.arange(3.0)[None]))(jnp.zeros((2, 3)))
   assert np.isfinite(np.asarray(g)).all()
   g = jax.grad(lambda x: jnp.sum(hfr.cosine(x, jnp.ones((2, 3)))))(jnp.zeros((2, 3)))
   assert np.isfinite(np.asarray(g)).all()
