@@ -21,7 +21,7 @@ from vision_jax.train.classification import classification_task, image_to_float
 from vision_jax.utils import save_json
 
 FARS = (1e-2, 1e-3, 1e-4)
-ROWS = ("pretrained", "real", "generated")
+ROWS = ("pretrained", "real", "generated", "generated_strong")
 
 
 def stage_config(cfg, num_steps: int, **sections) -> ml_collections.ConfigDict:
@@ -387,7 +387,10 @@ def format_table(results: dict) -> str:
     "| method | Rank-1 | VR@FAR=1e-2 | VR@FAR=1e-3 | VR@FAR=1e-4 |",
     "|---|---|---|---|---|",
   ]
-  for row, m in results["methods"].items():
+  order = [r for r in ROWS if r in results["methods"]]
+  order += [r for r in results["methods"] if r not in order]
+  for row in order:
+    m = results["methods"][row]
     cells = [f"{100 * m[c]:.1f} ± {100 * m[c + '_std']:.1f}" for c in cols]
     lines.append(f"| {names.get(row, row)} | " + " | ".join(cells) + " |")
   if "generated_pair_cos" in results:
