@@ -1,18 +1,19 @@
 # Two entry points (README): `make demo` runs the main job on its embedded default,
-# `make test` runs the test suite. Both create/reuse .venv and install pinned deps.
+# `make test` runs the test suite. Both create/reuse .venv and install the tested set
+# (constraints.txt) within pyproject.toml's compatible ranges.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 WORKDIR ?= runs/demo
 
 .PHONY: venv demo demo-classification test lint data bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,data]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,data]'
 	# word2vec sample for the AVQ experiment; --no-deps because its metadata pins an old numpy.
 	$(BIN)/python -m pip install -q --no-deps wefe==1.0.1
 	touch $(STAMP)
@@ -42,7 +43,7 @@ lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: venv
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -7,13 +7,13 @@ reconstruction-loss PQ (T=0) and anisotropic PQ (T>0). See ``experiments/avq/con
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
 
 from vision_jax import search
-from vision_jax.utils import ConfigError, package_versions, parse_launch_args, save_json
+from vision_jax.train import SweepRun, run_sweep
+from vision_jax.utils import ConfigError, launch, package_versions, save_json
 
 _ADC_MAX_POINTS = 200_000  # above this, score against decoded vectors in chunks (same numbers)
 
@@ -127,19 +127,32 @@ def plot(rows, path: str, title: str):
   plt.close(fig)
 
 
+def job_key(t: float, dpb: int, encode_only: bool) -> tuple[str, str]:
+  """Sweep key (and run directory) of one (threshold, dims_per_block, encode_only) build."""
+  return (f"T{float(t):g}" + ("_encode_only" if encode_only else ""), f"dpb{int(dpb)}")
+
+
 def run(cfg, workdir: str) -> dict:
+  """Builds and evaluates one index per (threshold, dims_per_block) through
+  :func:`vision_jax.train.run_sweep` (finished builds are skipped on re-run; a stop request lets
+  the current build finish and stops before the next), then writes ``summary.json`` (rows and
+  verdicts) and ``recall_vs_bits.png``."""
   os.makedirs(workdir, exist_ok=True)
   save_json(os.path.join(workdir, "config.json"), cfg.to_dict())
   t_start = time.perf_counter()
-  db, q, gt, gs, name = load_data(cfg)
-  print(f"data: {name}; threshold_mode={cfg.threshold_mode}", flush=True)
-  rows = []
-  jobs = [(t, dpb, False) for t in cfg.thresholds for dpb in cfg.dims_per_block]
-  if cfg.encode_only_threshold > 0:
-    jobs += [(cfg.encode_only_threshold, dpb, True) for dpb in cfg.dims_per_block]
-  for t, dpb, eo in jobs:
-    r = evaluate(cfg, db, q, gt, gs, t, dpb, encode_only=eo)
-    rows.append(r)
+  loaded = []
+
+  def data():  # loaded once, when the first unfinished build starts
+    if not loaded:
+      loaded.append(load_data(cfg))
+      print(f"data: {loaded[0][-1]}; threshold_mode={cfg.threshold_mode}", flush=True)
+    return loaded[0]
+
+  def build(wd, t, dpb, eo):
+    db, q, gt, gs, name = data()
+    return dict(evaluate(cfg, db, q, gt, gs, t, dpb, encode_only=eo), data=name)
+
+  def show(key, r):
     print(
       f"  {_label(r):<24} bits={r['bits']:>4}  R1@10={r['recall1_at10']:.3f}  "
       f"R10@10={r['recall10_at10']:.3f}  rel_err={r['rel_err_top1']:.4f}  "
@@ -147,20 +160,30 @@ def run(cfg, workdir: str) -> dict:
       flush=True,
     )
 
-  # Table and verdicts.
+  jobs = [(t, dpb, False) for t in cfg.thresholds for dpb in cfg.dims_per_block]
+  if cfg.encode_only_threshold > 0:
+    jobs += [(cfg.encode_only_threshold, dpb, True) for dpb in cfg.dims_per_block]
+  # What one build's result depends on: the config minus the sweep axes, plus this job's values.
+  common = {
+    k: v
+    for k, v in cfg.to_dict().items()
+    if k not in ("thresholds", "dims_per_block", "encode_only_threshold", "preset")
+  }
+  runs = [
+    SweepRun(
+      key=job_key(*job),
+      fn=lambda wd, job=job: build(wd, *job),
+      config=dict(common, threshold=job[0], dims_per_block=job[1], encode_only=job[2]),
+    )
+    for job in jobs
+  ]
+  results = run_sweep(workdir, runs, on_done=show)
+  rows = [results[k0][k1] for k0, k1 in (job_key(*job) for job in jobs)]
+  name = rows[0]["data"]
+
   bits_all = sorted({r["bits"] for r in rows})
   base = {r["bits"]: r for r in rows if r["threshold"] == 0.0}
   labels = list(dict.fromkeys(_label(r) for r in rows))
-  header = f"{'setting':<26}" + "".join(f"{b:>8d}b" for b in bits_all)
-  for key, unit in (
-    ("recall1_at10", "Recall1@10 [0-1] (true top-1 within the ADC top-10)"),
-    ("recall10_at10", "Recall10@10 [0-1]"),
-    ("rel_err_top1", "relative error of top-1 inner product [fraction]"),
-  ):
-    print(f"\n{unit}\n{header}")
-    for lab in labels:
-      vals = {r["bits"]: r[key] for r in rows if _label(r) == lab}
-      print(f"{lab:<26}" + "".join(f"{vals.get(b, float('nan')):>9.4f}" for b in bits_all))
   verdicts = {}
   for lab in labels:
     if lab.startswith("T=0 "):
@@ -177,36 +200,48 @@ def run(cfg, workdir: str) -> dict:
         r["rel_err_top1"] < base[r["bits"]]["rel_err_top1"] for r in rs
       ),
     )
-  print("\nClaim 'anisotropic beats reconstruction at every bitrate' (Recall1@10, strict):")
-  for lab, v in verdicts.items():
-    print(
-      f"  {lab:<24} Recall1@10: {v['recall1_beats_reconstruction_every_bitrate']}  "
-      f"Recall10@10: {v['recall10_beats_reconstruction_every_bitrate']}  "
-      f"rel_err lower: {v['rel_err_below_reconstruction_every_bitrate']}"
-    )
   png = os.path.join(workdir, "recall_vs_bits.png")
   plot(rows, png, f"AVQ vs reconstruction PQ — {name}")
   summary = dict(
     data=name,
     rows=rows,
+    bits=bits_all,
     verdicts=verdicts,
     wall_s=time.perf_counter() - t_start,
     versions=package_versions(),
   )
   save_json(os.path.join(workdir, "summary.json"), summary)
-  print(
-    f"\nwall time {summary['wall_s']:.0f}s; outputs in {workdir}: config.json, summary.json, "
-    "recall_vs_bits.png"
-  )
   return summary
 
 
+def format_report(summary: dict) -> str:
+  """The three tables (metric x setting x bits) and the paper-claim verdicts."""
+  rows, bits_all = summary["rows"], summary["bits"]
+  labels = list(dict.fromkeys(_label(r) for r in rows))
+  header = f"{'setting':<26}" + "".join(f"{b:>8d}b" for b in bits_all)
+  lines = []
+  for key, unit in (
+    ("recall1_at10", "Recall1@10 [0-1] (true top-1 within the ADC top-10)"),
+    ("recall10_at10", "Recall10@10 [0-1]"),
+    ("rel_err_top1", "relative error of top-1 inner product [fraction]"),
+  ):
+    lines += ["", unit, header]
+    for lab in labels:
+      vals = {r["bits"]: r[key] for r in rows if _label(r) == lab}
+      lines.append(f"{lab:<26}" + "".join(f"{vals.get(b, float('nan')):>9.4f}" for b in bits_all))
+  lines += ["", "Claim 'anisotropic beats reconstruction at every bitrate' (Recall1@10, strict):"]
+  for lab, v in summary["verdicts"].items():
+    lines.append(
+      f"  {lab:<24} Recall1@10: {v['recall1_beats_reconstruction_every_bitrate']}  "
+      f"Recall10@10: {v['recall10_beats_reconstruction_every_bitrate']}  "
+      f"rel_err lower: {v['rel_err_below_reconstruction_every_bitrate']}"
+    )
+  lines.append("Outputs: config.json, summary.json, results.json, recall_vs_bits.png")
+  return "\n".join(lines).lstrip("\n")
+
+
 def main(argv=None):
-  try:
-    cfg, args = parse_launch_args("avq", argv)
-    return run(cfg, args.workdir)
-  except ConfigError as e:
-    sys.exit(f"error: {e}")
+  return launch("avq", run, lambda cfg, summary: format_report(summary), argv)
 
 
 if __name__ == "__main__":

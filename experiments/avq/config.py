@@ -39,7 +39,16 @@ Presets:
            on a 100k sample; exhaustive ADC over 1.18M points (about an hour on 2 cores)
 """
 
+import os
+
 import ml_collections
+
+from vision_jax.utils.config_checks import (
+  check_choice,
+  check_number,
+  check_numbers,
+  config_error,
+)
 
 PRESETS = ("smoke", "default", "paper")
 
@@ -83,3 +92,32 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.thresholds = (0.0, 0.2)
     cfg.threshold_mode = "absolute"
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid quantization settings (and a missing HDF5 file) before any data is read.
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  d = "data"
+  source = check_choice(cfg, f"{d}.source", ("word2vec", "synthetic", "hdf5"))
+  if source == "hdf5" and not os.path.isfile(cfg.data.hdf5_path):
+    raise config_error(
+      f"{d}.hdf5_path",
+      cfg.data.hdf5_path,
+      "an existing ann-benchmarks .hdf5 file (e.g. glove-100-angular.hdf5) for data.source='hdf5'",
+    )
+  check_number(cfg, f"{d}.num_queries", low=1, integer=True)
+  check_number(cfg, f"{d}.synthetic_n", low=2, integer=True)
+  check_number(cfg, f"{d}.synthetic_dim", low=1, integer=True)
+  check_numbers(cfg, "dims_per_block", low=1, integer=True)
+  check_choice(cfg, "num_centers", (2, 4, 16, 256))
+  check_numbers(cfg, "thresholds", low=0.0, high=1.0, high_open=True)
+  check_choice(cfg, "threshold_mode", ("cosine", "absolute"))
+  check_number(cfg, "training_iterations", low=1, integer=True)
+  check_number(cfg, "training_sample_size", low=1, integer=True)
+  check_choice(cfg, "codebook_update", ("none", "blockwise", "joint"))
+  check_number(cfg, "codebook_update_rounds", low=0, integer=True)
+  check_number(cfg, "encode_only_threshold", high=1.0, high_open=True)
+  check_number(cfg, "k", low=1, integer=True)

@@ -15,6 +15,8 @@ Presets:
 
 import ml_collections
 
+from vision_jax.utils.config_checks import check_model
+
 PRESETS = ("smoke", "default", "paper")
 
 
@@ -69,3 +71,13 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.train.epochs = 30.0
     cfg.train.eval_every = 2000
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects an invalid ``model`` section (name, dtype, conv_impl, widths, hidden).
+
+  Raises:
+    ConfigError: naming ``--config.model.<key>`` and its value (for ``model.dtype``, the valid
+      compute dtypes).
+  """
+  check_model(cfg)

@@ -24,6 +24,14 @@ Presets:
 
 import ml_collections
 
+from vision_jax.utils.config_checks import (
+  check_choice,
+  check_choices,
+  check_model,
+  check_number,
+  check_numbers,
+)
+
 PRESETS = ("smoke", "default", "paper")
 
 
@@ -103,3 +111,26 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     )
     cfg.train.num_steps = 150 * 5000 // 128
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid method / code-length / loss settings before any data is built.
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  from experiments.dmuh.task import METHODS
+
+  check_choices(cfg, "methods", METHODS)
+  check_numbers(cfg, "bits", low=2, integer=True)
+  check_model(cfg)
+  check_number(cfg, "dpsh.quantization_weight", low=0.0)
+  check_number(cfg, "csq.quantization_weight", low=0.0)
+  check_choice(cfg, "dmuh.base", ("center", "pairwise"))
+  check_number(cfg, "dmuh.momentum", low=0.0, high=1.0)
+  check_number(cfg, "dmuh.bit_weight", low=0.0)
+  check_number(cfg, "dmuh.image_weight", low=0.0)
+  check_choice(cfg, "dmuh.discrepancy", ("abs", "squared"))
+  check_number(cfg, "dmuh.quantization_weight", low=0.0)
+  check_number(cfg, "eval.topk", low=0, integer=True)
+  check_number(cfg, "eval.radius", low=0, integer=True)

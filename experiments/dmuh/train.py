@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -11,8 +10,7 @@ import numpy as np
 from experiments.dmuh.task import METHODS, hashing_task, retrieval_summary
 from vision_jax import data as vdata
 from vision_jax.models import backbone_from_config
-from vision_jax.train import read_metrics, train_and_evaluate
-from vision_jax.utils import save_json
+from vision_jax.train import SweepRun, read_metrics, run_sweep, train_and_evaluate
 
 
 def _photo_transform(size: int):
@@ -71,7 +69,12 @@ def make_sources(cfg):
 
 
 def run(cfg, workdir, *, progress=True):
-  """Runs all bits x methods; finished runs (summary.json present) are skipped on re-run."""
+  """Runs all bits x methods through :func:`vision_jax.train.run_sweep` (finished runs are
+  skipped, a preempted one resumes); run ``(bits, method)`` lives in ``workdir/<bits>bits/<method>``.
+
+  Returns:
+    ``results[str(bits)][method]`` = that run's summary; also in ``workdir/results.json``.
+  """
   methods = [m for m in cfg.methods.split(",") if m]
   bad = [m for m in methods if m not in METHODS]
   if bad:
@@ -88,33 +91,32 @@ def run(cfg, workdir, *, progress=True):
     transform=vdata.random_horizontal_flip if cfg.data.flip else None,
   )
   eval_data = lambda: vdata.eval_batches(eval_src, global_batch_size=cfg.data.eval_batch_size)
-  results = {}
-  for bits in cfg.bits:
-    for method in methods:
-      wd = os.path.join(workdir, f"{bits}bits", method)
-      done = os.path.join(wd, "summary.json")
-      if os.path.exists(done):
-        with open(done) as f:
-          results.setdefault(str(bits), {})[method] = json.load(f)
-        print(f"   {bits} bits / {method}: done earlier, skipped")
-        continue
-      print(f"-- {bits} bits / {method}")
-      task = hashing_task(
-        backbone_from_config(cfg.model),
-        method=method,
-        num_bits=int(bits),
-        num_classes=num_classes,
-        cfg=cfg,
-        seed=cfg.seed,
-      )
-      task = dataclasses.replace(task, summarize=summarize)
-      run_cfg = cfg.copy_and_resolve_references()
-      with run_cfg.unlocked():
-        run_cfg.method, run_cfg.num_bits = method, int(bits)
-      results.setdefault(str(bits), {})[method] = train_and_evaluate(
-        run_cfg, wd, task, train_ds, eval_data, progress=progress
-      )
-  save_json(os.path.join(workdir, "results.json"), results)
+
+  def train_one(wd, bits, method):
+    task = hashing_task(
+      backbone_from_config(cfg.model),
+      method=method,
+      num_bits=int(bits),
+      num_classes=num_classes,
+      cfg=cfg,
+      seed=cfg.seed,
+    )
+    task = dataclasses.replace(task, summarize=summarize)
+    run_cfg = cfg.copy_and_resolve_references()
+    with run_cfg.unlocked():
+      run_cfg.method, run_cfg.num_bits = method, int(bits)
+    return train_and_evaluate(run_cfg, wd, task, train_ds, eval_data, progress=progress)
+
+  runs = [
+    SweepRun(
+      key=(str(bits), method),
+      fn=lambda wd, b=bits, m=method: train_one(wd, b, m),
+      subdir=os.path.join(f"{bits}bits", method),
+    )
+    for bits in cfg.bits
+    for method in methods
+  ]
+  results = run_sweep(workdir, runs)
   plot_uncertainty(workdir, cfg, os.path.join(workdir, "bit_uncertainty.png"))
   return results
 

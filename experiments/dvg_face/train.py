@@ -16,8 +16,9 @@ from vision_jax import data as vdata
 from vision_jax import hfr
 from vision_jax.metrics import hfr_protocol_metrics
 from vision_jax.models import get_model
-from vision_jax.train import train_and_evaluate
+from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.train.classification import classification_task, image_to_float
+from vision_jax.train.preemption import Preempted
 from vision_jax.utils import save_json
 
 FARS = (1e-2, 1e-3, 1e-4)
@@ -35,20 +36,13 @@ def stage_config(cfg, num_steps: int, **sections) -> ml_collections.ConfigDict:
   return c
 
 
-class _Preempted(Exception):
-  """A stage stopped on SIGTERM/SIGINT (its checkpoint is saved); the run stops here."""
-
-  def __init__(self, summary):
-    super().__init__("preempted")
-    self.summary = summary
-
-
 def _stage(*args, **kwargs):
-  """``train_and_evaluate`` that raises `_Preempted` instead of letting the next stage start."""
+  """``train_and_evaluate`` that raises `Preempted` (the launcher prints the resume command)
+  instead of letting the next stage start on a stopped one."""
   out = train_and_evaluate(*args, **kwargs)
   summary = out[0] if isinstance(out, tuple) else out
   if summary.get("preempted"):
-    raise _Preempted(summary)
+    raise Preempted(summary.get("step"), args[1] if len(args) > 1 else None)
   return out
 
 
@@ -301,15 +295,17 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
     return_state=True,
   )
   stage1_params = state.params
-  methods = {"pretrained": s1["eval"]}
-  for method in [m for m in cfg.methods.split(",") if m]:
-    weight = {
-      "real": 0.0,
-      "generated": rc.contrastive_weight,
-      "generated_strong": rc.strong_contrastive_weight,
-    }
-    if method not in weight:
-      raise ValueError(f"cfg.methods: unknown method {method!r}; valid: {', '.join(weight)}")
+  weight = {
+    "real": 0.0,
+    "generated": rc.contrastive_weight,
+    "generated_strong": rc.strong_contrastive_weight,
+  }
+  names = [m for m in cfg.methods.split(",") if m]
+  bad = [m for m in names if m not in weight]
+  if bad:
+    raise ValueError(f"cfg.methods: unknown method(s) {bad}; valid: {', '.join(weight)}")
+
+  def stage2(run_workdir, method):
     gen_on = weight[method] > 0
     task = hfr.recognition_task(
       rec_model,
@@ -320,15 +316,25 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
       negative_weight=rc.negative_weight,
       summarize=summarize,
     )
-    summary = _stage(
+    return train_and_evaluate(
       stage_config(cfg, rc.stage2_steps, optim=rc.optim),
-      os.path.join(workdir, f"recog_{method}"),
+      run_workdir,
       task,
       Zip(real=real, fake=fake) if gen_on else Zip(real=real),
       eval_data,
       progress=progress,
     )
-    methods[method] = summary["eval"]
+
+  sweep = run_sweep(
+    workdir,
+    [
+      SweepRun(key=("recog", m), fn=lambda wd, m=m: stage2(wd, m), subdir=f"recog_{m}")
+      for m in names
+    ],
+    results_name="recognition_results.json",
+  )
+  methods = {"pretrained": s1["eval"]}
+  methods.update({m: sweep["recog"][m]["eval"] for m in names})
   return {
     "methods": methods,
     "generator": g_summary.get("final_train", {}),
@@ -341,15 +347,12 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
 
 
 def run(cfg, workdir: str, *, progress: bool = True) -> dict:
-  """The whole experiment; re-running resumes every stage from its checkpoint. On SIGTERM /
-  SIGINT the running stage saves a checkpoint and ``{"preempted": True, ...}`` is returned."""
-  try:
-    return _run(cfg, workdir, progress=progress)
-  except _Preempted as e:
-    return e.summary
+  """The whole experiment; re-running resumes every stage from its checkpoint.
 
-
-def _run(cfg, workdir, *, progress):
+  Raises:
+    Preempted: on SIGTERM / SIGINT (the running stage saved a checkpoint; the launcher prints
+      the resume command).
+  """
   if cfg.setting == "embedded":
     results = pipeline(cfg, embedded_data(cfg), workdir, progress=progress)
   elif cfg.setting == "casia":

@@ -24,9 +24,20 @@ Presets:
            for SphereFace-class models; IR numbers not retrievable, see docs/ir_softmax.md)
 """
 
+import math
+
 import ml_collections
 
+from vision_jax.utils.config_checks import (
+  check_choices,
+  check_model,
+  check_number,
+  check_numbers,
+  config_error,
+)
+
 PRESETS = ("smoke", "default", "paper")
+SETTINGS = ("closed", "open", "lfw", "market")
 
 METHODS = (
   "softmax",
@@ -37,6 +48,8 @@ METHODS = (
   "ir_am_softmax",
   "ir_arcface",
 )
+#: Every method name ``train.method_spec`` accepts (METHODS plus the NormFace baseline).
+VALID_METHODS = (*METHODS, "normface")
 
 
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
@@ -132,3 +145,45 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.loss.a_lambda_gamma = 0.12
     cfg.optim.lr = 1e-3
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid IR-Softmax settings before any data is built or any model trained.
+
+  Imbalance ratios are any finite ``rho >= 1`` (the class sizes are
+  ``floor(n_max * rho^(-c/(C-1)))``; a run directory is named ``closed_lt<rho:g>``).
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  check_choices(cfg, "methods", VALID_METHODS)
+  check_choices(cfg, "settings", SETTINGS)
+  check_numbers(cfg, "closed.imbalance_ratios", low=1.0)
+  ratios = [float(r) for r in cfg.closed.imbalance_ratios]
+  if len({f"{r:g}" for r in ratios}) != len(ratios):
+    raise config_error("closed.imbalance_ratios", cfg.closed.imbalance_ratios, "distinct ratios")
+  check_number(cfg, "closed.max_test", low=0, integer=True)
+  check_number(cfg, "closed.num_steps", low=1, integer=True)
+  o = "open"
+  check_number(cfg, f"{o}.image_size", low=8, integer=True)
+  check_number(cfg, f"{o}.train_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+  check_number(cfg, f"{o}.n_max", low=1, integer=True)
+  check_number(cfg, f"{o}.imbalance_ratio", low=1.0)
+  check_number(cfg, f"{o}.test_samples", low=2, integer=True)
+  check_number(cfg, f"{o}.num_folds", low=2, integer=True)
+  check_number(cfg, f"{o}.pairs_per_fold", low=1, integer=True)
+  check_number(cfg, f"{o}.far", low=0.0, high=1.0, low_open=True, high_open=True)
+  check_number(cfg, f"{o}.num_steps", low=1, integer=True)
+  check_number(cfg, "paper.image_size", low=8, integer=True)
+  check_number(cfg, "paper.num_steps", low=1, integer=True)
+  check_model(cfg)
+  for key in ("am_scale", "arc_scale", "normface_scale"):
+    check_number(cfg, f"loss.{key}", low=0.0, high=1e4, low_open=True)
+  check_number(cfg, "loss.am_margin", low=0.0, high=1.0)
+  check_number(cfg, "loss.arc_margin", low=0.0, high=math.pi / 2, high_open=True)
+  check_number(cfg, "loss.a_margin", low=1, high=10, integer=True)
+  check_number(cfg, "loss.a_lambda_base", low=0.0)
+  check_number(cfg, "loss.a_lambda_gamma", low=0.0)
+  check_number(cfg, "loss.a_lambda_min", low=0.0)
+  check_number(cfg, "loss.center_momentum", low=0.0, high=1.0)
+  check_number(cfg, "loss.center_warmup_steps", low=0, integer=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -12,9 +11,8 @@ from experiments.ir_softmax import data as ird
 from vision_jax import data as vdata
 from vision_jax.losses import weight_center_angles
 from vision_jax.models import backbone_from_config
-from vision_jax.train import train_and_evaluate
+from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.train.embedding import head_weights_and_centers, margin_softmax_task
-from vision_jax.utils import save_json
 
 
 def method_spec(method: str, cfg) -> tuple[str, bool, dict]:
@@ -185,20 +183,92 @@ def real_setting(setting: str, cfg):
   raise ValueError(f"unknown real-data setting {setting!r}; valid: lfw, market")
 
 
-def run_one(
-  cfg,
-  workdir,
-  setting,
-  method,
-  train_src,
-  test_src,
-  num_classes,
-  summarize,
-  progress,
-  transform=None,
-):
-  task, ir = _task(cfg, num_classes, method)
-  task = dataclasses.replace(task, summarize=summarize)
+def setting_names(cfg) -> list[str]:
+  """The runs' settings: ``closed`` expands to one ``closed_lt<ratio>`` per imbalance ratio."""
+  settings = []
+  for s in cfg.settings.split(","):
+    if s == "closed":
+      settings += [f"closed_lt{float(r):g}" for r in cfg.closed.imbalance_ratios]
+    elif s in ("open", "lfw", "market"):
+      settings.append(s)
+    elif s:
+      raise ValueError(f"unknown setting {s!r}; valid: closed, open, lfw, market")
+  return settings
+
+
+def setting_data(setting: str, cfg) -> dict:
+  """Train/test sources of one setting.
+
+  Returns:
+    dict with ``train_src``, ``test_src``, ``transform`` (None for in-memory arrays),
+    ``num_classes``, ``summarize`` and ``counts`` (training examples per class).
+  """
+  transform = None
+  if setting in ("lfw", "market"):
+    train_src, transform, test_src, num_classes, summarize = real_setting(setting, cfg)
+    counts = np.zeros(num_classes, np.int64)
+  elif setting.startswith("closed"):
+    ratio = float(setting[len("closed_lt") :])
+    if cfg.preset == "smoke":
+      src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
+      y = src.arrays["label"]
+      idx = vdata.long_tailed_indices(y, imbalance_ratio=ratio, seed=cfg.seed)
+      train_src = vdata.ArraySource({k: v[idx] for k, v in src.arrays.items()})
+      test_src = vdata.synthetic_source(cfg.closed.max_test, (28, 28, 1), 10, seed=2)
+      counts = np.bincount(y[idx], minlength=10)
+    else:
+      train_src, test_src, counts = ird.long_tailed_fashion_mnist(
+        ratio,
+        seed=cfg.seed,
+        data_dir=cfg.closed.data_dir,
+        manual_dir=cfg.closed.manual_dir,
+        max_test=cfg.closed.max_test,
+      )
+    summarize = closed_set_summary(counts)
+    num_classes = 10
+  else:
+    oc = cfg.open
+    train_src, test_src, counts = ird.pseudo_identities(
+      image_size=oc.image_size,
+      train_fraction=oc.train_fraction,
+      n_max=oc.n_max,
+      imbalance_ratio=oc.imbalance_ratio,
+      test_samples=oc.test_samples,
+      seed=cfg.seed,
+    )
+    summarize = open_set_summary(test_src.arrays["label"], cfg)
+    num_classes = len(counts)
+  if transform is not None and len(train_src) <= 200_000:
+    counts = np.bincount(
+      [int(e["label"]) for e in train_src.__getitems__(list(range(len(train_src))))],
+      minlength=num_classes,
+    )
+  print(
+    f"== {setting}: {len(train_src)} train examples over {num_classes} classes "
+    f"(largest {int(max(counts))}, smallest {int(min(counts))}), {len(test_src)} test"
+  )
+  return dict(
+    train_src=train_src,
+    test_src=test_src,
+    transform=transform,
+    num_classes=num_classes,
+    summarize=summarize,
+    counts=np.asarray(counts),
+  )
+
+
+def run_one(cfg, workdir, setting, method, data, progress=True):
+  """Trains one (setting, method) in ``workdir``; returns the loop's summary, whose
+  ``finalize`` part holds ``weight_center_angle_deg`` (per class, degrees) and the
+  ``class_counts`` they refer to."""
+  task, ir = _task(cfg, data["num_classes"], method)
+  counts = data["counts"].tolist()
+
+  def finalize(state):
+    w, c = head_weights_and_centers(state, ir=ir)
+    return {"weight_center_angle_deg": weight_center_angles(w, c), "class_counts": counts}
+
+  task = dataclasses.replace(task, summarize=data["summarize"], finalize=finalize)
   steps = {"closed": cfg.closed.num_steps, "open": cfg.open.num_steps}.get(
     setting.split("_")[0], cfg.paper.num_steps
   )
@@ -208,111 +278,52 @@ def run_one(
     run_cfg.method = method
     run_cfg.setting = setting
   train_ds = vdata.train_dataset(
-    train_src, global_batch_size=cfg.data.global_batch_size, seed=cfg.seed, transform=transform
+    data["train_src"],
+    global_batch_size=cfg.data.global_batch_size,
+    seed=cfg.seed,
+    transform=data["transform"],
   )
+  test_src = data["test_src"]
   eval_data = lambda: vdata.eval_batches(test_src, global_batch_size=cfg.data.eval_batch_size)
-  summary, state = train_and_evaluate(
-    run_cfg, workdir, task, train_ds, eval_data, progress=progress, return_state=True
-  )
-  w, c = head_weights_and_centers(state, ir=ir)
-  angles = np.asarray(weight_center_angles(w, c))
-  summary["weight_center_angle_deg"] = angles.tolist()
-  save_json(os.path.join(workdir, "summary.json"), summary)
-  return summary
+  return train_and_evaluate(run_cfg, workdir, task, train_ds, eval_data, progress=progress)
 
 
 def run(cfg, workdir, *, progress=True):
-  """Runs all settings x methods; completed runs (summary.json present) are skipped on re-run."""
+  """Runs all settings x methods through :func:`vision_jax.train.run_sweep` (finished runs are
+  skipped, a preempted one resumes).
+
+  Returns:
+    ``results[setting][method]`` = that run's summary (``eval``, ``weight_center_angle_deg``,
+    ``class_counts``, ...); also in ``workdir/results.json``.
+  """
   methods = [m for m in cfg.methods.split(",") if m]
   for m in methods:
     method_spec(m, cfg)  # validate names before any training
-  settings = []
-  for s in cfg.settings.split(","):
-    if s == "closed":
-      settings += [f"closed_lt{int(r)}" for r in cfg.closed.imbalance_ratios]
-    elif s in ("open", "lfw", "market"):
-      settings.append(s)
-    elif s:
-      raise ValueError(f"unknown setting {s!r}; valid: closed, open, lfw, market")
-  results = {}
-  for setting in settings:
-    transform = None
-    if setting in ("lfw", "market"):
-      train_src, transform, test_src, num_classes, summarize = real_setting(setting, cfg)
-      counts = np.zeros(num_classes, np.int64)
-    elif setting.startswith("closed"):
-      ratio = float(setting[len("closed_lt") :])
-      if cfg.preset == "smoke":
-        src = vdata.synthetic_source(600, (28, 28, 1), 10, seed=1)
-        y = src.arrays["label"]
-        idx = vdata.long_tailed_indices(y, imbalance_ratio=ratio, seed=cfg.seed)
-        train_src = vdata.ArraySource({k: v[idx] for k, v in src.arrays.items()})
-        test_src = vdata.synthetic_source(cfg.closed.max_test, (28, 28, 1), 10, seed=2)
-        counts = np.bincount(y[idx], minlength=10)
-      else:
-        train_src, test_src, counts = ird.long_tailed_fashion_mnist(
-          ratio,
-          seed=cfg.seed,
-          data_dir=cfg.closed.data_dir,
-          manual_dir=cfg.closed.manual_dir,
-          max_test=cfg.closed.max_test,
-        )
-      summarize = closed_set_summary(counts)
-      num_classes = 10
-    else:
-      oc = cfg.open
-      train_src, test_src, counts = ird.pseudo_identities(
-        image_size=oc.image_size,
-        train_fraction=oc.train_fraction,
-        n_max=oc.n_max,
-        imbalance_ratio=oc.imbalance_ratio,
-        test_samples=oc.test_samples,
-        seed=cfg.seed,
-      )
-      summarize = open_set_summary(test_src.arrays["label"], cfg)
-      num_classes = len(counts)
-    if transform is not None and len(train_src) <= 200_000:
-      counts = np.bincount(
-        [int(e["label"]) for e in train_src.__getitems__(list(range(len(train_src))))],
-        minlength=num_classes,
-      )
-    print(
-      f"== {setting}: {len(train_src)} train examples over {num_classes} classes "
-      f"(largest {int(max(counts))}, smallest {int(min(counts))}), {len(test_src)} test"
+  settings = setting_names(cfg)
+  loaded: dict[str, dict] = {}
+
+  def data_of(setting):  # loads a setting's data once, when its first unfinished run starts
+    if setting not in loaded:
+      loaded.clear()  # one setting in memory at a time
+      loaded[setting] = setting_data(setting, cfg)
+    return loaded[setting]
+
+  runs = [
+    SweepRun(
+      key=(setting, method),
+      fn=lambda wd, s=setting, m=method: run_one(cfg, wd, s, m, data_of(s), progress),
     )
-    results[setting] = {"class_counts": np.asarray(counts).tolist(), "methods": {}}
-    for method in methods:
-      wd = os.path.join(workdir, setting, method)
-      done = os.path.join(wd, "summary.json")
-      if os.path.exists(done):
-        with open(done) as f:
-          prev = json.load(f)
-        if "weight_center_angle_deg" in prev:
-          results[setting]["methods"][method] = prev
-          print(f"   {method}: done earlier, skipped")
-          continue
-      print(f"-- {setting} / {method}")
-      results[setting]["methods"][method] = run_one(
-        cfg,
-        wd,
-        setting,
-        method,
-        train_src,
-        test_src,
-        num_classes,
-        summarize,
-        progress,
-        transform=transform,
-      )
-  save_json(os.path.join(workdir, "results.json"), results)
+    for setting in settings
+    for method in methods
+  ]
+  results = run_sweep(workdir, runs)
   plot_angles(results, os.path.join(workdir, "weight_center_angle.png"))
   return results
 
 
 def format_table(results) -> str:
   lines = []
-  for setting, res in results.items():
-    ms = res["methods"]
+  for setting, ms in results.items():
     if not ms:
       continue
     keys = [k for k in next(iter(ms.values()))["eval"]]
@@ -334,13 +345,13 @@ def plot_angles(results, path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  settings = [s for s in results if results[s]["methods"]]
+  settings = [s for s in results if results[s]]
   if not settings:
     return
   fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False)
   for ax, s in zip(axes[0], settings):
-    counts = np.asarray(results[s]["class_counts"])
-    for m, summ in results[s]["methods"].items():
+    for m, summ in results[s].items():
+      counts = np.asarray(summ["class_counts"])
       ang = np.asarray(summ["weight_center_angle_deg"])
       ax.scatter(counts, ang, s=12, label=m, alpha=0.8, marker="x" if m.startswith("ir_") else "o")
     ax.set_xscale("log")

@@ -30,13 +30,22 @@ Presets:
 
 import ml_collections
 
+from vision_jax.utils.config_checks import (
+  check_choices,
+  check_number,
+  check_numbers,
+  config_error,
+)
+
 PRESETS = ("smoke", "default", "paper")
+CASES = ("spiked", "circulant", "kronecker")
+METHODS = ("lrpea", "lrpea_random", "pca", "tpower", "sparsepca")
 
 
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
-  cfg.cases = ("spiked", "circulant", "kronecker")
+  cfg.cases = CASES
   # (p1, p2, r) cells of the spiked case.
   cfg.cells = ((20, 20, 1), (20, 20, 2), (20, 20, 3))
   cfg.structured_shapes = ((20, 20),)  # shapes of the circulant and kronecker cases (r = 1)
@@ -46,7 +55,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.spike = 3.0  # lam in Sigma = lam v v^T + I, and in the circulant case
   cfg.circulant_rho = 0.5  # first row rho^dist of the circulant background
   cfg.kronecker_rho = 0.6  # AR(1) factors Sigma_i = toeplitz(rho^|i-j|)
-  cfg.methods = ("lrpea", "lrpea_random", "pca", "tpower", "sparsepca")
+  cfg.methods = METHODS
   cfg.solver = ml_collections.ConfigDict(
     dict(max_iters=500, tol=1e-5, num_restarts=4, matrix_free_above=2500)
   )
@@ -71,3 +80,55 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.sparsepca.max_n = 2500
     cfg.sparsepca.num_seeds = 5
   return cfg
+
+
+def _check_shapes(cfg, key: str, width: int) -> None:
+  """Each entry of ``cfg.<key>`` is ``(p1, p2)`` (width 2) or ``(p1, p2, r)`` with 1 <= r <=
+  min(p1, p2) (width 3), positive ints."""
+  v = cfg[key]
+  form = "(p1, p2, r) with 1 <= r <= min(p1, p2)" if width == 3 else "(p1, p2)"
+  expected = f"a non-empty tuple of {form} tuples of positive ints, e.g. " + (
+    "((20, 20, 1),)" if width == 3 else "((20, 20),)"
+  )
+  if isinstance(v, str) or not isinstance(v, tuple | list) or not v:
+    raise config_error(key, v, expected)
+  for i, cell in enumerate(v):
+    ok = isinstance(cell, tuple | list) and len(cell) == width
+    ok = ok and all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in cell)
+    if ok and width == 3:
+      ok = cell[2] <= min(cell[0], cell[1])
+    if not ok:
+      raise config_error(key, v, f"{expected} (element {i} is {cell!r})")
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid study settings before any sampling starts.
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value (unknown case or method, a cell whose
+      rank exceeds min(p1, p2), a spike <= 0, a correlation outside its range, ...).
+  """
+  check_choices(cfg, "cases", CASES)
+  check_choices(cfg, "methods", METHODS)
+  _check_shapes(cfg, "cells", 3)
+  _check_shapes(cfg, "structured_shapes", 2)
+  check_numbers(cfg, "n_fractions", low=0.0, low_open=True)
+  check_number(cfg, "max_n", low=2, integer=True)
+  check_number(cfg, "num_seeds", low=1, integer=True)
+  check_number(cfg, "spike", low=0.0, low_open=True)
+  # rho^dist with 0 <= rho < 1 keeps every circulant eigenvalue positive (sqrt is taken).
+  check_number(cfg, "circulant_rho", low=0.0, high=1.0, high_open=True)
+  check_number(cfg, "kronecker_rho", low=-1.0, high=1.0, low_open=True, high_open=True)
+  check_number(cfg, "solver.max_iters", low=1, integer=True)
+  check_number(cfg, "solver.tol", low=0.0, low_open=True)
+  check_number(cfg, "solver.num_restarts", low=1, integer=True)
+  check_number(cfg, "solver.matrix_free_above", low=1, integer=True)
+  card = cfg.tpower.cardinality  # a string field: "dof", or digits from --config (e.g. "40")
+  as_int = card if isinstance(card, int) and not isinstance(card, bool) else None
+  if isinstance(card, str) and card.strip().isdigit():
+    as_int = int(card)
+  if card != "dof" and (as_int is None or as_int < 1):
+    raise config_error("tpower.cardinality", card, "'dof' (= r (p1 + p2)) or an integer >= 1")
+  check_number(cfg, "sparsepca.alpha", low=0.0)
+  for key in ("max_iter", "max_p", "max_n", "num_seeds"):
+    check_number(cfg, f"sparsepca.{key}", low=1, integer=True)

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from experiments.lrpea import config as lrpea_config
 from vision_jax import linalg as L
 from vision_jax.utils import package_versions, save_json
 
@@ -78,9 +79,7 @@ def pca_top(x: np.ndarray, cov: np.ndarray | None) -> np.ndarray:
 def run_cell(case, p1, p2, r, n, seed, cfg, methods):
   """One (case, shape, rank, n, seed) draw; returns {method: (sin, iters or None, seconds)}."""
   p = p1 * p2
-  rng = np.random.default_rng(
-    [cfg.seed, seed, p1, p2, r, n, ("spiked", "circulant", "kronecker").index(case)]
-  )
+  rng = np.random.default_rng([cfg.seed, seed, p1, p2, r, n, lrpea_config.CASES.index(case)])
   x, v = sample_case(case, p1, p2, r, n, rng, cfg)
   # Dense p x p covariance when it is small and n is not far below p (one compile for every n);
   # otherwise the matrix-free operator (O(np) per matvec, one compile per n).
@@ -173,6 +172,7 @@ def _cells(cfg):
 
 
 def run(cfg, workdir: str) -> dict:
+  lrpea_config.validate(cfg)  # also when cfg was edited after load_config
   os.makedirs(workdir, exist_ok=True)
   save_json(os.path.join(workdir, "config.json"), cfg.to_dict())
   methods = tuple(cfg.methods)

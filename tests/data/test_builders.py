@@ -323,3 +323,32 @@ def test_offline_sources():
   assert int(digits[5]["label"]) == ref.target[5]
   imgs = vd.skimage_natural_images(("camera.png", "coffee.png"))
   assert imgs["camera.png"].shape == (512, 512, 3) and imgs["coffee.png"].dtype == np.uint8
+
+
+def test_cifar10_accepts_the_tarball_layout_and_the_batches_folder(cifar_dir, tmp_path):
+  """docs/data.md: the manual dir holds ``cifar-10-batches-py/`` as the official tarball
+  unpacks; the folder itself works too, and both build the same dataset."""
+  import shutil
+
+  src, _ = cifar_dir
+  d = tmp_path / "download" / "cifar-10-batches-py"
+  shutil.copytree(src, d)
+  outer = vd.load("vj_cifar10", "train", data_dir=tmp_path / "a", manual_dir=d.parent)
+  inner = vd.load("vj_cifar10", "train", data_dir=tmp_path / "b", manual_dir=d)
+  assert len(outer) == len(inner) == 60
+  np.testing.assert_array_equal(outer[7]["image"], inner[7]["image"])
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(FileNotFoundError, match=r"data_batch_1.*cifar-10-batches-py"):
+    vd.load("vj_cifar10", "train", data_dir=tmp_path / "c", manual_dir=empty)
+
+
+def test_building_prints_our_lines_not_tfds_download_lines(cifar_dir, tmp_path, capsys):
+  d, _ = cifar_dir
+  vd.load("vj_cifar10", "test", data_dir=tmp_path, manual_dir=d)
+  out = capsys.readouterr().out
+  assert f"building vj_cifar10 from {d}" in out
+  assert "built vj_cifar10 (test: 12, train: 60 examples)" in out
+  assert "Downloading" not in out and "download" not in out.lower()
+  vd.load("vj_cifar10", "test", data_dir=tmp_path, manual_dir=d)  # built: silent
+  assert capsys.readouterr().out == ""

@@ -67,11 +67,11 @@ def test_lfw_and_market_settings(tmp_path):
     },
   )
   results = train.run(cfg, str(tmp_path / "run"), progress=False)
-  lfw_eval = results["lfw"]["methods"]["ir_am_softmax"]["eval"]
+  lfw_eval = results["lfw"]["ir_am_softmax"]["eval"]
   assert 0.0 <= lfw_eval["lfw_accuracy"] <= 1.0 and "tar_at_far_0.01" in lfw_eval
-  assert len(results["lfw"]["class_counts"]) == 4  # 4 training identities
-  mk = results["market"]["methods"]["ir_am_softmax"]["eval"]
+  assert len(results["lfw"]["ir_am_softmax"]["class_counts"]) == 4  # 4 training identities
+  mk = results["market"]["ir_am_softmax"]["eval"]
   # Two queries; each has exactly one cross-camera true match in the 4 non-junk gallery images
   # (the same-camera 0005_c2 is excluded), so rank-5 covers the whole filtered gallery.
   assert mk["rank5"] == 1.0 and 0.0 < mk["mAP"] <= 1.0
-  assert results["market"]["class_counts"] == [2, 2]
+  assert results["market"]["ir_am_softmax"]["class_counts"] == [2, 2]

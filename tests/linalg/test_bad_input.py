@@ -102,3 +102,87 @@ def test_bad_iteration_and_init_arguments():
     L.truncated_power_method(a, 13)
   with pytest.raises(ValueError, match=r"k must be an int in \[1, p1\*p2 = 12\], got 0"):
     L.top_k_eigenmatrices(a, (3, 4), 1, 0)
+
+
+def test_negative_definite_warns_and_returns_signed_largest_magnitude():
+  # A = -S with S SPD: every eigenvalue negative. The power iteration converges to the one of
+  # largest magnitude, -lambda_max(S), which is the *minimum* of x^T A x, not its maximum.
+  s = _spd(12, seed=3)
+  a = -s
+  lam = np.linalg.eigvalsh(a.astype(np.float64))
+  with pytest.warns(L.IndefiniteWarning, match=r"eigenvalue found is negative \(lambda = -"):
+    res = L.matricized_power_method(a, (3, 4), 3, max_iters=2000, tol=1e-6)
+  assert bool(res.converged)
+  np.testing.assert_allclose(float(res.eigenvalue), lam[0], rtol=1e-4)  # most negative
+  assert float(res.eigenvalue) < lam[-1]  # not the argmax of x^T A x
+  with pytest.warns(L.IndefiniteWarning, match="power_method"):
+    pm = L.power_method(a, max_iters=2000, tol=1e-6)
+  np.testing.assert_allclose(float(pm.eigenvalue), lam[0], rtol=1e-4)
+  # The documented fix: shift by c >= |lambda| to get the largest algebraic eigenvalue.
+  c = float(-res.eigenvalue)
+  shifted = L.matricized_power_method(
+    a + c * np.eye(12, dtype=np.float32), (3, 4), 3, max_iters=20000, tol=1e-5
+  )
+  np.testing.assert_allclose(float(shifted.eigenvalue) - c, lam[-1], rtol=1e-3, atol=1e-3)
+
+
+def test_psd_and_indefinite_with_positive_dominant_do_not_warn():
+  import warnings
+
+  q = np.linalg.qr(np.random.default_rng(2).normal(size=(12, 12)))[0]
+  lam = np.linspace(-1.0, 3.0, 12)  # indefinite, dominant eigenvalue positive
+  a = ((q * lam[None, :]) @ q.T).astype(np.float32)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", L.IndefiniteWarning)
+    res = L.matricized_power_method(a, (3, 4), 3, max_iters=3000, tol=1e-6)
+  np.testing.assert_allclose(float(res.eigenvalue), 3.0, rtol=1e-3)
+
+
+def test_negative_warning_follows_warn_flag():
+  import warnings
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    L.matricized_power_method(-_spd(12), (3, 4), 3, max_iters=2000, warn=False)
+
+
+@pytest.mark.parametrize("rank", [4, 0, 2.0])
+def test_kronecker_init_rank_out_of_range(rank):
+  op = L.dense_operator(_spd(12))
+  with pytest.raises(
+    ValueError,
+    match=r"kronecker_init: rank must be an int with 1 <= rank <= "
+    r"min\(p1, p2\) = 3 for shape \(3, 4\), got " + repr(rank).replace(".", r"\."),
+  ):
+    L.kronecker_init(op, (3, 4), rank)
+
+
+def test_kronecker_init_shape_and_operator():
+  with pytest.raises(
+    ValueError,
+    match=r"kronecker_init: op has dimension 12 but shape implies "
+    r"p1\*p2 = 16",
+  ):
+    L.kronecker_init(_spd(12), (4, 4), 1)
+  with pytest.raises(ValueError, match="kronecker_init: shape must be a pair"):
+    L.kronecker_init(_spd(12), (12,), 1)
+  with pytest.raises(ValueError, match="needs the operator's partial traces"):
+    L.kronecker_init(lambda v: v, (3, 4), 1)
+  x0 = L.kronecker_init(_spd(12), (3, 4), 2)  # a plain matrix is accepted too
+  assert x0.shape == (12,) and abs(float(jnp.linalg.norm(x0)) - 1) < 1e-5
+
+
+def test_deflated_operator_basis_dimension():
+  a = _spd(12)
+  for op in (L.dense_operator(a), L.covariance_operator(np.ones((5, 12), np.float32))):
+    with pytest.raises(
+      ValueError,
+      match=r"basis has shape \(2, 10\) \(p = 10\) but the operator "
+      r"has dimension p = 12",
+    ):
+      L.deflated_operator(op, np.zeros((2, 10), np.float32))
+  aj = jnp.asarray(a)
+  with pytest.raises(ValueError, match=r"basis .*\(10,\)"):
+    L.deflated_operator(lambda v: aj @ v, np.zeros((2, 10), np.float32))
+  with pytest.raises(ValueError, match=r"basis must be \[k, p\] rows, got shape \(1, 2, 12\)"):
+    L.deflated_operator(L.dense_operator(a), np.zeros((1, 2, 12), np.float32))

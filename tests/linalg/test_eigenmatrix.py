@@ -139,11 +139,20 @@ def test_vmap_restarts_equal_sequential():
   lams = np.array([float(s.eigenvalue) for s in seq])
   np.testing.assert_allclose(np.asarray(batched.restart_eigenvalues), lams, rtol=1e-5)
   conv = np.array([bool(s.converged) for s in seq])
-  best = int(np.argmax(np.where(conv, lams, -np.inf))) if conv.any() else int(np.argmax(lams))
-  np.testing.assert_allclose(
-    np.asarray(batched.eigenmatrix), np.asarray(seq[best].eigenmatrix), atol=1e-5
-  )
-  assert int(batched.num_iters) == int(seq[best].num_iters)
+  score = np.where(conv, lams, -np.inf) if conv.any() else lams
+  # Restarts that reach the top eigenvalue tie within float32 rounding (here two of four), and
+  # which of them wins the argmax depends on the CPU's SIMD rounding: any of them is correct.
+  tol = 1e-5 * abs(score.max())
+  ties = [i for i in range(len(seq)) if score[i] >= score.max() - tol]
+  assert len(ties) < len(seq), "the test needs a restart that converges elsewhere"
+  np.testing.assert_allclose(float(batched.eigenvalue), score.max(), rtol=1e-5)
+  m = np.asarray(batched.eigenmatrix)
+  # The batched result is one tied restart's result: its eigenmatrix (up to sign) and its
+  # iteration count (+-1: the stopping test delta <= tol is itself rounding-dependent).
+  assert any(
+    _dist(m, seq[i].eigenmatrix) < 1e-5 and abs(int(batched.num_iters) - int(seq[i].num_iters)) <= 1
+    for i in ties
+  ), (int(batched.num_iters), [(float(seq[i].eigenvalue), int(seq[i].num_iters)) for i in ties])
 
 
 def test_full_rank_equals_eigh():

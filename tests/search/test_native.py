@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.search.compare import assert_same_topk
 from vision_jax.search import index as ix
 from vision_jax.search import native
 from vision_jax.search import quantization as qz
@@ -56,20 +57,6 @@ def _float_adc(index, q, ids):
   return np.where(ids >= 0, s, -np.inf)
 
 
-def _assert_same_results(a, b, tol=1e-5):
-  """ids equal wherever the score is not within tol of a neighbour's (near-ties may swap)."""
-  (ia, sa), (ib, sb) = (np.asarray(a[0]), np.asarray(a[1])), (np.asarray(b[0]), np.asarray(b[1]))
-  fin = np.isfinite(sa)
-  np.testing.assert_array_equal(fin, np.isfinite(sb))
-  np.testing.assert_allclose(sa[fin], sb[fin], rtol=tol, atol=tol)
-  gap = np.full(sa.shape, np.inf)
-  d = np.abs(np.diff(np.where(fin, sa, -1e30), axis=1))
-  gap[:, 1:] = np.minimum(gap[:, 1:], d)
-  gap[:, :-1] = np.minimum(gap[:, :-1], d)
-  sure = gap > tol
-  np.testing.assert_array_equal(ia[sure], ib[sure])
-
-
 def test_csr_layout_and_lut16_packing_round_trip():
   index, _ = _index()
   perm, offsets, sc = native.csr_layout(np.asarray(index.members), np.asarray(index.codes))
@@ -92,7 +79,7 @@ def test_native_float_equals_xla(kernels, leaves, k, reorder):
   kw = dict(leaves_to_search=leaves, reorder=reorder)
   ref = index.search(q, k, backend="xla", **kw)
   got = index.search(q, k, backend="native", native_lut="float32", **kw)
-  _assert_same_results(ref, got)
+  assert_same_topk(ref, got)
   if not reorder:  # ADC scores are the decoded inner products
     np.testing.assert_allclose(got[1], _float_adc(index, q, got[0]), rtol=1e-5, atol=1e-5)
 
@@ -110,7 +97,7 @@ def test_native_uint8_within_quantization_bound(kernels):
   assert np.all(exact[:, -1] >= np.asarray(ref)[:, -1] - 2 * bound[:, 0])
   # With exhaustive reorder the results are exact, equal to the XLA path.
   kw = dict(leaves_to_search=8, reorder=600)
-  _assert_same_results(
+  assert_same_topk(
     index.search(q, 10, backend="xla", **kw),
     index.search(q, 10, backend="native", native_lut="uint8", **kw),
   )
@@ -160,9 +147,9 @@ def test_native_kernel_under_jit_and_batch_size_one(kernels):
   ids, s = f(jnp.asarray(q[:1]))
   assert ids.shape == (1, 6) and s.shape == (1, 6)
   ref = index.search(q[:1], 6, leaves_to_search=4, backend="xla")
-  _assert_same_results(ref, (ids, s))
+  assert_same_topk(ref, (ids, s))
   one = index.search(q, 6, leaves_to_search=4, backend="native", batch_size=1)
-  _assert_same_results(index.search(q, 6, leaves_to_search=4, backend="xla"), one)
+  assert_same_topk(index.search(q, 6, leaves_to_search=4, backend="xla"), one)
 
 
 def test_missing_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
@@ -173,7 +160,7 @@ def test_missing_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
   with pytest.warns(RuntimeWarning, match="no-such-compiler-xyz"):
     got = index.search(q, 5, leaves_to_search=3, backend="native")
   assert "not found" in native.unavailable_reason()
-  _assert_same_results(index.search(q, 5, leaves_to_search=3, backend="xla"), got)
+  assert_same_topk(index.search(q, 5, leaves_to_search=3, backend="xla"), got)
   monkeypatch.setattr(native, "_state", {})
   monkeypatch.setenv("VISION_JAX_NATIVE", "0")
   assert not native.available()
@@ -200,5 +187,5 @@ def test_native_rerank_equals_xla_rerank(kernels, simd):
   args = (jnp.asarray(q), index.database, jnp.asarray(ids))
   ref = ix._rerank(*args, 5)
   got = jax.jit(native.rerank, static_argnames=("k", "simd"))(*args, k=5, simd=simd)
-  _assert_same_results(ref, got)
+  assert_same_topk(ref, got)
   assert np.all(np.asarray(got[0])[0] == -1) and np.all(np.asarray(got[1])[1, 3:] == -np.inf)

@@ -65,6 +65,12 @@ from vision_jax.data.reid import (
   parse_reid_name,
 )
 from vision_jax.data.sources import default_data_dir, fashion_mnist, load
+from vision_jax.data.wider_face import (
+  VjWiderFace,
+  WiderFaceImage,
+  read_wider_face_annotations,
+  sanitize_boxes,
+)
 
 __all__ = [
   "array_hashing_sources",
@@ -121,4 +127,8 @@ __all__ = [
   "VjLfw",
   "VjMarket1501",
   "write_idx",
+  "VjWiderFace",
+  "WiderFaceImage",
+  "read_wider_face_annotations",
+  "sanitize_boxes",
 ]

@@ -63,11 +63,14 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   Subclasses set ``REQUIRED_FILES`` (paths relative to the manual dir), ``DEFAULT_MANUAL_DIR``
   and ``INSTALL_HINT`` (how to get the files), and use ``self.manual_path(dl_manager)``.
+  ``NESTED_DIRS`` names the folder(s) the official archive unpacks to (``cifar-10-batches-py``):
+  a manual dir that holds one of them instead of the files themselves is accepted too.
   """
 
   DEFAULT_MANUAL_DIR: str | None = None
   REQUIRED_FILES: Sequence[str] = ()
   INSTALL_HINT: str = ""
+  NESTED_DIRS: Sequence[str] = ()
 
   @classmethod
   def resolve_manual_dir(cls, dl_manager=None) -> str:
@@ -101,8 +104,18 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         f"that holds {', '.join(cls.REQUIRED_FILES)}."
       )
 
+  @classmethod
+  def locate(cls, manual_dir: str) -> str:
+    """``manual_dir`` itself, or its ``NESTED_DIRS`` child that holds the required files."""
+    have = lambda d: all(os.path.exists(os.path.join(d, f)) for f in cls.REQUIRED_FILES)
+    if not have(manual_dir):
+      for sub in cls.NESTED_DIRS:
+        if have(os.path.join(manual_dir, sub)):
+          return os.path.join(manual_dir, sub)
+    return manual_dir
+
   def manual_path(self, dl_manager) -> str:
-    manual_dir = self.resolve_manual_dir(dl_manager)
+    manual_dir = self.locate(self.resolve_manual_dir(dl_manager))
     self.check_files(manual_dir)
     return manual_dir
 
@@ -160,11 +173,25 @@ class VjFashionMnist(ManualDirBuilder):
 
   def _generate_examples(self, manual_dir: str, prefix: str) -> Iterator[tuple[int, dict]]:
     images = read_idx(os.path.join(manual_dir, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(manual_dir, f"{prefix}-labels-idx1-ubyte.gz"))
+    labels_path = os.path.join(manual_dir, f"{prefix}-labels-idx1-ubyte.gz")
+    labels = read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
       raise ValueError(
         f"vj_fashion_mnist: {manual_dir}/{prefix}-*: expected images [n, 28, 28] and labels [n], "
         f"got {images.shape} and {labels.shape}."
+      )
+    if images.dtype != np.uint8:
+      raise ValueError(
+        f"vj_fashion_mnist: {manual_dir}/{prefix}-images: dtype {images.dtype}, "
+        "expected uint8 (IDX type 0x08)."
+      )
+    num_classes = len(FASHION_MNIST_CLASSES)
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+      i = int(np.flatnonzero(bad)[0])
+      raise ValueError(
+        f"vj_fashion_mnist: {labels_path}: label[{i}]={int(labels[i])} is outside [0, "
+        f"{num_classes}) ({int(bad.sum())} bad labels); not a Fashion-MNIST label file."
       )
     for i in range(images.shape[0]):
       yield i, {"image": images[i][:, :, None], "label": int(labels[i])}

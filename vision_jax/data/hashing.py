@@ -52,6 +52,9 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
 class VjCifar10(ManualDirBuilder):
   """CIFAR-10 from ``cifar-10-batches-py`` (``data_batch_1..5``, ``test_batch``).
 
+  The manual dir is the folder the official tarball unpacks into (holding
+  ``cifar-10-batches-py/``) or ``cifar-10-batches-py`` itself.
+
   Splits ``train`` (50,000, batches 1..5 in order) and ``test`` (10,000); element
   ``{"image": uint8 [32, 32, 3], "label": int64}``; ``source[i]`` is row ``i`` in file order.
   For hashing, see ``cifar10_hashing_sources``.
@@ -60,9 +63,10 @@ class VjCifar10(ManualDirBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Python pickle batches, raw uint8 tensors, array_record."}
   REQUIRED_FILES = CIFAR10_FILES
+  NESTED_DIRS = ("cifar-10-batches-py",)
   INSTALL_HINT = (
     "Download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract, "
-    "and pass manual_dir=.../cifar-10-batches-py."
+    "and pass manual_dir=<the folder holding cifar-10-batches-py/> (or cifar-10-batches-py itself)."
   )
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTALL_HINT
 

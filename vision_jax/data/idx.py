@@ -7,6 +7,7 @@ IDX layout (big-endian): two zero bytes, a type code (0x08 = uint8), the number 
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -38,10 +39,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
   Raises:
     FileNotFoundError: if ``path`` does not exist.
-    ValueError: if the header is malformed or the payload size disagrees with it.
+    ValueError: if the header is malformed, the payload size disagrees with it, or a ``.gz``
+      file is truncated / not gzip (the message names the path).
   """
-  with _open(path, "rb") as f:
-    data = f.read()
+  try:
+    with _open(path, "rb") as f:
+      data = f.read()
+  except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+    raise ValueError(
+      f"{path}: cannot decompress ({type(e).__name__}: {e}); the .gz file is truncated or "
+      "corrupt, re-download it."
+    ) from e
   if len(data) < 4 or data[0] != 0 or data[1] != 0:
     raise ValueError(
       f"{path}: not an IDX file (magic bytes {data[:4]!r}; expected 00 00 <type> <ndim>)."

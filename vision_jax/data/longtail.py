@@ -16,6 +16,9 @@ def long_tailed_counts(n_max: int, num_classes: int, imbalance_ratio: float) -> 
   Returns:
     int64 ``[C]``, non-increasing, ``n_0 = n_max``, ``n_{C-1} = floor(n_max / rho)``.
 
+  Raises:
+    ValueError: ``num_classes < 2``, ``n_max`` not an int >= 1, ``rho`` < 1 or NaN.
+
   References:
     Cao, Wei, Gaidon, Arechiga, Ma. "Learning Imbalanced Datasets with Label-Distribution-Aware
     Margin Loss." NeurIPS 2019, arXiv:1906.07413 (CIFAR-10-LT profile; ``int()`` truncation as
@@ -23,6 +26,8 @@ def long_tailed_counts(n_max: int, num_classes: int, imbalance_ratio: float) -> 
   """
   if num_classes < 2:
     raise ValueError(f"num_classes={num_classes} must be >= 2 for a long-tailed profile.")
+  if isinstance(n_max, bool) or not isinstance(n_max, int | np.integer) or n_max < 1:
+    raise ValueError(f"n_max={n_max!r} must be an int >= 1 (size of the head class).")
   if not imbalance_ratio >= 1:
     raise ValueError(f"imbalance_ratio={imbalance_ratio} must be >= 1 (n_head / n_tail).")
   c = np.arange(num_classes, dtype=np.float64)
@@ -53,15 +58,33 @@ def long_tailed_indices(
     int64 ``[sum_c n_c]`` indices into ``labels``, sorted ascending.
 
   Raises:
-    ValueError: empty/negative labels, or a class smaller than its quota.
+    TypeError: non-integer labels (e.g. float class ids).
+    ValueError: empty/negative labels, ``imbalance_ratio < 1``, or a class smaller than its
+      quota.
   """
   labels = np.asarray(labels)
-  if labels.ndim != 1 or labels.size == 0 or labels.min() < 0:
+  if labels.ndim != 1 or labels.size == 0:
     raise ValueError(
       f"labels must be a non-empty 1-D array of ints >= 0, got shape {labels.shape}."
     )
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise TypeError(
+      f"labels must be integer class ids, got dtype {labels.dtype} (e.g. {labels[:3].tolist()}); "
+      "cast with labels.astype(np.int64) if they are whole numbers."
+    )
+  if labels.min() < 0:
+    i = int(np.argmin(labels))
+    raise ValueError(f"labels must be >= 0; found labels[{i}]={int(labels[i])}.")
+  if not imbalance_ratio >= 1:
+    raise ValueError(f"imbalance_ratio={imbalance_ratio} must be >= 1 (n_head / n_tail).")
   num_classes = int(labels.max()) + 1
   available = np.bincount(labels, minlength=num_classes)
+  if available.min() == 0:
+    c = int(np.argmin(available))
+    raise ValueError(
+      f"labels: class {c} has no examples (C = max(labels) + 1 = {num_classes}); remap the "
+      "class ids to 0..C-1 without gaps."
+    )
   if n_max is None:
     n_max = int(available.min())
   counts = long_tailed_counts(n_max, num_classes, imbalance_ratio)
@@ -99,12 +122,24 @@ def head_medium_tail_split(
     ``{"head": int64 [.], "medium": int64 [.], "tail": int64 [.]}`` sorted class ids that
     partition ``range(C)``.
 
+  Raises:
+    TypeError: non-numeric counts. ValueError: empty, negative or non-finite counts, unknown
+      ``rule``.
+
   Choice: ``"thirds"`` is the default because with 10 classes the OLTR thresholds put every
     class of CIFAR-10-LT / Fashion-MNIST-LT (rho <= 100) into one or two groups.
   """
   counts = np.asarray(class_counts)
   if counts.ndim != 1 or counts.size == 0:
     raise ValueError(f"class_counts must be a non-empty 1-D array, got shape {counts.shape}.")
+  if not np.issubdtype(counts.dtype, np.number) or np.issubdtype(counts.dtype, np.complexfloating):
+    raise TypeError(f"class_counts must be numeric counts, got dtype {counts.dtype}.")
+  ok = np.isfinite(counts) & (counts >= 0)
+  if not ok.all():
+    i = int(np.flatnonzero(~ok)[0])
+    raise ValueError(
+      f"class_counts must be finite counts >= 0; found class_counts[{i}]={counts[i].item()!r}."
+    )
   c = counts.size
   if rule == "thirds":
     order = np.lexsort((np.arange(c), -counts))  # primary: count desc; ties: class id asc

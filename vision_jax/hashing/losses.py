@@ -7,6 +7,13 @@ are ``sign(h)``.
 
 Labels are int class ids ``[B]`` or multi-hot ``[B, C]``; two images are similar
 (:math:`s_{ij} = 1`) when they share at least one label.
+
+Bad input: shapes and hyperparameter ranges are checked always; values (non-finite codes, codes
+outside ``[-1, 1]`` for the centre losses, class ids outside ``[0, C)``) eagerly, raising
+``ValueError`` naming the argument and the first bad row. Under ``jit`` (no host sync) those
+rows come out NaN instead — :func:`label_centers` gives a NaN centre for an out-of-range id and
+:func:`csq_loss` / :func:`dmuh_loss` a NaN loss for a row with ``|h| > 1`` — so the train
+loop's non-finite guard stops; rows masked by ``where`` are exempt.
 """
 
 from __future__ import annotations
@@ -17,6 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+
+from vision_jax.losses._validate import (
+  check_finite_rows,
+  check_label_range,
+  check_scalar,
+  is_concrete,
+  poison_bad_labels,
+  safe_labels,
+)
 
 _LOG_CLAMP = -100.0  # PyTorch BCELoss clamps log terms at -100; keeps saturated tanh finite.
 
@@ -52,11 +68,47 @@ def pairwise_similarity(
 # ----------------------------------------------------------------------------- DPSH
 
 
-def _check_codes(h, name="h") -> jax.Array:
-  h = jnp.asarray(h)
-  if h.ndim != 2:
-    raise ValueError(f"{name} must be [batch, bits], got shape {h.shape}.")
-  return h.astype(jnp.float32)
+def _check_codes(h, name="h", *, where=None) -> jax.Array:
+  """``h [B, L]`` as float32; eagerly rejects non-finite rows (not those masked by ``where``)."""
+  h_arr = jnp.asarray(h)
+  if h_arr.ndim != 2:
+    raise ValueError(f"{name} must be [batch, bits], got shape {h_arr.shape}.")
+  if where is not None and jnp.shape(where) != h_arr.shape[:1]:
+    raise ValueError(f"where must have shape [batch]={h_arr.shape[:1]}, got {jnp.shape(where)}.")
+  check_finite_rows(name, h, where=where, fix="Check the hash layer output / learning rate.")
+  return h_arr.astype(jnp.float32)
+
+
+def _check_labels(labels, batch: int, name: str = "labels", codes: str = "h") -> None:
+  shape = jnp.shape(labels)
+  if len(shape) not in (1, 2) or shape[0] != batch:
+    raise ValueError(
+      f"{name} must be int ids [{batch}] or multi-hot [{batch}, C] (one per row of {codes}); "
+      f"got shape {shape}."
+    )
+
+
+def _outside_unit(h: jax.Array) -> jax.Array:
+  """``[B]`` bool: some code of the row lies outside ``[-1, 1]`` (the relaxed-code range)."""
+  return jnp.any(jnp.abs(h) > 1.0, axis=1)
+
+
+def _check_unit_range(name: str, h, where=None) -> None:
+  """Eager: relaxed codes of the centre losses must lie in [-1, 1] (``tanh`` outputs)."""
+  if not is_concrete(h) or (where is not None and not is_concrete(where)):
+    return
+  with jax.ensure_compile_time_eval():
+    bad = np.asarray(_outside_unit(jnp.asarray(h, jnp.float32)))
+  if where is not None:
+    bad = bad & np.asarray(where).astype(bool)
+  if bad.any():
+    i = int(np.flatnonzero(bad)[0])
+    row = np.asarray(h)[i]
+    j = int(np.flatnonzero(np.abs(row) > 1)[0])
+    raise ValueError(
+      f"{name} must hold relaxed codes in [-1, 1] (tanh of the hash layer); found "
+      f"{name}[{i}, {j}]={float(row[j])!r} ({int(bad.sum())} bad rows). Apply tanh first."
+    )
 
 
 def dpsh_loss(
@@ -97,13 +149,17 @@ def dpsh_loss(
     float32 ``[B]``.
 
   Raises:
-    ValueError: bad shapes, ``bank_h`` without ``bank_labels``.
+    ValueError: bad shapes (``labels`` / ``bank_labels`` of another batch size than ``h`` /
+      ``bank_h``), ``bank_h`` without ``bank_labels``, ``quantization_weight < 0``, and (eager
+      inputs) NaN/Inf in ``h`` or ``bank_h``; under ``jit`` such rows give NaN.
 
   References:
     Li, Wang, Kang. "Feature Learning based Deep Supervised Hashing with Pairwise Labels."
     IJCAI 2016, arXiv:1511.03855.
   """
-  h = _check_codes(h)
+  h = _check_codes(h, where=where)
+  _check_labels(labels, h.shape[0])
+  check_scalar("quantization_weight", quantization_weight, low=0.0, fix="DPSH uses eta = 0.1.")
   valid = jnp.ones(h.shape[0], bool) if where is None else jnp.asarray(where, bool)
   if bank_h is None:
     partners, sim = h, pairwise_similarity(labels, labels)
@@ -114,6 +170,7 @@ def dpsh_loss(
     partners = jax.lax.stop_gradient(_check_codes(bank_h, "bank_h"))
     if partners.shape[1] != h.shape[1]:
       raise ValueError(f"bank_h has {partners.shape[1]} bits, h has {h.shape[1]}.")
+    _check_labels(bank_labels, partners.shape[0], "bank_labels", "bank_h")
     sim = pairwise_similarity(labels, bank_labels)
     mask = jnp.broadcast_to(valid[:, None], sim.shape)
   theta = 0.5 * (h @ partners.T)
@@ -159,7 +216,9 @@ def hashnet_loss(
     Cao, Long, Wang, Yu. "HashNet: Deep Learning to Hash by Continuation." ICCV 2017,
     arXiv:1702.00758.
   """
-  h = _check_codes(h)
+  h = _check_codes(h, where=where)
+  _check_labels(labels, h.shape[0])
+  check_scalar("alpha", alpha, low=0.0, low_inclusive=False, fix="HashNet uses alpha = 0.1.")
   valid = jnp.ones(h.shape[0], bool) if where is None else jnp.asarray(where, bool)
   pair = valid[:, None] & valid[None, :]
   sim = pairwise_similarity(labels, labels)
@@ -304,13 +363,30 @@ def label_centers(
     float32 ``[B, L]``.
 
   Raises:
-    ValueError: multi-hot labels without ``tie_breaker``, class-count mismatch.
+    ValueError: multi-hot labels without ``tie_breaker``, class-count mismatch, and (eager
+      labels) an id outside ``[0, C)``. Under ``jit`` such a row's centre is NaN (so the loss
+      is NaN and the train loop's guard stops).
+    TypeError: non-integer ids.
   """
+  raw = labels
   labels, centers = jnp.asarray(labels), jnp.asarray(centers, jnp.float32)
+  if centers.ndim != 2:
+    raise ValueError(f"centers must be [num_classes, bits], got shape {centers.shape}.")
+  num_classes = centers.shape[0]
   if labels.ndim == 1:
-    return centers[labels]
-  if labels.shape[1] != centers.shape[0]:
-    raise ValueError(f"labels have {labels.shape[1]} classes, centers {centers.shape[0]}.")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+      raise TypeError(f"labels must be integer class ids, got dtype {labels.dtype}.")
+    check_label_range(raw, num_classes, fix="centers needs one hash centre per class.")
+    safe, ok = safe_labels(labels, num_classes)
+    # Under jit: a NaN centre for an out-of-range id (a plain gather clamps to the last centre).
+    return poison_bad_labels(centers[safe], ok)
+  if labels.ndim != 2:
+    raise ValueError(f"labels must be int ids [B] or multi-hot [B, C], got shape {labels.shape}.")
+  if labels.shape[1] != num_classes:
+    raise ValueError(
+      f"labels have {labels.shape[1]} classes (multi-hot [B, C]) but centers has {num_classes} "
+      "rows; build one centre per class."
+    )
   if tie_breaker is None:
     raise ValueError("multi-hot labels need tie_breaker: a fixed [bits] ±1 vector.")
   s = labels.astype(jnp.float32) @ centers
@@ -351,25 +427,33 @@ def csq_loss(
   clamped at -100 like PyTorch's ``BCELoss`` so saturated ``tanh`` stays finite.
 
   Args:
-    h: relaxed codes in (-1, 1), ``[B, L]``.
+    h: relaxed codes in [-1, 1], ``[B, L]``.
     targets: hash centres ``[B, L]`` (see :func:`label_centers`).
-    quantization_weight: λ.
+    quantization_weight: λ >= 0.
     where: optional bool ``[B]``; False rows give 0.
 
   Returns:
     float32 ``[B]``.
 
+  Raises:
+    ValueError: shape mismatch, λ < 0, and (eager ``h``) NaN/Inf or a code outside [-1, 1]
+      (the BCE is only a loss there; outside it goes negative). Under ``jit`` such rows give NaN.
+
   References:
     Yuan et al. "Central Similarity Quantization for Efficient Image and Video Retrieval."
     CVPR 2020, arXiv:1908.00347.
   """
-  h = _check_codes(h)
+  h_in = h
+  h = _check_codes(h, where=where)
+  _check_unit_range("h", h_in, where)
+  check_scalar("quantization_weight", quantization_weight, low=0.0, fix="CSQ uses 1e-4.")
   c = jnp.asarray(targets, jnp.float32)
   if c.shape != h.shape:
     raise ValueError(f"targets shape {c.shape} must equal h shape {h.shape}.")
   loss = jnp.mean(_bce_to_center(h, c), axis=1) + quantization_weight * jnp.mean(
     jnp.square(jnp.abs(h) - 1.0), axis=1
   )
+  loss = poison_bad_labels(loss, ~_outside_unit(h))  # |h| > 1: NaN, not a negative loss
   return loss if where is None else jnp.where(jnp.asarray(where, bool), loss, 0.0)
 
 
@@ -389,10 +473,27 @@ def ema_update(ema_params, params, *, momentum: float):
     The new EMA pytree (same dtypes as ``ema_params``). No gradient flows into it.
 
   Raises:
-    ValueError: ``momentum`` outside [0, 1] (checked when it is a Python number).
+    ValueError: ``momentum`` outside [0, 1] (checked when it is a Python number), or trees of
+      different structure / leaf shapes (the message shows both).
   """
   if isinstance(momentum, int | float) and not 0.0 <= momentum <= 1.0:
     raise ValueError(f"momentum must be in [0, 1], got {momentum}.")
+  s_ema, s_params = jax.tree.structure(ema_params), jax.tree.structure(params)
+  if s_ema != s_params:
+    raise ValueError(
+      f"ema_params and params must have the same tree structure; got ema_params {s_ema} and "
+      f"params {s_params}. Initialise the EMA as a copy of params."
+    )
+  for path, e, p in zip(
+    jax.tree_util.tree_leaves_with_path(ema_params),
+    jax.tree.leaves(ema_params),
+    jax.tree.leaves(params),
+  ):
+    if jnp.shape(e) != jnp.shape(p):
+      raise ValueError(
+        f"ema_params{jax.tree_util.keystr(path[0])} has shape {jnp.shape(e)} but params has "
+        f"{jnp.shape(p)}."
+      )
   return jax.tree.map(
     lambda e, p: jax.lax.stop_gradient(
       (momentum * e.astype(jnp.float32) + (1.0 - momentum) * p.astype(jnp.float32)).astype(e.dtype)
@@ -505,15 +606,22 @@ def dmuh_loss(
     float32 ``[B]``.
 
   Raises:
-    ValueError: unknown ``base`` or missing ``targets`` / ``labels``.
+    ValueError: unknown ``base`` or missing ``targets`` / ``labels``, a negative ``bit_weight``
+      / ``image_weight`` / ``quantization_weight``, and the input checks of
+      :func:`csq_loss` (centre base) or :func:`dpsh_loss` (pairwise base).
 
   References:
     Fu, Wang, Wu, Zhang, He. "Deep Momentum Uncertainty Hashing." Pattern Recognition 2022,
     arXiv:2009.08012.
   """
-  h = _check_codes(h)
+  h_in = h
+  h = _check_codes(h, where=where)
   if np.shape(h_ema) != h.shape:
     raise ValueError(f"h_ema shape {np.shape(h_ema)} must equal h shape {h.shape}.")
+  check_finite_rows("h_ema", h_ema, where=where, fix="Check the momentum network.")
+  check_scalar("bit_weight", bit_weight, low=0.0, fix="beta >= 0 (1.0 by default).")
+  check_scalar("image_weight", image_weight, low=0.0, fix="gamma >= 0 (1.0 by default).")
+  check_scalar("quantization_weight", quantization_weight, low=0.0)
   u = bit_uncertainty(h, h_ema, discrepancy=discrepancy)
   a = 1.0 + bit_weight * u
   b = 1.0 + image_weight * image_uncertainty(u)
@@ -524,9 +632,10 @@ def dmuh_loss(
     c = jnp.asarray(targets, jnp.float32)
     if c.shape != h.shape:
       raise ValueError(f"targets shape {c.shape} must equal h shape {h.shape}.")
+    _check_unit_range("h", h_in, where)
     lam = 1e-4 if quantization_weight is None else quantization_weight
     per_bit = _bce_to_center(h, c) + lam * jnp.square(jnp.abs(h) - 1.0)
-    loss = b * jnp.mean(a * per_bit, axis=1)
+    loss = poison_bad_labels(b * jnp.mean(a * per_bit, axis=1), ~_outside_unit(h))
   elif base == "pairwise":
     if labels is None:
       raise ValueError("base='pairwise' needs labels: int ids [B] or multi-hot [B, C].")

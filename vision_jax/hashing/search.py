@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from vision_jax.losses._validate import check_finite_rows
+
 SUPPORTED_WORD_BITS = (8, 32)
 _DTYPES = {8: jnp.uint8, 32: jnp.uint32}
 
@@ -38,7 +40,8 @@ def pack_codes(codes: jax.typing.ArrayLike, *, word_bits: int = 32) -> jax.Array
     ``[N, L // word_bits]`` uint8 or uint32 words.
 
   Raises:
-    ValueError: ``codes`` not 2-D, or ``L`` not a positive multiple of ``word_bits``.
+    ValueError: ``codes`` not 2-D, ``L`` not a positive multiple of ``word_bits``, or (eager
+      ``codes``) NaN/Inf entries, which have no bit (under ``jit`` NaN packs as bit 0).
   """
   w = _check_word_bits(word_bits)
   shape = np.shape(codes)
@@ -51,6 +54,9 @@ def pack_codes(codes: jax.typing.ArrayLike, *, word_bits: int = 32) -> jax.Array
       f"code length {bits} is not a positive multiple of word_bits={w}; pad the hash layer to a "
       f"multiple of {w} bits.{hint}"
     )
+  check_finite_rows(
+    "codes", codes, fix="NaN would pack as bit 0; check the network output before binarising."
+  )
   return _pack(jnp.asarray(codes), w)
 
 

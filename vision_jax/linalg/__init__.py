@@ -6,7 +6,7 @@ Public API:
   covariance_operator, dense_operator, deflated_operator — matrix-free / explicit operators.
 """
 
-from vision_jax.linalg._power import ConvergenceWarning
+from vision_jax.linalg._power import ConvergenceWarning, IndefiniteWarning
 from vision_jax.linalg.baselines import (
   EigenvectorResult,
   eigh_top,
@@ -26,6 +26,7 @@ __all__ = [
   "ConvergenceWarning",
   "EigenmatrixResult",
   "EigenvectorResult",
+  "IndefiniteWarning",
   "covariance_operator",
   "deflated_operator",
   "dense_operator",

@@ -28,6 +28,11 @@ class ConvergenceWarning(UserWarning):
   """A power-type solver stopped at ``max_iters`` before meeting its tolerance."""
 
 
+class IndefiniteWarning(UserWarning):
+  """A power-type solver returned a negative eigenvalue: the operator is not PSD, and the
+  power iteration finds the eigenvalue of largest magnitude, not the maximum of ``x^T A x``."""
+
+
 class LoopOut(NamedTuple):
   vector: jax.Array  # [p] unit
   eigenvalue: jax.Array  # [] Rayleigh quotient of ``vector``
@@ -103,13 +108,27 @@ def is_concrete(x) -> bool:
 
 
 def check_result(out: LoopOut, *, solver: str, max_iters: int, tol: float, warn: bool) -> None:
-  """Raises on non-finite output; warns (never silently) when the loop hit ``max_iters``."""
+  """Raises on non-finite output; warns (never silently) when the loop hit ``max_iters`` and
+  when the eigenvalue found is negative (:class:`IndefiniteWarning`)."""
   if not is_concrete(out.eigenvalue):
     return
   if not bool(jnp.isfinite(out.eigenvalue)) or not bool(jnp.all(jnp.isfinite(out.vector))):
     raise ValueError(
       f"{solver}: the operator produced NaN/inf (eigenvalue estimate {float(out.eigenvalue)}); "
       "check the operator / data for non-finite values or overflow"
+    )
+  lam = float(out.eigenvalue)
+  if warn and lam < 0:
+    # Free check (the Rayleigh quotient is already computed): a negative value means A has an
+    # eigenvalue -|lam| and is not PSD; the iteration then converges to the largest |eigenvalue|.
+    warnings.warn(
+      f"{solver}: the eigenvalue found is negative (lambda = {lam:.6g}), so the operator is not "
+      "positive semi-definite. The power iteration converges to the eigenvalue of largest "
+      "magnitude (returned with its sign), which is not the maximum of x^T A x. For the largest "
+      f"algebraic eigenvalue, pass the shifted operator A + c I with c >= {-lam:.3g} and "
+      "subtract c from the result.",
+      IndefiniteWarning,
+      stacklevel=3,
     )
   if warn and not bool(out.converged):
     warnings.warn(

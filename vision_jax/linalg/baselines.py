@@ -107,6 +107,8 @@ def power_method(
   Converges to the eigenvector of largest :math:`|\\lambda|` at rate
   :math:`|\\lambda_2 / \\lambda_1|` per step; same loop, stopping rule and outputs as
   :func:`~vision_jax.linalg.matricized_power_method` (it is that method with no truncation).
+  The eigenvalue is returned with its sign; a negative one (the operator is not PSD, so it is
+  not the maximum of :math:`x^\\top A x`) also raises an :class:`IndefiniteWarning`.
 
   Args:
     operator: ``[p, p]`` symmetric matrix or an operator / callable ``[p] -> [p]``.
@@ -116,7 +118,7 @@ def power_method(
     key: PRNG key (default ``jax.random.key(0)``).
     max_iters: iteration cap.
     tol: stop when :math:`\\lVert x_t - x_{t-1} \\rVert_2 \\le` tol.
-    warn: warn on non-convergence.
+    warn: warn on non-convergence and on a negative eigenvalue.
 
   Returns:
     :class:`EigenvectorResult`.

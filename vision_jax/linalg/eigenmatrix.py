@@ -176,8 +176,7 @@ def partial_traces(op: ops.Operator, shape: tuple[int, int]) -> tuple[jax.Array,
   )
 
 
-@functools.partial(jax.jit, static_argnames=("shape", "rank"))
-def kronecker_init(op: ops.Operator, shape: tuple[int, int], rank: int) -> jax.Array:
+def kronecker_init(op, shape: tuple[int, int], rank: int) -> jax.Array:
   """Partial-trace (Kronecker) spectral start :math:`x_0 = \\mathrm{vec}(\\hat U C \\hat W^\\top)`.
 
   :math:`\\hat U` (``[p1, r]``) and :math:`\\hat W` (``[p2, r]``) are the top-r eigenvectors of
@@ -199,7 +198,22 @@ def kronecker_init(op: ops.Operator, shape: tuple[int, int], rank: int) -> jax.A
 
   Returns:
     ``[p1 * p2]`` unit start vector of matricized rank <= r.
+
+  Raises:
+    ValueError: ``shape`` not a pair of positive ints, ``rank`` outside ``[1, min(p1, p2)]``,
+      an operator whose dimension is not ``p1 * p2`` (or a non-symmetric / non-finite matrix),
+      or a generic callable (no partial traces).
   """
+  solver = "kronecker_init"
+  p1, p2 = _check_shape_rank(shape, rank, solver)
+  op = ops.as_operator(op, p1 * p2, name=f"{solver}: op")
+  if not (ops.is_dense_operator(op) or ops.is_covariance_operator(op)):
+    partial_traces(op, (p1, p2))  # raises: a generic matvec has no partial traces
+  return _kronecker_init(op, (p1, p2), rank)
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "rank"))
+def _kronecker_init(op: ops.Operator, shape: tuple[int, int], rank: int) -> jax.Array:
   p1, p2 = shape
   s_row, s_col = partial_traces(op, shape)
   _, u = jnp.linalg.eigh((s_row + s_row.T) / 2)
@@ -224,7 +238,7 @@ def _build_starts(op, init, num_restarts, key, shape, rank, dtype, solver):
     key = jax.random.key(0) if key is None else key
     if init == "random":
       return _random_lowrank(key, num_restarts, shape, rank, dtype)
-    x0 = kronecker_init(op, shape, rank).astype(dtype)[None, :]
+    x0 = _kronecker_init(op, shape, rank).astype(dtype)[None, :]
     if num_restarts > 1:
       x0 = jnp.concatenate([x0, _random_lowrank(key, num_restarts - 1, shape, rank, dtype)])
     return x0
@@ -294,12 +308,19 @@ def matricized_power_method(
       loop at 100x100 on CPU).
     oversample: extra columns of the randomized SVD.
     svd_power_iters: subspace-iteration rounds per step of the randomized SVD.
-    warn: emit a :class:`ConvergenceWarning` when ``max_iters`` is hit.
+    warn: emit a :class:`ConvergenceWarning` when ``max_iters`` is hit and an
+      :class:`IndefiniteWarning` when the eigenvalue found is negative.
     symmetry_rtol: relative asymmetry tolerated in an explicit matrix.
 
   Returns:
     :class:`EigenmatrixResult`. On non-convergence ``converged`` is False and a warning is
     emitted; the last iterate is returned.
+
+  Choice: for an operator that is not positive semi-definite the iteration converges to the
+  (rank-r) eigenvalue of largest *magnitude*, returned with its sign; when that value is
+  negative (e.g. a negative-definite matrix) an :class:`IndefiniteWarning` says so, since it is
+  then not the maximum of :math:`x^\\top A x` (shift the operator, ``A + cI``, for that). The
+  check is free: the returned Rayleigh quotient is its own certificate.
 
   Raises:
     ValueError: ``p1 * p2`` differs from the operator's dimension, ``rank`` outside

@@ -103,10 +103,38 @@ def deflated_operator(operator: Operator, basis: jax.typing.ArrayLike) -> Operat
     (of the projected data :math:`X (I - B^\\top B)`), and for a dense operator a dense one, so
     structure-aware initialisations keep working after deflation.
 
+  Raises:
+    ValueError: ``basis`` not ``[k, p]`` (or ``[p]``) with ``p`` the operator's dimension.
+
   References:
     Mackey, "Deflation Methods for Sparse PCA", NeurIPS 2008.
   """
   basis = jnp.asarray(basis)
+  if basis.ndim == 1:
+    basis = basis[None, :]
+  if basis.ndim != 2:
+    raise ValueError(f"deflated_operator: basis must be [k, p] rows, got shape {basis.shape}")
+  if is_covariance_operator(operator):
+    dim = operator.args[0].shape[1]
+  elif is_dense_operator(operator):
+    dim = operator.args[0].shape[0]
+  else:
+    dim = None
+    try:
+      out = jax.eval_shape(operator, jax.ShapeDtypeStruct(basis.shape[1:], jnp.float32))
+    except Exception as e:  # noqa: BLE001 - re-raised with context
+      raise ValueError(
+        f"deflated_operator: the operator cannot be applied to a basis row of shape "
+        f"{basis.shape[1:]} ({type(e).__name__}: {e}); basis must be [k, p] with p the "
+        "operator's dimension"
+      ) from e
+    if getattr(out, "shape", None) != basis.shape[1:]:
+      dim = getattr(out, "shape", (None,))[0]
+  if dim is not None and basis.shape[1] != dim:
+    raise ValueError(
+      f"deflated_operator: basis has shape {basis.shape} (p = {basis.shape[1]}) but the operator "
+      f"has dimension p = {dim}; pass [k, {dim}] rows"
+    )
   if is_covariance_operator(operator):
     (x,) = operator.args
     return Partial(_covariance_matvec, x - (x @ basis.T) @ basis)

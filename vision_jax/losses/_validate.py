@@ -8,6 +8,11 @@ Two paths:
   ``TypeError`` naming the argument, the value seen and the fix.
 * **Traced** (``check_head_inputs_traced``): the same value checks as ``checkify.check`` calls, for
   use inside a function wrapped by ``jax.experimental.checkify.checkify`` (see ``checked``).
+* **Poisoned** (``label_in_range`` / ``poison_bad_labels``): what the public losses do by default
+  under ``jit``, where the eager label check cannot run: a row whose label is outside
+  ``[0, C)`` (negative ones included; a plain gather would wrap ``-1`` to ``C - 1``) gets a NaN
+  loss, so the train loop's non-finite guard stops and names the step. A ``[B]`` select, no
+  host sync, no extra pass over ``[B, C]``; rows masked out by ``where`` are exempt.
 """
 
 from __future__ import annotations
@@ -51,6 +56,49 @@ def check_scalar(
     hi = "inf" if high is None else f"{high:g}"
     interval = f"{'[' if low_inclusive else '('}{lo}, {hi}{']' if high_inclusive else ')'}"
     raise ValueError(f"{name}={v!r} is out of range; expected a finite value in {interval}. {fix}")
+
+
+def check_label_range(
+  labels,
+  num_classes: int,
+  *,
+  where=None,
+  name: str = "labels",
+  fix: str = "Remap ids to 0..C-1 or mask padded rows with where=.",
+) -> None:
+  """Raises ValueError naming ``name``, the first bad index (in the unmasked batch) and value if
+  a concrete ``labels [B]`` has an id outside ``[0, num_classes)``; rows with ``where=False``
+  are exempt. No-op on tracers (see ``safe_labels`` / ``poison_bad_labels`` for jit)."""
+  if not is_concrete(labels) or (where is not None and not is_concrete(where)):
+    return
+  lab = np.asarray(labels)
+  bad = (lab < 0) | (lab >= num_classes)
+  if where is not None:
+    bad &= np.asarray(where).astype(bool)
+  if bad.any():
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(
+      f"{name} must lie in [0, num_classes={num_classes}); found {name}[{i}]={int(lab[i])} "
+      f"({int(bad.sum())} bad in total). {fix}"
+    )
+
+
+def check_finite_rows(name: str, x, *, where=None, fix: str = "") -> None:
+  """Raises ValueError naming ``name`` and the first row of a concrete ``x [B, ...]`` that holds
+  NaN/Inf (rows with ``where=False`` are exempt). No-op on tracers (no host sync under jit)."""
+  if not is_concrete(x) or (where is not None and not is_concrete(where)):
+    return
+  with jax.ensure_compile_time_eval():
+    a = jnp.asarray(x)
+    finite = np.asarray(jnp.all(jnp.isfinite(a.reshape(a.shape[0], -1)), axis=1))
+  if where is not None:
+    finite = finite | ~np.asarray(where).astype(bool)
+  if not finite.all():
+    i = int(np.flatnonzero(~finite)[0])
+    raise ValueError(
+      f"{name} contains non-finite values (NaN/Inf) in row {i} ({int((~finite).sum())} bad rows"
+      f" of {finite.size}). {fix}".rstrip()
+    )
 
 
 def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) -> None:
@@ -100,17 +148,7 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
     if not is_concrete(where):
       return  # Which rows are real is unknown; value checks need checkify under jit.
     keep = np.asarray(where).astype(bool)
-  if is_concrete(labels):
-    lab = np.asarray(labels)
-    if keep is not None:
-      lab = lab[keep]
-    bad = (lab < 0) | (lab >= num_classes)
-    if bad.any():
-      i = int(np.flatnonzero(bad)[0])
-      raise ValueError(
-        f"labels must lie in [0, num_classes={num_classes}); found labels[{i}]={int(lab[i])} "
-        f"({int(bad.sum())} bad in total). Remap ids to 0..C-1 or mask padded rows with where=."
-      )
+  check_label_range(labels, num_classes, where=keep)
   # Finiteness is reduced on device (only a [B] / scalar bool reaches the host), so a sharded
   # 1M-class weight matrix is never gathered for validation.
   if is_concrete(embeddings):
@@ -131,6 +169,29 @@ def validate_head_inputs(embeddings, weights, labels, *, where=None, bias=None) 
       weights_finite = bool(jnp.all(jnp.isfinite(jnp.asarray(weights))))
     if not weights_finite:
       raise ValueError("weights (class weights / centres) contain non-finite values (NaN/Inf).")
+
+
+def label_in_range(labels, num_classes: int) -> jax.Array:
+  """``[B]`` bool: ``0 <= labels < num_classes`` (works on tracers; no host sync)."""
+  labels = jnp.asarray(labels)
+  return (labels >= 0) & (labels < num_classes)
+
+
+def safe_labels(labels, num_classes: int) -> tuple[jax.Array, jax.Array]:
+  """``(labels with out-of-range entries replaced by 0, in-range mask [B])``.
+
+  The replaced labels keep the loss computation finite, so a bad row contributes a zero
+  gradient and ``poison_bad_labels`` marks its loss NaN.
+  """
+  labels = jnp.asarray(labels)
+  ok = label_in_range(labels, num_classes)
+  return jnp.where(ok, labels, 0), ok
+
+
+def poison_bad_labels(per_example, ok) -> jax.Array:
+  """``per_example`` (``[B]`` or ``[B, ...]``) with NaN in the rows where ``ok [B]`` is False."""
+  ok = jnp.reshape(ok, ok.shape + (1,) * (per_example.ndim - ok.ndim))
+  return jnp.where(ok, per_example, jnp.nan)
 
 
 def check_head_inputs_traced(embeddings, weights, labels, *, where=None) -> None:

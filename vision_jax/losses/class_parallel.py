@@ -29,7 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 from vision_jax.losses import ir_softmax as _ir
 from vision_jax.losses import margin as _m
-from vision_jax.losses._validate import check_scalar, validate_head_inputs
+from vision_jax.losses._validate import check_scalar, poison_bad_labels, validate_head_inputs
 
 Array = jax.Array
 
@@ -97,12 +97,13 @@ def class_parallel_loss(
     ``[batch]`` float32 losses, sharded over ``data_axis``.
 
   Raises:
-    ValueError: as the dense losses, plus C or B not divisible by the mesh axis sizes.
+    ValueError: as the dense losses, plus C or B not divisible by the mesh axis sizes. Under
+      ``jit``, out-of-range labels give NaN rows, as the dense losses.
   """
   if bias is not None and loss != "softmax":
     raise ValueError(f"bias is only supported for loss='softmax', got loss={loss!r}.")
   head = _m.make_head(loss, **hyperparameters)
-  x, w, labels, where = _m._prepare(embeddings, weights, labels, where, bias)
+  x, w, labels, where, label_ok = _m._prepare(embeddings, weights, labels, where, bias)
   _check_mesh(mesh, x.shape[0], w.shape[0], model_axis, data_axis)
   has_where, has_bias = where is not None, bias is not None
   if where is None:
@@ -134,7 +135,8 @@ def class_parallel_loss(
     in_specs=(P(data_axis, None), P(model_axis, None), batch_spec, batch_spec, P(model_axis)),
     out_specs=batch_spec,
   )
-  return fn(x, w, labels, where, bias)
+  # Out-of-range labels (possible only under jit): NaN, as the dense losses.
+  return poison_bad_labels(fn(x, w, labels, where, bias), label_ok)
 
 
 def class_parallel_update_centers(

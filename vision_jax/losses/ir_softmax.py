@@ -127,6 +127,10 @@ def update_class_centers(centers, embeddings, labels, *, momentum, where=None) -
   Returns:
     ``[num_classes, dim]`` updated centres, same dtype as ``centers``.
 
+  Raises:
+    ValueError, TypeError: as the losses (eagerly: labels outside ``[0, num_classes)``). Under
+      ``jit`` such rows update no centre; the loss of the same batch is NaN for them.
+
   Choice: centres are stored *unnormalised* (a running mean of unit vectors; its norm
   measures how concentrated the class is); only their direction is used as a weight. The
   update is the mean over the class's batch samples, not a per-sample sequential EMA, so it is

@@ -4,6 +4,11 @@ All public losses take ``(embeddings [B, D], weights [C, D], labels [B] int)`` p
 hyperparameters and return the per-example cross-entropy ``[B]`` (float32). Each has a
 ``*_logits`` twin returning the margin-adjusted logits ``[B, C]``.
 
+Bad input: shapes and dtypes are checked always; label range and finiteness eagerly (raising
+``ValueError`` naming the argument and the first bad index). Under ``jit`` a label outside
+``[0, C)`` (negative included) makes that row's loss (and logits) NaN, unless the row is masked
+by ``where``; ``checked`` turns the same checks into a host-side exception.
+
 Every head has the same structure, which the class-parallel version (``class_parallel.py``)
 reuses: with :math:`z_{ij}` the raw score (a cosine, or a dot product for plain softmax),
 :math:`a_i` a per-example scale and :math:`g` the target transform,
@@ -25,7 +30,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from vision_jax.losses._validate import check_scalar, is_concrete, validate_head_inputs
+from vision_jax.losses._validate import (
+  check_scalar,
+  is_concrete,
+  poison_bad_labels,
+  safe_labels,
+  validate_head_inputs,
+)
 
 Array = jax.Array
 
@@ -192,6 +203,12 @@ def arcface_head(
 
 
 def _prepare(embeddings, weights, labels, where, bias=None):
+  """Validated float32 ``(x, w, labels, where, label_ok)``.
+
+  ``label_ok [B]`` is False for rows whose label is outside ``[0, C)``; their labels are
+  replaced by 0 so the loss stays finite, and the caller poisons their output with NaN
+  (``poison_bad_labels``). Eagerly such labels already raised; this is the path under ``jit``.
+  """
   validate_head_inputs(embeddings, weights, labels, where=where, bias=bias)
   x = jnp.asarray(embeddings).astype(jnp.float32)
   w = jnp.asarray(weights).astype(jnp.float32)
@@ -201,7 +218,8 @@ def _prepare(embeddings, weights, labels, where, bias=None):
     # Padded rows: zero features and a valid label, so no NaN can leak into real rows' grads.
     x = jnp.where(where[:, None], x, 0.0)
     labels = jnp.where(where, labels, 0)
-  return x, w, labels, where
+  labels, label_ok = safe_labels(labels, w.shape[0])
+  return x, w, labels, where, label_ok
 
 
 def head_scores(head: MarginHead, x: Array, w: Array, bias=None) -> tuple[Array, Array]:
@@ -236,12 +254,12 @@ def _gather_target(z: Array, labels: Array) -> tuple[Array, Array]:
 
 
 def _logits_and_target(head, embeddings, weights, labels, where, bias=None):
-  x, w, labels, where = _prepare(embeddings, weights, labels, where, bias)
+  x, w, labels, where, label_ok = _prepare(embeddings, weights, labels, where, bias)
   z, xnorm = head_scores(head, x, w, bias)
   is_target, z_y = _gather_target(z, labels)
   target = head.target_fn(z_y, xnorm)
   logits = jnp.where(is_target, target[:, None], head.scale_fn(xnorm)[:, None] * z)
-  return logits, target, where
+  return poison_bad_labels(logits, label_ok), poison_bad_labels(target, label_ok), where
 
 
 def _margin_xent(target_fn, normalize: bool):
@@ -334,7 +352,7 @@ def _margin_xent(target_fn, normalize: bool):
 
 
 def _loss(head, embeddings, weights, labels, where, bias=None):
-  x, w, labels, where = _prepare(embeddings, weights, labels, where, bias)
+  x, w, labels, where, label_ok = _prepare(embeddings, weights, labels, where, bias)
   xnorm = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1), NORM_EPS))
   xh = l2_normalize(x) if head.normalize else x
   if bias is None:
@@ -343,6 +361,8 @@ def _loss(head, embeddings, weights, labels, where, bias=None):
     b = jnp.asarray(bias, jnp.float32)
   a = head.scale_fn(xnorm)
   loss = _margin_xent(head.target_fn, head.normalize)(xh, w, b, labels.astype(jnp.int32), a, xnorm)
+  # [B] select: NaN for out-of-range labels under jit (their gradient contribution is zero).
+  loss = poison_bad_labels(loss, label_ok)
   if where is not None:
     loss = jnp.where(where, loss, 0.0)
   return loss
@@ -374,7 +394,13 @@ def softmax_loss(embeddings, weights, labels, *, bias=None, where=None) -> Array
 
   Raises:
     ValueError, TypeError: on bad shapes/dtypes, and (outside jit) labels outside
-      ``[0, num_classes)`` or non-finite embeddings. Under jit use ``checked``.
+      ``[0, num_classes)`` or non-finite embeddings.
+
+  Under ``jit`` (labels traced, so they cannot be checked on the host) a row whose label is
+  outside ``[0, num_classes)``, negative ones included, gets loss NaN (and contributes no
+  gradient), so a train loop's non-finite-loss guard stops at that step; rows with
+  ``where=False`` are exempt. Wrap the loss with ``checked`` to raise instead. The same holds
+  for every loss in this module and its ``*_logits`` twin (the row's logits are NaN).
 
   Example:
     >>> import jax.numpy as jnp

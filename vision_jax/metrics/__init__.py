@@ -3,7 +3,8 @@
 Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering),
 identification (rank-k with distractors, MegaFace), heterogeneous face recognition (Rank-1 and
 VR@FAR, mean ± std over folds), hashing retrieval (mAP@K with Hamming ranking, tie-aware mAP,
-P@H<=r, PR curve). Each honours a mask for padded batches.
+P@H<=r, PR curve), WIDER FACE detection AP (the eval_tools protocol). Each honours a mask for
+padded batches.
 """
 
 from vision_jax.metrics.hfr import hfr_fold_metrics, hfr_protocol_metrics
@@ -26,6 +27,17 @@ from vision_jax.metrics.verification import (
   lfw_verification,
   roc_curve,
   tar_at_far,
+)
+from vision_jax.metrics.wider_face import (
+  pixel_iou,
+  read_wider_face_mat,
+  read_wider_prediction_file,
+  read_wider_predictions,
+  voc_ap,
+  wider_face_ap,
+  wider_face_evaluation,
+  wider_face_pr_curve,
+  write_wider_predictions,
 )
 
 __all__ = [
@@ -50,4 +62,13 @@ __all__ = [
   "reid_cmc_map",
   "roc_curve",
   "tar_at_far",
+  "pixel_iou",
+  "read_wider_face_mat",
+  "read_wider_prediction_file",
+  "read_wider_predictions",
+  "voc_ap",
+  "wider_face_ap",
+  "wider_face_evaluation",
+  "wider_face_pr_curve",
+  "write_wider_predictions",
 ]

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from vision_jax.metrics._checks import unit_rows
+
 
 def _normalize(x, name):
-  x = np.asarray(x, np.float32)
-  if x.ndim != 2:
-    raise ValueError(f"{name} must be [n, dim]; got shape {x.shape}.")
-  if not np.isfinite(x).all():
-    raise ValueError(f"{name} contain non-finite values.")
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+  return unit_rows(x, name, np.float32)
 
 
 def _mask(x, mask):

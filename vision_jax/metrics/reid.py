@@ -18,6 +18,8 @@ import dataclasses
 
 import numpy as np
 
+from vision_jax.metrics._checks import feature_matrix, unit_rows
+
 
 @dataclasses.dataclass(frozen=True)
 class ReIDResult:
@@ -34,18 +36,24 @@ class ReIDResult:
 
 
 def pairwise_distance(query_features, gallery_features, *, metric: str = "cosine") -> np.ndarray:
-  """``[Q, G]`` distances: ``"cosine"`` (1 - cos) or ``"euclidean"`` (squared L2)."""
-  q = np.asarray(query_features, np.float64)
-  g = np.asarray(gallery_features, np.float64)
-  if q.ndim != 2 or g.ndim != 2 or q.shape[1] != g.shape[1]:
-    raise ValueError(f"query {q.shape} and gallery {g.shape} must be [n, dim] with equal dim.")
+  """``[Q, G]`` distances: ``"cosine"`` (1 - cos) or ``"euclidean"`` (squared L2).
+
+  Raises:
+    ValueError: unknown metric, shapes that are not ``[n, dim]`` with equal dim, or NaN/Inf
+      features (the message names ``query_features`` / ``gallery_features`` and the row).
+  """
+  q, g = np.shape(query_features), np.shape(gallery_features)
+  if len(q) != 2 or len(g) != 2 or q[1] != g[1]:
+    raise ValueError(f"query {q} and gallery {g} must be [n, dim] with equal dim.")
+  if metric not in ("cosine", "euclidean"):
+    raise ValueError(f"metric={metric!r}; expected 'cosine' or 'euclidean'.")
   if metric == "cosine":
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    q = unit_rows(query_features, "query_features")
+    g = unit_rows(gallery_features, "gallery_features")
     return 1.0 - q @ g.T
-  if metric == "euclidean":
-    return np.maximum((q**2).sum(1)[:, None] + (g**2).sum(1)[None, :] - 2.0 * q @ g.T, 0.0)
-  raise ValueError(f"metric={metric!r}; expected 'cosine' or 'euclidean'.")
+  q = feature_matrix(query_features, "query_features")
+  g = feature_matrix(gallery_features, "gallery_features")
+  return np.maximum((q**2).sum(1)[:, None] + (g**2).sum(1)[None, :] - 2.0 * q @ g.T, 0.0)
 
 
 def reid_cmc_map(

@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from vision_jax.metrics._checks import unit_rows
+
 
 def _as_pairs(scores, issame, where):
   scores = np.asarray(scores, np.float64).reshape(-1)
@@ -31,14 +33,15 @@ def _as_pairs(scores, issame, where):
 
 
 def cosine_scores(features1, features2) -> np.ndarray:
-  """Row-wise cosine similarity of two ``[num_pairs, dim]`` feature arrays, ``[num_pairs]``."""
-  a = np.asarray(features1, np.float64)
-  b = np.asarray(features2, np.float64)
-  if a.shape != b.shape or a.ndim != 2:
-    raise ValueError(f"features1 {a.shape} and features2 {b.shape} must both be [num_pairs, dim].")
-  a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-  b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-  return np.sum(a * b, axis=1)
+  """Row-wise cosine similarity of two ``[num_pairs, dim]`` feature arrays, ``[num_pairs]``.
+
+  Raises:
+    ValueError: different shapes, or NaN/Inf in a row (the message names the array and row).
+  """
+  a, b = np.shape(features1), np.shape(features2)
+  if a != b or len(a) != 2:
+    raise ValueError(f"features1 {a} and features2 {b} must both be [num_pairs, dim].")
+  return np.sum(unit_rows(features1, "features1") * unit_rows(features2, "features2"), axis=1)
 
 
 def _accuracies(scores, issame, thresholds):

@@ -15,11 +15,18 @@ from vision_jax.models.conv import (
 from vision_jax.models.convnet import ConvNet
 from vision_jax.models.layers import batch_norm, max_feature_map, max_plus_avg_pool
 from vision_jax.models.lightcnn import LightCNN9, LightCNN29v2, MFMConv, MFMGroup, MFMResBlock
-from vision_jax.models.registry import MODEL_NAMES, backbone_from_config, get_model
+from vision_jax.models.registry import (
+  COMPUTE_DTYPES,
+  MODEL_NAMES,
+  backbone_from_config,
+  compute_dtype,
+  get_model,
+)
 from vision_jax.models.resnet import BasicBlock, Bottleneck, ResNet, ResNet18, ResNet34, ResNet50
 
 __all__ = [
   "AUTO_MIN_STRIDE",
+  "COMPUTE_DTYPES",
   "CONV_IMPLS",
   "BasicBlock",
   "Bottleneck",
@@ -37,6 +44,7 @@ __all__ = [
   "ResNet50",
   "backbone_from_config",
   "batch_norm",
+  "compute_dtype",
   "conv2d",
   "get_model",
   "max_feature_map",

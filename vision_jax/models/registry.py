@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from vision_jax.models.convnet import ConvNet
 from vision_jax.models.lightcnn import LightCNN9, LightCNN29v2
@@ -21,6 +22,24 @@ _REGISTRY = {
 
 MODEL_NAMES = tuple(_REGISTRY)
 
+#: Compute dtypes a model accepts by name (params stay float32).
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def compute_dtype(name: str, *, key: str = "dtype"):
+  """The ``jnp`` dtype of a compute-dtype name (``"float32"``, ``"bfloat16"``, ``"float16"``).
+
+  Args:
+    name: one of `COMPUTE_DTYPES`.
+    key: what to call the argument in the error (e.g. the config key ``"model.dtype"``).
+
+  Raises:
+    ValueError: any other name; the message names ``key``, the value and the valid dtypes.
+  """
+  if not isinstance(name, str) or name not in COMPUTE_DTYPES:
+    raise ValueError(f"{key}={name!r} is not a compute dtype; valid: {', '.join(COMPUTE_DTYPES)}")
+  return getattr(jnp, name)
+
 
 def get_model(name: str, **kwargs) -> nn.Module:
   """Builds a backbone by name.
@@ -34,7 +53,7 @@ def get_model(name: str, **kwargs) -> nn.Module:
     name: one of `MODEL_NAMES` (case-insensitive; ``-`` and ``_`` ignored, so ``"ResNet-18"``
       works).
     **kwargs: module fields, e.g. ``num_classes=10, stem="cifar", width=0.5,
-      dtype=jnp.bfloat16, conv_impl="auto"``.
+      dtype=jnp.bfloat16`` (or ``dtype="bfloat16"``), ``conv_impl="auto"``.
 
   Returns:
     An unbound ``flax.linen.Module``.
@@ -42,7 +61,10 @@ def get_model(name: str, **kwargs) -> nn.Module:
   Raises:
     ValueError: unknown name (the message lists valid names).
     TypeError: unknown keyword for that model (the message lists its fields).
+    ValueError: a ``dtype`` name that is not in `COMPUTE_DTYPES` (names are accepted too).
   """
+  if isinstance(kwargs.get("dtype"), str):
+    kwargs["dtype"] = compute_dtype(kwargs["dtype"])
   key = name.lower().replace("-", "").replace("_", "")
   if key not in _REGISTRY:
     raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")

@@ -118,7 +118,8 @@ def load_ann_benchmarks_hdf5(path: str) -> dict:
     ``"angular"``).
 
   Raises:
-    FileNotFoundError / ModuleNotFoundError (h5py) / KeyError naming the missing dataset.
+    FileNotFoundError / ModuleNotFoundError (h5py) / KeyError naming the missing dataset;
+    ValueError naming the path for a file that is not HDF5 (truncated, another format).
   """
   if not os.path.exists(path):
     raise FileNotFoundError(
@@ -132,7 +133,14 @@ def load_ann_benchmarks_hdf5(path: str) -> dict:
       "reading ann-benchmarks HDF5 needs h5py: .venv/bin/pip install h5py==3.16.0"
     ) from None
   out = {}
-  with h5py.File(path, "r") as f:
+  try:
+    f = h5py.File(path, "r")
+  except OSError as e:
+    raise ValueError(
+      f"ann-benchmarks file {path!r} is not a readable HDF5 file ({e}); it is truncated or of "
+      "another format, download it again"
+    ) from e
+  with f:
     for name in ("train", "test", "neighbors", "distances"):
       if name not in f:
         raise KeyError(f"{path!r} has no dataset {name!r} (found {sorted(f.keys())})")

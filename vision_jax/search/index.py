@@ -50,6 +50,7 @@ def lookup_tables(queries: jax.Array, codebooks: jax.Array) -> jax.Array:
   Returns:
     ``[b, K, C]`` float32.
   """
+  qz.check_codebooks("lookup_tables", queries, codebooks, "queries")
   nb = codebooks.shape[0]
   return jnp.einsum("bkd,kcd->bkc", qz.split_blocks(queries, nb), codebooks)
 
@@ -178,10 +179,41 @@ def _exact_topk(q, db, *, k):
 
 
 def exact_mips(queries, database, k: int, *, batch_size: int = 1024):
-  """Exact top-k inner products by chunked matmul. Returns ``(ids [nq, k], scores [nq, k])``."""
+  """Exact top-k inner products by chunked matmul. Returns ``(ids [nq, k], scores [nq, k])``.
+
+  Args:
+    queries: ``[nq, d]`` (or one ``[d]`` query).
+    database: ``[n, d]``.
+    k: number of neighbours, ``1 <= k <= n``.
+    batch_size: queries per matmul.
+
+  Raises:
+    ValueError: non-finite queries or database rows (NaN scores would rank arbitrarily),
+      ``k`` outside ``[1, n]``, a dimension mismatch, or ``batch_size < 1``.
+    TypeError: non-numeric input.
+  """
+  q = np.asarray(queries)
+  queries = _as_matrix("queries", q[None, :] if q.ndim == 1 else q)
+  db_shape = jnp.shape(database)
+  if len(db_shape) != 2 or 0 in db_shape:
+    raise ValueError(f"database must be a non-empty [n, d] matrix, got shape {db_shape}")
+  if not jnp.issubdtype(jnp.result_type(database), jnp.number):
+    raise TypeError(f"database must be numeric, got dtype {jnp.result_type(database)}")
+  if queries.shape[1] != db_shape[1]:
+    raise ValueError(
+      f"queries have dimension d={queries.shape[1]} but database has d={db_shape[1]} "
+      f"(queries shape {queries.shape}, database shape {tuple(db_shape)})"
+    )
+  if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= db_shape[0]:
+    raise ValueError(f"k={k!r} must be an integer in [1, database size n={db_shape[0]}]")
+  if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size={batch_size!r} must be an int >= 1")
   db = jnp.asarray(database, jnp.float32)
+  # Reduced on device: only a [n] bool mask reaches the host when something is wrong.
+  if not bool(jnp.all(jnp.isfinite(db))):
+    row = int(np.flatnonzero(~np.asarray(jnp.all(jnp.isfinite(db), axis=1)))[0])
+    raise ValueError(f"database contains non-finite values (first in row {row}); drop NaN/inf rows")
   ids, scores = [], []
-  queries = np.asarray(queries, np.float32)
   for s in range(0, len(queries), batch_size):
     sc, ix = _exact_topk(jnp.asarray(queries[s : s + batch_size]), db, k=int(k))
     ids.append(np.asarray(ix))
@@ -194,9 +226,27 @@ def recall_at(found_ids, true_ids, *, n_true: int, k: int) -> float:
 
   ``recall_at(ids, gt, n_true=1, k=10)`` is the paper's Recall1@10; ``n_true=k=10`` is
   ann-benchmarks' Recall10@10 (ties ignored).
+
+  Raises:
+    ValueError: different query counts, non-2-D ids, ``k`` / ``n_true`` outside the columns.
   """
-  found = np.asarray(found_ids)[:, :k]
-  true = np.asarray(true_ids)[:, :n_true]
+  found, true = np.asarray(found_ids), np.asarray(true_ids)
+  if found.ndim != 2 or true.ndim != 2:
+    raise ValueError(
+      f"found_ids and true_ids must be [num_queries, k] arrays; got shapes {found.shape} and "
+      f"{true.shape}"
+    )
+  if found.shape[0] != true.shape[0]:
+    raise ValueError(
+      f"found_ids has {found.shape[0]} queries but true_ids has {true.shape[0]}; pass the ids "
+      "of the same queries in the same order"
+    )
+  for name, v, have in (("k", k, found.shape[1]), ("n_true", n_true, true.shape[1])):
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= v <= have:
+      arr = "found_ids" if name == "k" else "true_ids"
+      raise ValueError(f"{name}={v!r} must be an int in [1, {have}] ({arr} has {have} columns)")
+  found = found[:, :k]
+  true = true[:, :n_true]
   hit = (found[:, None, :] == true[:, :, None]).any(-1)
   return float(hit.mean())
 
@@ -633,16 +683,47 @@ class AVQIndex:
 
   @classmethod
   def load(cls, path: str) -> AVQIndex:
-    """Loads an index written by :meth:`save`."""
+    """Loads an index written by :meth:`save`.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ValueError: the file is not a readable ``.npz`` (truncated, corrupt, another format) or
+        an ``.npz`` without this index's arrays, or of another ``format_version``; the message
+        names the path. The file is closed in every case.
+    """
     if not os.path.exists(path):
       raise FileNotFoundError(f"no index file at path={path!r}")
-    with np.load(path, allow_pickle=False) as z:
-      version = int(z["format_version"])
-      if version != _FORMAT_VERSION:
+    keys = ("database", "codes", "codebooks", "leaf_centers", "members", "leaf_of", "info")
+    with open(path, "rb") as fh:  # our handle: closed even when np.load fails half-way
+      try:
+        z = np.load(fh, allow_pickle=False)
+      except Exception as e:  # noqa: BLE001 - any parse failure is "not an index file"
         raise ValueError(
-          f"index file {path!r} has format_version={version}, expected {_FORMAT_VERSION}"
-        )
-      info = json.loads(str(z["info"]))
-      idx = cls(z["database"], z["codes"], z["codebooks"], z["leaf_centers"], z["members"], info)
-      idx.info["leaf_of"] = np.asarray(z["leaf_of"], np.int32)
+          f"index file {path!r} is not a readable .npz ({type(e).__name__}: {e}); it is "
+          "truncated, corrupt or not written by AVQIndex.save"
+        ) from e
+      if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"index file {path!r} is a single .npy array, not an AVQIndex .npz")
+      with z:
+        missing = [k for k in ("format_version", *keys) if k not in z.files]
+        if missing:
+          raise ValueError(
+            f"index file {path!r} is an .npz without {', '.join(missing)} (has "
+            f"{', '.join(sorted(z.files)) or 'no arrays'}); not written by AVQIndex.save"
+          )
+        try:
+          version = int(z["format_version"])
+          arrays = {k: z[k] for k in keys} if version == _FORMAT_VERSION else None
+          info = None if arrays is None else json.loads(str(arrays.pop("info")))
+        except Exception as e:  # noqa: BLE001 - a member that does not decode
+          raise ValueError(
+            f"index file {path!r} is corrupt ({type(e).__name__}: {e}); rebuild and save it"
+          ) from e
+        if arrays is None:
+          raise ValueError(
+            f"index file {path!r} has format_version={version}, expected {_FORMAT_VERSION}"
+          )
+    leaf_of = np.asarray(arrays.pop("leaf_of"), np.int32)
+    idx = cls(**arrays, info=info)
+    idx.info["leaf_of"] = leaf_of
     return idx

@@ -353,9 +353,37 @@ def anisotropic_kmeans(
 
 
 def split_blocks(x: jax.Array, num_blocks: int) -> jax.Array:
-  """``[n, d] → [n, K, d/K]``."""
-  n, d = x.shape
-  return x.reshape(n, num_blocks, d // num_blocks)
+  """``[n, d] → [n, K, d/K]``.
+
+  Raises:
+    ValueError: ``x`` not 2-D, or ``num_blocks`` not a positive divisor of ``d`` (shapes are
+      static, so this also holds under ``jit``).
+  """
+  shape = jnp.shape(x)
+  if len(shape) != 2:
+    raise ValueError(f"split_blocks: x must be [n, d], got shape {shape}")
+  n, d = shape
+  if isinstance(num_blocks, bool) or not isinstance(num_blocks, int | np.integer):
+    raise ValueError(f"split_blocks: num_blocks={num_blocks!r} must be an int")
+  if num_blocks < 1 or d % num_blocks:
+    divisors = [k for k in range(1, d + 1) if d % k == 0]
+    raise ValueError(
+      f"split_blocks: num_blocks={num_blocks} does not divide the dimension d={d}; "
+      f"choose one of {divisors} (dims per block = d / num_blocks)"
+    )
+  return jnp.reshape(x, (n, num_blocks, d // num_blocks))
+
+
+def check_codebooks(fn: str, targets, codebooks, name: str = "targets") -> None:
+  """Static shape checks of ``targets [n, d]`` against ``codebooks [K, C, d/K]``."""
+  cb, t = jnp.shape(codebooks), jnp.shape(targets)
+  if len(cb) != 3:
+    raise ValueError(f"{fn}: codebooks must be [K, C, d/K], got shape {cb}")
+  if len(t) != 2 or t[1] != cb[0] * cb[2]:
+    raise ValueError(
+      f"{fn}: {name} has shape {t} but codebooks {cb} encode d = K * d/K = {cb[0] * cb[2]}; "
+      f"{name} must be [n, {cb[0] * cb[2]}]"
+    )
 
 
 def train_pq_codebooks(
@@ -434,9 +462,18 @@ def pq_residual_stats(
   return jnp.maximum(r, 0.0), p
 
 
-@jax.jit
 def pq_encode_nearest(targets: jax.Array, codebooks: jax.Array) -> jax.Array:
-  """Isotropic PQ encoding: nearest centre per block. Returns ``[n, K]`` int32."""
+  """Isotropic PQ encoding: nearest centre per block. Returns ``[n, K]`` int32.
+
+  Raises:
+    ValueError: ``targets`` not ``[n, K * d/K]`` for ``codebooks [K, C, d/K]``.
+  """
+  check_codebooks("pq_encode_nearest", targets, codebooks)
+  return _encode_nearest(targets, codebooks)
+
+
+@jax.jit
+def _encode_nearest(targets: jax.Array, codebooks: jax.Array) -> jax.Array:
   nb = codebooks.shape[0]
   t = split_blocks(targets, nb)
   tc = jnp.einsum("nkd,kcd->nkc", t, codebooks)
@@ -517,6 +554,8 @@ def pq_encode_anisotropic(
   References:
     Guo et al., ICML 2020, §4.2; ScaNN ``AhImpl::IndexDatapointNoiseShaped``.
   """
+  check_codebooks("pq_encode_anisotropic", targets, codebooks)
+  check_codebooks("pq_encode_anisotropic", directions, codebooks, "directions")
   n = targets.shape[0]
   eta = jnp.broadcast_to(jnp.asarray(eta, jnp.float32), (n,))
   r, p = pq_residual_stats(targets, directions, codebooks)

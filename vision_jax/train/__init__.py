@@ -11,6 +11,7 @@ from vision_jax.train.mesh import (
   to_global_batch,
 )
 from vision_jax.train.optim import make_optimizer, make_schedule
+from vision_jax.train.preemption import Preempted
 from vision_jax.train.state import TrainState
 from vision_jax.train.step import (
   Task,
@@ -22,6 +23,7 @@ from vision_jax.train.step import (
   make_train_step,
   state_shardings,
 )
+from vision_jax.train.sweep import SweepRun, read_summary, run_sweep
 from vision_jax.train.writers import MetricWriter, plot_curves, read_metrics
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
   "Checkpointer",
   "MetricWriter",
   "NonFiniteError",
+  "Preempted",
+  "SweepRun",
   "Task",
   "TrainState",
   "Update",
@@ -46,7 +50,9 @@ __all__ = [
   "make_train_step",
   "plot_curves",
   "read_metrics",
+  "read_summary",
   "replicated",
+  "run_sweep",
   "setup_runtime",
   "state_shardings",
   "to_global_batch",

@@ -8,23 +8,32 @@
 - resumes from the latest readable checkpoint in ``workdir/checkpoints`` (data position included:
   batch ``t`` is ``train_data[t]``, a pure function of the seed and ``t``, so resuming at step ``t``
   replays exactly the batches an uninterrupted run would have seen — bitwise-identical params);
-- runs the jitted step with a background prefetch thread, a tqdm bar (steps, examples/s, ETA),
+- runs the jitted step with a background prefetch thread, a progress bar (steps, examples/s, ETA;
+  plain lines every 10 % when stderr is not a terminal),
   ``metrics.jsonl`` + TensorBoard, eval every ``eval_every`` steps, async checkpoints every
   ``checkpoint_every`` steps (keep ``keep_checkpoints``);
 - stops with :class:`NonFiniteError` naming the step, the update and the metric if a loss or
   gradient is not finite (the whole step is reverted, and no checkpoint is written after it);
 - logs a multi-update task's metrics per update (``d/loss``, ``g/lr``); an update that did not
   run at a step (cadence) logs nothing for that step;
-- on SIGTERM/SIGINT saves a checkpoint and returns ``{"preempted": True, ...}``;
-- writes ``config.json``, ``versions.json``, ``summary.json`` and ``curves.png`` in ``workdir``.
+- on SIGTERM/SIGINT (:mod:`vision_jax.train.preemption`, installed on entry) stops at the next
+  safe point and returns ``{"preempted": True, "step": s}`` without writing ``summary.json``: a
+  request seen before the first step returns at once (the state is the restored checkpoint, or
+  a fresh init: nothing to save); one seen after step ``s`` (or after the last step, before the
+  final save and eval) saves the checkpoint of step ``s`` and waits for it;
+- after the final save and eval, adds ``task.finalize(state)`` (end-of-run metrics) to the
+  summary;
+- writes ``config.json``, ``versions.json``, ``summary.json`` and ``curves.png`` in ``workdir``
+  (``summary.json`` only for a finished run: the sweep harness reads it as "done");
+- before any work (:func:`vision_jax.train.workdir.guard_run`): validates the config, locks
+  ``workdir`` against a second run, and on resume refuses a changed config (unless
+  ``allow_config_change``) before ``config.json`` is rewritten.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,9 +42,9 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from vision_jax.train import mesh as mesh_lib
+from vision_jax.train import preemption
 from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
 from vision_jax.train.step import (
   Task,
@@ -46,7 +55,9 @@ from vision_jax.train.step import (
   make_train_step,
   split_update_metrics,
 )
+from vision_jax.train.workdir import guard_run
 from vision_jax.train.writers import MetricWriter, plot_curves
+from vision_jax.utils.progress import progress_bar
 from vision_jax.utils.runinfo import package_versions, save_json
 
 
@@ -113,28 +124,41 @@ class _Prefetcher:
     self._stop.set()
 
 
-@contextlib.contextmanager
-def _stop_on_signals():
-  """Sets the returned event on SIGTERM/SIGINT (main thread only) instead of dying mid-step."""
-  event = threading.Event()
-  old = {}
-  if threading.current_thread() is threading.main_thread():
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      old[sig] = signal.getsignal(sig)
-      signal.signal(sig, lambda signum, frame: event.set())
-  try:
-    yield event
-  finally:
-    for sig, h in old.items():
-      signal.signal(sig, h)
-
-
 def _to_host(x):
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(jax.device_get(x))
+
+
+def _jsonable(x, name: str):
+  """``task.finalize`` output -> JSON-able Python (arrays become nested lists)."""
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v, f"{name}[{k!r}]") for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v, f"{name}[{i}]") for i, v in enumerate(x)]
+  if isinstance(x, jax.Array):
+    return (np.asarray(jax.device_get(x)) if x.is_fully_addressable else _to_host(x)).tolist()
+  if isinstance(x, (np.ndarray, np.generic)):
+    return np.asarray(x).tolist()
+  if x is None or isinstance(x, (bool, int, float, str)):
+    return x
+  raise TypeError(
+    f"task.finalize returned {name} of type {type(x).__name__}; expected arrays, numbers, "
+    "strings, or dicts/lists of them"
+  )
+
+
+def _last_train_row(workdir: str, step: int) -> dict[str, float] | None:
+  """The train metrics logged at ``step`` in ``metrics.jsonl`` (a run resumed at its end)."""
+  from vision_jax.train.writers import read_metrics
+
+  rows = [r for r in read_metrics(os.path.join(workdir, "metrics.jsonl")) if r["step"] == step]
+  rows = [r for r in rows if r.get("split") == "train"]
+  if not rows:
+    return None
+  return {k: v for k, v in rows[-1].items() if k not in ("step", "split")}
 
 
 def _postfix(host: dict[str, float]) -> str:
@@ -161,6 +185,7 @@ def evaluate(eval_step, state, eval_data: Iterable, mesh, summarize) -> dict[str
   return summarize(outputs) if summarize is not None else {}
 
 
+@guard_run
 def train_and_evaluate(
   cfg: ml_collections.ConfigDict,
   workdir: str,
@@ -172,6 +197,7 @@ def train_and_evaluate(
   global_batch_size: int | None = None,
   progress: bool = True,
   return_state: bool = False,
+  allow_config_change: bool | None = None,
 ):
   """Trains ``task`` for ``cfg.train.num_steps`` steps; see the module docstring.
 
@@ -186,18 +212,27 @@ def train_and_evaluate(
     global_batch_size: for the examples/s readout (default: inferred from the first batch).
     progress: show a tqdm bar (process 0 only).
     return_state: also return the final :class:`TrainState`.
+    allow_config_change: resume even though config keys outside
+      :data:`vision_jax.train.workdir.SAFE_TO_CHANGE` differ from ``workdir/config.json``
+      (``None``: the launcher's ``--allow_config_change``, default false). Consumed by
+      :func:`~vision_jax.train.workdir.guard_run`, like the validation and the workdir lock.
 
   Returns:
     The summary dict (also written to ``workdir/summary.json``), or ``(summary, state)`` with
     ``return_state=True``.
+
+  Raises:
+    vision_jax.utils.config.ConfigError: an invalid config value, or a changed config on resume.
+    vision_jax.train.workdir.WorkdirLockedError: another run holds ``workdir``.
+    vision_jax.train.checkpoint.CheckpointMismatchError: the checkpoints hold a state of
+      another structure (model or optimiser changed).
+    NonFiniteError: a non-finite loss or gradient.
   """
+  preemption.install_handlers()
   tcfg = cfg.train
   num_steps = int(tcfg.num_steps)
   is_main = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    save_json(os.path.join(workdir, "config.json"), cfg.to_dict())
-    save_json(os.path.join(workdir, "versions.json"), package_versions())
+  os.makedirs(workdir, exist_ok=True)  # config.json / versions.json: written by guard_run
 
   if mesh is None:
     model_axis = int(cfg.get("mesh", {}).get("model", 1)) if "mesh" in cfg else 1
@@ -240,18 +275,12 @@ def train_and_evaluate(
     writer.write(step, dict(res, eval_seconds=time.perf_counter() - t0), split="eval")
     return res
 
-  bar = tqdm(
-    total=num_steps,
-    initial=start,
-    unit="step",
-    disable=not (progress and is_main),
-    dynamic_ncols=True,
-    mininterval=1.0,
-  )
+  bar = progress_bar(num_steps, initial=start, unit="step", disable=not (progress and is_main))
   summary: dict[str, Any] = {"preempted": False}
   last_eval: dict[str, float] = {}
   pending = None  # (step, metrics) of the previous step, read one step late to keep dispatch async
   t_last, n_last = time.perf_counter(), 0
+  shown = {"loss": "", "rate": ""}  # the progress line's postfix
   prefetch = _Prefetcher(train_data, start, num_steps, buffer=int(tcfg.get("prefetch", 2)))
 
   def check(step, metrics):
@@ -276,51 +305,66 @@ def train_and_evaluate(
       )
     return split_update_metrics(host, task)
 
+  def preempt(step, *, save):
+    if save:
+      ckpt.save(step, state, meta)
+      ckpt.wait()
+      bar.write(f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting.")
+    else:
+      bar.write(f"Signal received before the first step (state of step {step}); nothing to save.")
+    preemption.clear()
+    summary.update(preempted=True, step=step)
+    return (summary, state) if return_state else summary
+
   try:
-    with _stop_on_signals() as stop_event:
-      step = start
-      while step < num_steps:
-        t, local = prefetch.get()
-        assert t == step, (t, step)
-        batch = mesh_lib.to_global_batch(local, mesh, batch_sh)
-        state, metrics = train_step(state, batch)
-        if pending is not None:
-          prev_step, prev_metrics = pending
-          host = check(prev_step, prev_metrics)
-          if (prev_step + 1) % log_every == 0 or prev_step == start:
-            writer.write(prev_step + 1, host)
-            bar.set_postfix_str(_postfix(host), refresh=False)
-        pending = (step, metrics)
-        step += 1
-        n_last += 1
-        bar.update(1)
-        now = time.perf_counter()
-        if now - t_last > 5.0:
-          bar.set_postfix_str(
-            f"{global_batch_size * n_last / (now - t_last):.0f} ex/s", refresh=False
-          )
-          t_last, n_last = now, 0
-        if ckpt_every and step % ckpt_every == 0 and step < num_steps:
-          check(*pending)  # never checkpoint a state whose last step is unchecked
-          ckpt.save(step, state, meta)
-        if eval_every and step % eval_every == 0 and step < num_steps:
-          last_eval = do_eval(step)
-          bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
-        if stop_event.is_set():
-          check(*pending)
-          ckpt.save(step, state, meta, wait=True)
-          bar.write(
-            f"Signal received: checkpoint saved at step {step} in {ckpt.directory}; exiting."
-          )
-          summary.update(preempted=True, step=step)
-          return (summary, state) if return_state else summary
+    if preemption.requested_everywhere():
+      return preempt(start, save=False)
+    step = start
+    while step < num_steps:
+      t, local = prefetch.get()
+      assert t == step, (t, step)
+      batch = mesh_lib.to_global_batch(local, mesh, batch_sh)
+      state, metrics = train_step(state, batch)
       if pending is not None:
-        host = check(*pending)
-        writer.write(pending[0] + 1, host)
-        summary["final_train"] = host
+        prev_step, prev_metrics = pending
+        host = check(prev_step, prev_metrics)
+        if (prev_step + 1) % log_every == 0 or prev_step == start:
+          writer.write(prev_step + 1, host)
+          shown["loss"] = _postfix(host)
+          bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
+      pending = (step, metrics)
+      step += 1
+      n_last += 1
+      bar.update(1)
+      now = time.perf_counter()
+      if now - t_last > 5.0:
+        shown["rate"] = f"{global_batch_size * n_last / (now - t_last):.0f} ex/s"
+        bar.set_postfix_str(", ".join(v for v in shown.values() if v), refresh=False)
+        t_last, n_last = now, 0
+      if ckpt_every and step % ckpt_every == 0 and step < num_steps:
+        check(*pending)  # never checkpoint a state whose last step is unchecked
+        ckpt.save(step, state, meta)
+      if eval_every and step % eval_every == 0 and step < num_steps:
+        last_eval = do_eval(step)
+        bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in last_eval.items()))
+      if preemption.requested_everywhere():
+        check(*pending)
+        return preempt(step, save=True)
+    if pending is not None:
+      host = check(*pending)
+      writer.write(pending[0] + 1, host)
+      summary["final_train"] = host
+    elif start == num_steps and is_main:
+      last = _last_train_row(workdir, num_steps)  # resumed at the end: same summary
+      if last is not None:
+        summary["final_train"] = last
+    if preemption.requested_everywhere():
+      return preempt(num_steps, save=True)
     ckpt.save(num_steps, state, meta)
     last_eval = do_eval(num_steps) if eval_step is not None else {}
     summary.update(step=num_steps, eval=last_eval, seconds=bar.format_dict.get("elapsed", 0.0))
+    if task.finalize is not None:
+      summary.update(_jsonable(task.finalize(state), "finalize(state)"))
     if is_main:
       save_json(os.path.join(workdir, "summary.json"), summary)
       plot_curves(workdir)

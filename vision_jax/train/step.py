@@ -343,16 +343,7 @@ def make_train_step(
     fn = _one_update(
       None, tx, schedule, prefix="", loss_fn=task.loss_fn, step=state.step, count=state.step
     )
-    carry = (state.params, state.model_state, state.extra, state.opt_state)
-    (params, model_state, extra, opt_state), metrics, ok = fn(carry, batch, rng)
-    new_state = state.replace(
-      step=state.step + 1,
-      params=params,
-      opt_state=opt_state,
-      model_state=model_state,
-      extra=extra,
-    )
-    return new_state, metrics, ok
+    return fn((state.params, state.model_state, state.extra, state.opt_state), batch, rng)
 
   def multi_step(state: TrainState, batch):
     base_rng = jax.random.fold_in(state.rng, state.step)
@@ -393,17 +384,18 @@ def make_train_step(
       metrics[f"{u.name}/applied"] = applied
       metrics[f"{u.name}/nonfinite"] = (~u_ok).astype(jnp.float32)
       ok = ok & u_ok
+    return (params, model_state, extra, opt_states), metrics, ok
+
+  def step_fn(state: TrainState, batch):
+    carry, metrics, ok = (multi_step if task.multi_update else single_step)(state, batch)
+    params, model_state, extra, opt_state = carry
     new_state = state.replace(
       step=state.step + 1,
       params=params,
-      opt_state=opt_states,
+      opt_state=opt_state,
       model_state=model_state,
       extra=extra,
     )
-    return new_state, metrics, ok
-
-  def step_fn(state: TrainState, batch):
-    new_state, metrics, ok = (multi_step if task.multi_update else single_step)(state, batch)
     if task.post_update is not None:
       new_state = task.post_update(new_state)
     # Non-finite guard: keep every array of the old state (step included) so the host sees the

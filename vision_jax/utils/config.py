@@ -5,9 +5,10 @@ Every experiment module ``experiments/<slug>/config.py`` defines::
     PRESETS = ("smoke", "default", "paper")
     def get_config(preset: str) -> ml_collections.ConfigDict
 
-and every launcher is ``python -m experiments.<slug> --preset=P --workdir=DIR [--config.a.b=v ...]``
-(see :func:`parse_launch_args`). Unknown presets and unknown override keys raise
-:class:`ConfigError` listing the valid choices.
+and optionally ``validate(cfg)`` (raising :class:`ConfigError` that names the key; helpers in
+:mod:`vision_jax.utils.config_checks`), and every launcher is ``python -m experiments.<slug>
+--preset=P --workdir=DIR [--config.a.b=v ...]`` (see :func:`parse_launch_args`). Unknown presets
+and unknown override keys raise :class:`ConfigError` listing the valid choices.
 """
 
 from __future__ import annotations
@@ -94,7 +95,15 @@ def apply_overrides(
 
 
 def load_config(slug: str, preset: str, overrides: dict[str, str] | None = None):
-  """Loads ``experiments/<slug>/config.py`` preset ``preset`` and applies overrides."""
+  """Loads ``experiments/<slug>/config.py`` preset ``preset``, applies overrides, validates.
+
+  When the config module defines ``validate(cfg)``, it runs on the resolved config before the
+  experiment does any work, so a bad value of an experiment's own field fails at launch.
+
+  Raises:
+    ConfigError: unknown experiment / preset / key, an unparsable override, or a value that the
+      experiment's ``validate`` rejects (the message names ``--config.<key>`` and its value).
+  """
   try:
     mod = importlib.import_module(f"experiments.{slug}.config")
   except ModuleNotFoundError as e:
@@ -107,16 +116,21 @@ def load_config(slug: str, preset: str, overrides: dict[str, str] | None = None)
   cfg = mod.get_config(preset)
   with cfg.unlocked():
     cfg.preset = preset
-  return apply_overrides(cfg, overrides or {})
+  cfg = apply_overrides(cfg, overrides or {})
+  validate = getattr(mod, "validate", None)
+  if validate is not None:
+    validate(cfg)
+  return cfg
 
 
 def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
   """Parses ``--preset --workdir [--config.k=v ...] [--distributed] [--compilation_cache DIR]
-  [--host_allocator tuned|default]``.
+  [--host_allocator tuned|default] [--allow_config_change]``.
 
   Returns:
     ``(config, args)`` where ``args`` has ``workdir``, ``preset``, ``distributed``,
-    ``compilation_cache`` and ``host_allocator``. The resolved preset name is stored in ``config.preset``.
+    ``compilation_cache``, ``host_allocator`` and ``allow_config_change``. The resolved preset
+    name is stored in ``config.preset``.
   """
   parser = argparse.ArgumentParser(prog=f"python -m experiments.{slug}")
   parser.add_argument("--preset", default="default", help="smoke | default | paper")
@@ -139,6 +153,15 @@ def parse_launch_args(slug: str, argv: Sequence[str] | None = None):
     help="tuned: keep freed host memory for reuse (vision_jax.utils.host_memory; avoids "
     "re-page-faulting XLA:CPU buffers every step); default: glibc's own policy. "
     "Env VISION_JAX_HOST_ALLOCATOR",
+  )
+  parser.add_argument(
+    "--allow_config_change",
+    action="store_true",
+    default=os.environ.get("VISION_JAX_ALLOW_CONFIG_CHANGE", "") == "1",
+    help="resume a workdir whose checkpoints were written with another config (keys other than "
+    "vision_jax.train.workdir.SAFE_TO_CHANGE, e.g. optim.lr or seed); a change of the model or "
+    "optimiser that alters the train state still cannot resume. Env "
+    "VISION_JAX_ALLOW_CONFIG_CHANGE=1",
   )
   args, rest = parser.parse_known_args(argv)
   overrides = {}

@@ -1,0 +1,1 @@
+"""HAMBox face detection: online high-quality anchor mining vs standard matching."""
