@@ -141,6 +141,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.data.num_folds = 2
     cfg.data.eval_batch_size = 32
     cfg.idnet.num_steps = 3
+    cfg.idnet.optim.warmup_steps = 1
     cfg.idnet.batch_size = 16
     cfg.sampler.hidden = (16, 16, 16)
     cfg.sampler.noise_dim = 8
