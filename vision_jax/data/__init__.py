@@ -33,6 +33,15 @@ from vision_jax.data.hashing import (
   read_cifar10_batch,
   read_image_list,
 )
+from vision_jax.data.hfr import (
+  HFR_PROTOCOLS,
+  HfrRecord,
+  VjHfr,
+  protocol_files,
+  read_gray,
+  read_hfr_fold,
+  read_hfr_list,
+)
 from vision_jax.data.idx import read_idx, write_idx
 from vision_jax.data.lfw import LfwPairs, VjLfw, list_identity_folder, read_lfw_pairs
 from vision_jax.data.longtail import (
@@ -114,6 +123,13 @@ __all__ = [
   "FASHION_MNIST_CLASSES",
   "hashing_split",
   "head_medium_tail_split",
+  "HFR_PROTOCOLS",
+  "HfrRecord",
+  "protocol_files",
+  "read_gray",
+  "read_hfr_fold",
+  "read_hfr_list",
+  "VjHfr",
   "lfw_subset_source",
   "LfwPairs",
   "list_identity_folder",

@@ -1,11 +1,13 @@
 """vision_jax.metrics: host-side NumPy evaluation protocols.
 
-Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering) and
-identification (rank-k with distractors, MegaFace), hashing retrieval (mAP@K with Hamming
+Verification (LFW 10-fold, ROC, TAR@FAR), re-ID (CMC / mAP with same-camera filtering),
+identification (rank-k with distractors, MegaFace, Rank-1 per pose bin), heterogeneous face
+recognition (Rank-1 and VR@FAR, mean ± std over folds), hashing retrieval (mAP@K with Hamming
 ranking, tie-aware mAP, P@H<=r, PR curve), WIDER FACE detection AP (the eval_tools protocol),
 YouTube-8M video classification (GAP@k, Hit@1, PERR, mAP). Each honours a mask for padded batches.
 """
 
+from vision_jax.metrics.hfr import hfr_fold_metrics, hfr_protocol_metrics
 from vision_jax.metrics.identification import identification_cmc, megaface_identification
 from vision_jax.metrics.pose_bins import (
   PoseRank1,
@@ -72,6 +74,8 @@ __all__ = [
   "VerificationResult",
   "best_threshold",
   "cosine_scores",
+  "hfr_fold_metrics",
+  "hfr_protocol_metrics",
   "identification_cmc",
   "kfold_split",
   "kfold_verification_accuracy",
