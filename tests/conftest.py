@@ -23,3 +23,18 @@ def num_devices():
   n = jax.device_count()
   assert n == 8, f"tests expect 8 fake CPU devices, got {n}; is XLA_FLAGS overridden?"
   return n
+
+
+@pytest.fixture
+def compile_cache(tmp_path_factory):
+  """A persistent XLA compilation cache private to one test, so the programs its runs share
+  (the same init and eval step of every method in a sweep, the same model on two data settings)
+  compile once. Removed again after the test."""
+  from jax.experimental.compilation_cache import compilation_cache as cc
+
+  old = jax.config.jax_compilation_cache_dir
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+  cc.reset_cache()
+  yield
+  jax.config.update("jax_compilation_cache_dir", old)
+  cc.reset_cache()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -10,7 +9,7 @@ import numpy as np
 from experiments.dcgn import data as dcgn_data
 from vision_jax import data as vdata
 from vision_jax.metrics.video import youtube8m_metrics
-from vision_jax.train import train_and_evaluate
+from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.utils import save_json
 from vision_jax.video import synthetic, video_classification_task, video_model
 
@@ -43,26 +42,6 @@ def reference_levels(
       scores = synthetic.bag_oracle_scores(eval_videos[key], rng)
       rows[name].append(youtube8m_metrics(scores, labels, k))
   return {name: {m: float(np.mean([r[m] for r in rs])) for m in rs[0]} for name, rs in rows.items()}
-
-
-def _sweep(workdir, runs):
-  """``runs``: ``[(key, fn)]``; skips keys whose ``summary.json`` is complete; nested results."""
-  results = {}
-  for key, fn in runs:
-    wd = os.path.join(workdir, *key)
-    done = os.path.join(wd, "summary.json")
-    if os.path.exists(done):
-      with open(done) as f:
-        summary = json.load(f)
-      print(f"   {'/'.join(key)}: done earlier, skipped")
-    else:
-      print(f"-- {'/'.join(key)}")
-      summary = fn(wd)
-      if summary.get("preempted"):
-        return summary
-    results.setdefault(key[0], {})[key[1]] = summary
-  save_json(os.path.join(workdir, "results.json"), results)
-  return results
 
 
 def run(cfg, workdir, *, progress=True):
@@ -107,9 +86,9 @@ def run(cfg, workdir, *, progress=True):
           run_cfg.method, run_cfg.setting = method, setting
         return train_and_evaluate(run_cfg, wd, task, train_ds, eval_data, progress=progress)
 
-      runs.append(((setting, method), fn))
-  results = _sweep(workdir, runs)
-  if eval_videos is not None and not results.get("preempted"):
+      runs.append(SweepRun(key=(setting, method), fn=fn))
+  results = run_sweep(workdir, runs)
+  if eval_videos is not None:
     results["reference"] = reference_levels(eval_videos, cfg.seed, int(cfg.eval.top_k))
     save_json(os.path.join(workdir, "results.json"), results)
   return results

@@ -124,7 +124,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     )
   )
   cfg.test = ml_collections.ConfigDict(dict(scales=(1.0,), flip=False, num_draw=6))
-  cfg.mesh = ml_collections.ConfigDict(dict(model=1))
+  cfg.mesh = ml_collections.ConfigDict(dict(model=1, data=-1))  # data: -1 = all devices
   if preset == "smoke":
     cfg.data.canvas = 64
     cfg.data.num_train = 32
@@ -141,6 +141,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.train.log_every = 1
     cfg.train.checkpoint_every = 0
     cfg.test.num_draw = 1
+    cfg.mesh.data = 1  # one device: the smoke run checks plumbing, not sharding
   elif preset == "paper":
     cfg.data.name = "wider_face"
     cfg.data.max_faces = 300

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import jax
@@ -16,15 +15,9 @@ from vision_jax.detection.inference import detect, xyxy_to_xywh
 from vision_jax.detection.model import build_detector
 from vision_jax.detection.task import METHODS, DetectionConfig, detection_task
 from vision_jax.metrics.wider_face import SETTINGS, wider_face_ap
-from vision_jax.train import train_and_evaluate
+from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.train.classification import image_to_float
 from vision_jax.utils import save_json
-
-try:  # the shared sweep harness
-  from vision_jax.train.sweep import SweepRun, run_sweep
-except ImportError:  # pragma: no cover - until the harness lands
-  SweepRun = None
-  run_sweep = None
 
 
 def make_sources(cfg):
@@ -125,27 +118,6 @@ def _test_time(cfg, model, state, test, run_workdir, method):
   save_json(os.path.join(run_workdir, "test_time.json"), tta)
 
 
-def _sweep(workdir, runs):
-  if run_sweep is not None:
-    return run_sweep(workdir, [SweepRun(key=k, fn=fn) for k, fn in runs])
-  results = {}  # Sequential fallback with the harness's skip-finished contract.
-  for key, fn in runs:
-    wd = os.path.join(workdir, *key)
-    done = os.path.join(wd, "summary.json")
-    if os.path.exists(done):
-      with open(done) as f:
-        summary = json.load(f)
-      if not summary.get("preempted"):
-        results.setdefault(key[0], {})[key[1]] = summary
-        continue
-    summary = fn(wd)
-    if summary.get("preempted"):
-      return dict(summary)
-    results.setdefault(key[0], {})[key[1]] = summary
-  save_json(os.path.join(workdir, "results.json"), results)
-  return results
-
-
 def run(cfg, workdir, *, progress=True):
   """All methods on one data setting; returns ``{setting: {method: summary}}``."""
   methods = [m for m in cfg.methods.split(",") if m]
@@ -188,7 +160,9 @@ def run(cfg, workdir, *, progress=True):
 
     return fn
 
-  return _sweep(workdir, [((setting, method), make_fn(method)) for method in methods])
+  return run_sweep(
+    workdir, [SweepRun(key=(setting, method), fn=make_fn(method)) for method in methods]
+  )
 
 
 def format_table(results) -> str:

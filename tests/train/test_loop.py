@@ -257,3 +257,21 @@ def test_state_partition_shards_a_head_over_model_axis(num_devices):
   w = out[True].params["w"]
   assert w.sharding.spec == P("model") and w.addressable_shards[0].data.shape == (4, 3)
   np.testing.assert_allclose(w, out[False].params["w"], rtol=1e-6, atol=1e-7)
+
+
+def test_mesh_data_uses_the_first_devices(tmp_path):
+  import ml_collections
+
+  assert jax.device_count() > 1
+  task = classification_task(ToyNet(), num_classes=4)
+  data = ToyData()
+  cfg = toy_config(num_steps=2, checkpoint_every=0)
+  cfg.mesh = ml_collections.ConfigDict(dict(model=1, data=1))
+  _, state = train_and_evaluate(
+    cfg, str(tmp_path), task, data, lambda: data.eval_batches(), progress=False, return_state=True
+  )
+  for leaf in jax.tree.leaves(state.params):
+    assert leaf.sharding.device_set == {jax.devices()[0]}
+  cfg.mesh.data = jax.device_count() + 1
+  with pytest.raises(ValueError, match="needs"):
+    train_and_evaluate(cfg, str(tmp_path / "b"), task, data, lambda: data.eval_batches())

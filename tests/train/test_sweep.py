@@ -69,6 +69,7 @@ def test_results_nest_by_key_and_finished_runs_are_skipped(tmp_path, capsys):
   res2 = run_sweep(str(tmp_path), runs)
   assert res2 == expected and [len(f.calls) for f in fns.values()] == [1, 1, 1]
   assert "[3/3] s2/m1: done earlier, skipped" in capsys.readouterr().out
+  assert not (tmp_path / "comparison.png").exists()  # no run has a metrics.jsonl
 
 
 def test_preempted_run_raises_stops_the_sweep_and_reruns_next_time(tmp_path):
@@ -166,6 +167,39 @@ def _toy_run(wd, num_steps=4, finalize=None, **kw):
   data = ToyData()
   cfg = toy_config(num_steps=num_steps)
   return train_and_evaluate(cfg, wd, task, data, lambda: data.eval_batches(), progress=False, **kw)
+
+
+def _logged_run(wd):
+  """A run that logs train rows the way the loop does (metrics.jsonl), without training."""
+  os.makedirs(wd, exist_ok=True)
+  with open(os.path.join(wd, "metrics.jsonl"), "w") as f:
+    f.writelines(
+      json.dumps({"split": "train", "step": t, "loss": 1.0 / t}) + "\n" for t in (1, 2, 3)
+    )
+  return {"eval": {"accuracy": 0.75}}
+
+
+def test_sweep_draws_the_comparison_of_the_runs_with_metrics(tmp_path, monkeypatch):
+  from vision_jax.train import writers
+
+  drawn = []
+  real = writers.plot_comparison
+  monkeypatch.setattr(
+    writers, "plot_comparison", lambda runs, out: drawn.append(runs) or real(runs, out)
+  )
+  runs = [
+    SweepRun(key=("toy", "logged"), fn=_logged_run),
+    SweepRun(key=("toy", "closed_form"), fn=_Counter({"eval": {"accuracy": 0.5}})),
+  ]
+  run_sweep(str(tmp_path), runs)
+  assert drawn == [{"toy/logged": str(tmp_path / "toy" / "logged")}]  # only the run with metrics
+  with open(tmp_path / "comparison.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  (tmp_path / "comparison.png").unlink()
+  run_sweep(str(tmp_path), runs)  # all skipped: the figure is drawn again from the run dirs
+  assert (tmp_path / "comparison.png").stat().st_size > 0 and len(drawn) == 2
+  run_sweep(str(tmp_path / "off"), runs, comparison=None)
+  assert len(drawn) == 2 and not (tmp_path / "off" / "comparison.png").exists()
 
 
 def test_request_before_first_step_returns_without_training(tmp_path):
@@ -305,6 +339,8 @@ def test_sigterm_in_setup_then_mid_loop_resumes_to_the_uninterrupted_results(tmp
   assert read_summary(os.path.join(wd, "toy", "a")) is not None
   assert _steps(os.path.join(wd, "toy", "b")) == []
   assert not os.path.exists(os.path.join(wd, "toy", "c"))
+  assert not os.path.exists(os.path.join(wd, "comparison.png"))  # drawn only by a full sweep
+  assert os.path.exists(os.path.join(ref, "comparison.png"))
 
   # (b) The printed command resumes; SIGTERM mid-step-loop of run 2.
   log = tmp_path / "2.log"

@@ -2,7 +2,8 @@
 
 ``train_and_evaluate(cfg, workdir, task, train_data, eval_data)``:
 
-- builds the mesh (``cfg.mesh.model``; ``data`` takes the rest), the optimizer (``cfg.optim``, or
+- builds the mesh (``cfg.mesh.model``; ``data`` takes the rest, or ``cfg.mesh.data`` > 0 of them,
+  single-process, e.g. 1 device for a smoke run), the optimizer (``cfg.optim``, or
   one section per update of a multi-update task: :func:`~vision_jax.train.make_task_optimizers`)
   and the state, born sharded;
 - resumes from the latest readable checkpoint in ``workdir/checkpoints`` (data position included:
@@ -203,12 +204,13 @@ def train_and_evaluate(
 
   Args:
     cfg: config with ``seed``, ``train`` (num_steps, log_every, eval_every, checkpoint_every,
-      keep_checkpoints, prefetch) and ``optim`` (see :func:`make_optimizer`); optional ``mesh.model``.
+      keep_checkpoints, prefetch) and ``optim`` (see :func:`make_optimizer`); optional
+      ``mesh.model`` and ``mesh.data`` (-1: all devices not used by ``model``).
     workdir: output directory (created); re-running with the same workdir resumes.
     task: the method (:class:`Task`).
     train_data: random access ``train_data[t]`` -> this process's numpy batch for step ``t``.
     eval_data: ``eval_data()`` -> iterable of padded numpy batches with a boolean ``mask``.
-    mesh: optional mesh (default ``make_mesh(model=cfg.mesh.model)``).
+    mesh: optional mesh (default ``make_mesh(data=cfg.mesh.data, model=cfg.mesh.model)``).
     global_batch_size: for the examples/s readout (default: inferred from the first batch).
     progress: show a tqdm bar (process 0 only).
     return_state: also return the final :class:`TrainState`.
@@ -235,8 +237,17 @@ def train_and_evaluate(
   os.makedirs(workdir, exist_ok=True)  # config.json / versions.json: written by guard_run
 
   if mesh is None:
-    model_axis = int(cfg.get("mesh", {}).get("model", 1)) if "mesh" in cfg else 1
-    mesh = mesh_lib.make_mesh(model=model_axis)
+    mcfg = cfg.mesh if "mesh" in cfg else {}
+    model_axis, data_axis = int(mcfg.get("model", 1)), int(mcfg.get("data", -1))
+    devices = None
+    if data_axis > 0:  # a mesh on the first data * model devices (e.g. 1 for a smoke run)
+      if jax.process_count() > 1:
+        raise ValueError(
+          f"config.mesh.data={data_axis}: a partial mesh is single-process only; use -1 (all "
+          f"devices) with {jax.process_count()} processes"
+        )
+      devices = jax.devices()[: data_axis * model_axis]
+    mesh = mesh_lib.make_mesh(data=data_axis, model=model_axis, devices=devices)
   tx, schedule = make_task_optimizers(task, cfg, num_steps)
   rng = jax.random.PRNGKey(int(cfg.seed))
 

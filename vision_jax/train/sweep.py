@@ -30,6 +30,9 @@ Semantics:
 - The value recorded for a run is the content of its ``summary.json`` (so a fresh run and a
   skipped one give the same types: lists, string keys). ``results`` nests the summaries by key
   parts and is written to ``workdir/<results_name>`` after every finished run.
+- When the sweep completes, ``workdir/comparison.png`` compares the runs that have a
+  ``metrics.jsonl`` (their train-loss curves and final eval metrics,
+  :func:`vision_jax.train.writers.plot_comparison`); a sweep without such runs draws nothing.
 
 With several processes (multi-host), every process runs the sweep; process 0 decides which runs
 are finished (its view is broadcast) and writes ``summary.json`` / ``results.json``.
@@ -53,6 +56,7 @@ from vision_jax.utils.runinfo import _default as _json_default
 from vision_jax.utils.runinfo import save_json
 
 SUMMARY = "summary.json"
+COMPARISON = "comparison.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +207,7 @@ def run_sweep(
   *,
   results_name: str = "results.json",
   on_done: Callable[[tuple[str, ...], dict[str, Any]], None] | None = None,
+  comparison: str | None = COMPARISON,
 ) -> dict[str, Any]:
   """Runs the unfinished runs of ``runs`` in order and collects every run's summary.
 
@@ -216,6 +221,8 @@ def run_sweep(
     results_name: file name of the nested results in ``workdir``.
     on_done: optional ``on_done(key, summary)`` after each finished run (skipped ones included),
       e.g. to print a row or refresh a plot.
+    comparison: file name of the comparison figure in ``workdir`` (written at the end, from the
+      runs with a ``metrics.jsonl``); ``None`` to draw none.
 
   Returns:
     ``results``: the summaries nested by key parts, ``results[key[0]][key[1]]...``.
@@ -233,6 +240,7 @@ def run_sweep(
   os.makedirs(workdir, exist_ok=True)
   main = _is_main()
   results: dict[str, Any] = {}
+  curves: dict[str, str] = {}
   n = len(runs)
   for i, run in enumerate(runs, 1):
     rdir = os.path.join(workdir, run.subdir if run.subdir is not None else os.path.join(*run.key))
@@ -268,4 +276,10 @@ def run_sweep(
       save_json(os.path.join(workdir, results_name), results)
     if on_done is not None:
       on_done(run.key, summary)
+    if os.path.exists(os.path.join(rdir, "metrics.jsonl")):
+      curves[run.label] = rdir
+  if main and comparison is not None and curves:
+    from vision_jax.train.writers import plot_comparison
+
+    plot_comparison(curves, os.path.join(workdir, comparison))
   return results
