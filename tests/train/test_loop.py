@@ -146,12 +146,13 @@ def _final_params(workdir, step):
   return out["state"]
 
 
-def _run_toy(workdir, steps, sleep=0.0, wait=True):
+def _run_toy(workdir, steps, sleep=0.0, wait=True, module="tests.train.toy"):
+  """Runs a toy trainer script (``module``'s ``main``) in a real subprocess on 2 fake devices."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=REPO)
   cmd = [
     sys.executable,
     "-m",
-    "tests.train.toy",
+    module,
     "--workdir",
     workdir,
     "--steps",

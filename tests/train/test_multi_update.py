@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from tests.train import toy_gan as tg
-from tests.train.test_loop import REPO, _final_params, _wait_for_checkpoint
+from tests.train.test_loop import _final_params, _run_toy, _wait_for_checkpoint
 from vision_jax.train import (
   Checkpointer,
   NonFiniteError,
@@ -304,29 +304,8 @@ def test_multi_update_checkpoint_written_on_8_resumes_on_1(tmp_path, num_devices
 
 
 def test_multi_update_kill9_then_resume_is_bitwise_identical(tmp_path):
-  import subprocess
-  import sys
-
   def run(workdir, steps, sleep=0.0, wait=True):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONPATH=REPO)
-    cmd = [
-      sys.executable,
-      "-m",
-      "tests.train.toy_gan",
-      "--workdir",
-      workdir,
-      "--steps",
-      str(steps),
-      "--sleep",
-      str(sleep),
-    ]
-    p = subprocess.Popen(
-      cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    if wait:
-      out, _ = p.communicate(timeout=300)
-      assert p.returncode == 0, out
-    return p
+    return _run_toy(workdir, steps, sleep, wait, module="tests.train.toy_gan")
 
   steps = 12
   ref = str(tmp_path / "ref")
@@ -343,39 +322,3 @@ def test_multi_update_kill9_then_resume_is_bitwise_identical(tmp_path):
   assert set(a["opt_state"]) == {"d", "g"}
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
-
-
-def test_batch_partition_replicates_an_episode_smaller_than_the_mesh(num_devices):
-  """A 5-example batch cannot be split over 8 devices; ``batch_partition`` replicates it and the
-  step equals the 1-device step."""
-  from jax.sharding import PartitionSpec as P
-
-  def init(rng, batch):
-    return {"w": jnp.ones((3,))}, {}, {}
-
-  def loss_fn(params, ms, extra, batch, rng, step):
-    return jnp.mean((batch["x"] @ params["w"] - batch["y"]) ** 2), {}
-
-  rng = np.random.default_rng(0)
-  batch = {"x": rng.normal(size=(5, 3)).astype(np.float32), "y": np.arange(5, dtype=np.float32)}
-  cfg = ml_collections.ConfigDict(dict(optim=dict(name="sgd", lr=0.1, momentum=0.0)))
-  out = {}
-  for n in (1, 8):
-    task = Task(
-      init=init, loss_fn=loss_fn, batch_partition=lambda b: jax.tree.map(lambda _: P(), b)
-    )
-    mesh = make_mesh(devices=jax.devices()[:n])
-    from vision_jax.train import batch_shardings
-
-    bsh = batch_shardings(task, batch, mesh)
-    gb = to_global_batch(batch, mesh, bsh)
-    assert gb["x"].sharding.is_fully_replicated
-    tx, sched = make_task_optimizers(task, cfg, 10)
-    state, sh = create_train_state(task, tx, jax.random.PRNGKey(0), gb, mesh)
-    state, _ = make_train_step(task, tx, sched, mesh, sh, bsh)(state, gb)
-    out[n] = np.asarray(state.params["w"])
-  np.testing.assert_allclose(out[1], out[8], rtol=1e-6)
-  g = 2 * batch["x"].T @ (batch["x"] @ np.ones(3) - batch["y"]) / 5
-  np.testing.assert_allclose(out[8], 1 - 0.1 * g, rtol=1e-5)
-  with pytest.raises(ValueError, match="batch_partition"):
-    to_global_batch(batch, make_mesh())

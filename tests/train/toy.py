@@ -73,30 +73,37 @@ def toy_config(num_steps=6, **train):
   return cfg
 
 
-def main():
+def run_script(make_task, make_data, make_config):
+  """The script mode the subprocess tests use: ``--workdir --steps --sleep`` (seconds per batch,
+  so a test can kill the trainer mid-run), then ``train_and_evaluate`` and a ``SUMMARY`` line."""
   import time
 
   p = argparse.ArgumentParser()
   p.add_argument("--workdir", required=True)
   p.add_argument("--steps", type=int, default=12)
-  p.add_argument("--sleep", type=float, default=0.0, help="seconds per step (lets tests kill us)")
+  p.add_argument("--sleep", type=float, default=0.0, help="seconds per batch (lets tests kill us)")
   a = p.parse_args()
   from vision_jax.train import train_and_evaluate
-  from vision_jax.train.classification import classification_task
 
-  data = ToyData()
+  data = make_data()
   if a.sleep:
+    base = data
 
-    class Slow(ToyData):
+    class Slow:
       def __getitem__(self, t):
         time.sleep(a.sleep)
-        return super().__getitem__(t)
+        return base[t]
 
     data = Slow()
-  task = classification_task(ToyNet(), num_classes=4)
-  out = train_and_evaluate(toy_config(a.steps), a.workdir, task, data, progress=False)
+  out = train_and_evaluate(make_config(a.steps), a.workdir, make_task(), data, progress=False)
   print("SUMMARY", out)
   os.makedirs(a.workdir, exist_ok=True)
+
+
+def main():
+  from vision_jax.train.classification import classification_task
+
+  run_script(lambda: classification_task(ToyNet(), num_classes=4), ToyData, toy_config)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,6 @@ separate Adam(b1=0.5) sections for D and G.
 
 from __future__ import annotations
 
-import argparse
-import os
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -131,28 +128,13 @@ def modes_covered(gen_params, n=2000, seed=123, min_share=0.02) -> tuple[int, fl
 
 
 def main():
-  import time
+  from tests.train.toy import run_script
 
-  p = argparse.ArgumentParser()
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--steps", type=int, default=12)
-  p.add_argument("--sleep", type=float, default=0.0, help="seconds per batch (lets tests kill us)")
-  a = p.parse_args()
-  from vision_jax.train import train_and_evaluate
-
-  data = RingData()
-  if a.sleep:
-
-    class Slow(RingData):
-      def __getitem__(self, t):
-        time.sleep(a.sleep)
-        return super().__getitem__(t)
-
-    data = Slow()
-  cfg = gan_config(a.steps, log_every=1, checkpoint_every=2)
-  out = train_and_evaluate(cfg, a.workdir, gan_task(g_every=2), data, progress=False)
-  print("SUMMARY", out)
-  os.makedirs(a.workdir, exist_ok=True)
+  run_script(
+    lambda: gan_task(g_every=2),
+    RingData,
+    lambda steps: gan_config(steps, log_every=1, checkpoint_every=2),
+  )
 
 
 if __name__ == "__main__":
