@@ -76,7 +76,8 @@ def search_task(
 
   Returns:
     A :class:`~vision_jax.train.Task`; ``params = {"net", "arch"}``, ``extra = {"widths",
-    "masks"}``.
+    "masks", "target_ms"}``. The target is state, not a compile-time constant, so searches for
+    different targets lower to the same program (a persistent compilation cache serves them all).
 
   Raises:
     ValueError: non-positive target, steps or weights.
@@ -107,7 +108,12 @@ def search_task(
     masks = sn.prefix_masks(space, widths)
     w = jnp.full((space.num_blocks, sn.NUM_OPS), 1.0 / sn.NUM_OPS)
     p = net.init(rng, x, masks, sn.depth_weights(arch, space), op_weights=w)["params"]
-    return {"net": p, "arch": arch}, {}, {"widths": jnp.asarray(widths), "masks": masks}
+    extra = {
+      "widths": jnp.asarray(widths),
+      "masks": masks,
+      "target_ms": jnp.asarray(target_ms, jnp.float32),
+    }
+    return {"net": p, "arch": arch}, {}, extra
 
   def ce(logits, labels, mask):
     per = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
@@ -147,7 +153,7 @@ def search_task(
     logits = net.apply({"params": params["net"]}, x, extra["masks"], dw, op_weights=w)
     ce_v, acc = ce(logits, y, mask)
     lat = sn.expected_latency(space, w, dw, sn.block_latencies(curve_j, extra["widths"]), base_ms)
-    lat_loss = lat_weight * jnp.abs(lat / target_ms - 1.0)
+    lat_loss = lat_weight * jnp.abs(lat / extra["target_ms"] - 1.0)
     return ce_v + lat_loss, {
       "model_state": model_state,
       "extra": extra,
@@ -160,7 +166,9 @@ def search_task(
     arch = params["arch"]
     ops = jnp.argmax(arch["alpha"], -1)
     depths = jnp.stack([jnp.argmax(arch["beta"][f"s{i}"]) + 1 for i in range(n_stages)])
-    new_w = elastic_scale(space, extra["widths"], ops, depths, curve_j, base_ms, target_ms, lo, hi)
+    new_w = elastic_scale(
+      space, extra["widths"], ops, depths, curve_j, base_ms, extra["target_ms"], lo, hi
+    )
     changed = new_w != extra["widths"]
     masks = sn.ranked_masks(space, params["net"], new_w, extra["masks"], changed)
     return {**extra, "widths": new_w, "masks": masks}
