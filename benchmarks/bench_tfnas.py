@@ -92,7 +92,9 @@ def main(argv=None):
   v = package_versions()
   print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()}; jax {v.get('jax')}")
   print(f"space={a.space} image_size={a.image_size} batch={a.batch} blocks={space.num_blocks}")
-  print(f"JAX search step (weights + arch): {med:.1f} ms (IQR {q1:.1f}-{q3:.1f}), compile {compile_s:.1f} s")
+  print(
+    f"JAX search step (weights + arch): {med:.1f} ms (IQR {q1:.1f}-{q3:.1f}), compile {compile_s:.1f} s"
+  )
   try:
     import torch  # noqa: F401
   except ImportError:

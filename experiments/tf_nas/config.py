@@ -94,9 +94,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     )
   )
   cfg.optim = ml_collections.ConfigDict(
-    dict(
-      name="sgd", lr=0.025, momentum=0.9, schedule="cosine", weight_decay=1e-5, grad_clip=5.0
-    )
+    dict(name="sgd", lr=0.025, momentum=0.9, schedule="cosine", weight_decay=1e-5, grad_clip=5.0)
   )
   cfg.optim_arch = ml_collections.ConfigDict(
     dict(name="adam", lr=0.01, b1=0.5, b2=0.999, weight_decay=5e-4, grad_clip=5.0)
@@ -115,8 +113,13 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       label_smoothing=0.1,
       optim=ml_collections.ConfigDict(
         dict(
-          name="sgd", lr=0.05, momentum=0.9, schedule="cosine", warmup_steps=20,
-          weight_decay=1e-5, grad_clip=5.0,
+          name="sgd",
+          lr=0.05,
+          momentum=0.9,
+          schedule="cosine",
+          warmup_steps=20,
+          weight_decay=1e-5,
+          grad_clip=5.0,
         )  # fmt: skip
       ),
     )
@@ -158,11 +161,23 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.data.batch_size = 32
     cfg.space = ml_collections.ConfigDict(
       dict(
-        image_size=224, in_channels=3, num_classes=100, stem=32, stem_stride=2, stem_block=16,
+        image_size=224,
+        in_channels=3,
+        num_classes=100,
+        stem=32,
+        stem_stride=2,
+        stem_block=16,
         stem_block_se=8,
-        stages=((24, 2, 2, "relu"), (40, 2, 3, "swish"), (80, 2, 4, "swish"),
-                (112, 1, 4, "swish"), (192, 2, 4, "swish"), (320, 1, 1, "swish")),
-        head=1280, width_floor=0.5,
+        stages=(
+          (24, 2, 2, "relu"),
+          (40, 2, 3, "swish"),
+          (80, 2, 4, "swish"),
+          (112, 1, 4, "swish"),
+          (192, 2, 4, "swish"),
+          (320, 1, 1, "swish"),
+        ),
+        head=1280,
+        width_floor=0.5,
       )  # fmt: skip
     )
     cfg.lut.batch_size = 32

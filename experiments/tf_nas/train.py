@@ -51,7 +51,10 @@ def make_sources(cfg):
     n = int(d.num_search) + int(d.num_test)
     src = vdata.synthetic_source(n, (size, size, 1), 10, seed=1)
     x, y = src.arrays["image"][: d.num_search], src.arrays["label"][: d.num_search].astype(np.int32)
-    xt, yt = src.arrays["image"][d.num_search :], src.arrays["label"][d.num_search :].astype(np.int32)
+    xt, yt = (
+      src.arrays["image"][d.num_search :],
+      src.arrays["label"][d.num_search :].astype(np.int32),
+    )
   elif d.name == "imagenet100":
     raise FileNotFoundError(
       "data.name='imagenet100' (the paper preset) needs the code's ImageNet-100 lists and images "
@@ -135,7 +138,10 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
     vdata.train_dataset(va, global_batch_size=b, seed=int(cfg.seed) + 1),
   )
   scfg = _sub_cfg(
-    cfg, num_steps=int(s.epochs) * int(s.steps_per_epoch), optim=cfg.optim, optim_arch=cfg.optim_arch
+    cfg,
+    num_steps=int(s.epochs) * int(s.steps_per_epoch),
+    optim=cfg.optim,
+    optim_arch=cfg.optim_arch,
   )
   t0 = time.time()
   ssum, state = train_and_evaluate(
@@ -170,7 +176,7 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
   if rsum.get("preempted"):
     return rsum
   retrain_s = time.time() - t0
-  (measured, spread), = measure_nets([arch], **_protocol(cfg))
+  ((measured, spread),) = measure_nets([arch], **_protocol(cfg))
   final = ssum.get("final_train", {})
   return dict(
     target_ms=float(target_ms),
@@ -232,7 +238,11 @@ def run(cfg, workdir, *, progress=False):
     from vision_jax.train import setup_runtime
 
     if not jax.config.jax_compilation_cache_dir:
-      d = os.path.join(workdir, "jax_cache") if cfg.compilation_cache == "auto" else cfg.compilation_cache
+      d = (
+        os.path.join(workdir, "jax_cache")
+        if cfg.compilation_cache == "auto"
+        else cfg.compilation_cache
+      )
       setup_runtime(compilation_cache=d)
   space = _space(cfg)
   cache = cfg.lut.cache_dir or os.path.join(workdir, "lut")
@@ -262,9 +272,16 @@ def run(cfg, workdir, *, progress=False):
   results = dict(
     targets=per_target,
     table=dict(
-      path=lut_path, device=table.device, batch_size=table.batch_size, threads=table.threads,
-      configurations=len(table.blocks), spread=table.spread, base_ms=table.base_ms,
-      dispatch_ms=table.dispatch_ms, reachable_ms=[lo, hi], seconds=lut_s,
+      path=lut_path,
+      device=table.device,
+      batch_size=table.batch_size,
+      threads=table.threads,
+      configurations=len(table.blocks),
+      spread=table.spread,
+      base_ms=table.base_ms,
+      dispatch_ms=table.dispatch_ms,
+      reachable_ms=[lo, hi],
+      seconds=lut_s,
       measured_seconds=table.meta.get("seconds"),
     ),  # fmt: skip
     table_check=check,
@@ -316,7 +333,8 @@ def format_table(cfg, results) -> str:
     + (
       f"; random-arch error mean {100 * c['mean_abs_rel_error']:.1f} % / max "
       f"{100 * c['max_abs_rel_error']:.1f} % over {len(c['rel_error'])} nets"
-      if c else ""
+      if c
+      else ""
     )
   )
   return "\n".join(rows)

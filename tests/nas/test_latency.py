@@ -45,7 +45,9 @@ def test_table_remeasures_within_tolerance():
   assert np.all(p1 > 0) and np.all(p2 > 0)
   assert np.all(np.abs(np.log(p1 / p2)) < np.log(2.0)), (p1, p2)
   # the derived nets timed with the same protocol land within a factor 3 of the prediction
-  meas = np.array([m for m, _ in measure_nets(archs[:2], warmup=2, rounds=5, inner=2, isolated=False)])
+  meas = np.array(
+    [m for m, _ in measure_nets(archs[:2], warmup=2, rounds=5, inner=2, isolated=False)]
+  )
   assert np.all(np.abs(np.log(meas / p1[:2])) < np.log(3.0)), (meas, p1[:2])
 
 
@@ -105,7 +107,9 @@ def test_unknown_op_and_uncovered_configs():
   for b in wide["blocks"]:
     b["cout"] = 12 if b["cout"] == 8 else b["cout"]
   wide["blocks"][1]["cin"] = 12
-  with pytest.raises(ValueError, match=r"arch.blocks\[0\]: no latency-table entry for 'MBConv_8_4_0_12"):
+  with pytest.raises(
+    ValueError, match=r"arch.blocks\[0\]: no latency-table entry for 'MBConv_8_4_0_12"
+  ):
     table.predict(wide)
   big = json.loads(json.dumps(arch))
   big["blocks"][0]["mid"] = 1000

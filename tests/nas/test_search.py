@@ -71,7 +71,9 @@ def test_expected_latency_matches_loops():
   dw = sn.depth_weights(arch, TINY)
   lat = jnp.asarray(rng.uniform(0.1, 1.0, size=(TINY.num_blocks, 8)))
   got = float(expected_latency(TINY, op_w, dw, lat, 0.5))
-  want = brute_force_latency(TINY, np.asarray(op_w), [np.asarray(d) for d in dw], np.asarray(lat), 0.5)
+  want = brute_force_latency(
+    TINY, np.asarray(op_w), [np.asarray(d) for d in dw], np.asarray(lat), 0.5
+  )
   assert got == pytest.approx(want, rel=1e-5)
 
 
@@ -99,7 +101,9 @@ def test_ranked_masks_keep_largest_depthwise_l1():
   np.testing.assert_array_equal(np.asarray(masks["b1"][OPS[3]]), want)
   # untouched entries keep their old mask when `changed` is False
   kept = ranked_masks(TINY, params["net"], widths, extra["masks"], np.zeros_like(widths, bool))
-  np.testing.assert_array_equal(np.asarray(kept["b1"][OPS[3]]), np.asarray(extra["masks"]["b1"][OPS[3]]))
+  np.testing.assert_array_equal(
+    np.asarray(kept["b1"][OPS[3]]), np.asarray(extra["masks"]["b1"][OPS[3]])
+  )
 
 
 def _elastic_reference(space, widths, ops, depths, curve, base, target, lo, hi):
@@ -144,8 +148,12 @@ def test_elastic_scale_matches_loop_reference(target, ops, depths):
   base, curve = table.dense(TINY)
   lo, hi = sn.width_bounds(TINY)
   widths = sn.nominal_widths(TINY)
-  got = elastic_scale(TINY, widths, jnp.asarray(ops), jnp.asarray(depths), curve, base, target, lo, hi)
-  want = _elastic_reference(TINY, widths, ops, depths, curve.astype(np.float64), base, target, lo, hi)
+  got = elastic_scale(
+    TINY, widths, jnp.asarray(ops), jnp.asarray(depths), curve, base, target, lo, hi
+  )
+  want = _elastic_reference(
+    TINY, widths, ops, depths, curve.astype(np.float64), base, target, lo, hi
+  )
   np.testing.assert_array_equal(np.asarray(got), want)
 
 
@@ -224,14 +232,21 @@ def test_updates_touch_only_their_group(run):
   # step 0: warm-up, arch update skipped -> arch untouched (log-softmax re-projection of a
   # normalised log-distribution is the identity up to rounding)
   assert m0["arch/applied"] == 0.0 and m1["arch/applied"] == 1.0
-  np.testing.assert_allclose(np.asarray(s1.params["arch"]["alpha"]), np.asarray(s0.params["arch"]["alpha"]), atol=1e-6)
-  for a, b in zip(jax.tree.leaves(s0.params["arch"]["beta"]), jax.tree.leaves(s1.params["arch"]["beta"])):
+  np.testing.assert_allclose(
+    np.asarray(s1.params["arch"]["alpha"]), np.asarray(s0.params["arch"]["alpha"]), atol=1e-6
+  )
+  for a, b in zip(
+    jax.tree.leaves(s0.params["arch"]["beta"]), jax.tree.leaves(s1.params["arch"]["beta"])
+  ):
     np.testing.assert_array_equal(a, b)
   # step 1: the arch update ran; weights have lr 0, so any change to them would come from the
   # arch update: there is none
   for a, b in zip(jax.tree.leaves(s1.params["net"]), jax.tree.leaves(s2.params["net"])):
     np.testing.assert_array_equal(a, b)
-  moved = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(s1.params["arch"]), jax.tree.leaves(s2.params["arch"])))
+  moved = max(
+    float(np.max(np.abs(a - b)))
+    for a, b in zip(jax.tree.leaves(s1.params["arch"]), jax.tree.leaves(s2.params["arch"]))
+  )
   assert moved > 1e-4
   # log alpha stays a log-distribution after every step (re-projection in post_update)
   np.testing.assert_allclose(np.exp(np.asarray(s2.params["arch"]["alpha"])).sum(-1), 1.0, rtol=1e-5)
@@ -256,7 +271,9 @@ def test_elasticity_runs_after_warmup_epochs_and_meets_target(run):
   # masks follow widths
   for slot in TINY.slots:
     for o, name in enumerate(OPS):
-      assert int(s2.extra["masks"][f"b{slot.index}"][name].sum()) == int(s2.extra["widths"][slot.index, o])
+      assert int(s2.extra["masks"][f"b{slot.index}"][name].sum()) == int(
+        s2.extra["widths"][slot.index, o]
+      )
 
 
 def test_no_retrace_when_widths_change(run):

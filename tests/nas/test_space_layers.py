@@ -61,7 +61,10 @@ def test_masked_block_equals_narrow_block():
     "expand": {"kernel": p["expand"]["kernel"][..., keep]},
     "dw": {"kernel": p["dw"]["kernel"][..., keep]},
     "se_reduce": {"kernel": p["se_reduce"]["kernel"][:, :, keep], "bias": p["se_reduce"]["bias"]},
-    "se_expand": {"kernel": p["se_expand"]["kernel"][..., keep], "bias": p["se_expand"]["bias"][keep]},
+    "se_expand": {
+      "kernel": p["se_expand"]["kernel"][..., keep],
+      "bias": p["se_expand"]["bias"][keep],
+    },
     "project": {"kernel": p["project"]["kernel"][:, :, keep]},
   }
   y_big = big.apply({"params": p}, x, jnp.asarray(mask))
@@ -73,7 +76,10 @@ def test_masked_block_equals_narrow_block():
 
 
 def test_derived_net_json_round_trip(tmp_path):
-  arch = dict(SMALL, blocks=SMALL["blocks"] + [dict(op="k3_e6_se", cin=6, cout=6, stride=1, mid=30, act="swish")])
+  arch = dict(
+    SMALL,
+    blocks=SMALL["blocks"] + [dict(op="k3_e6_se", cin=6, cout=6, stride=1, mid=30, act="swish")],
+  )
   path = tmp_path / "arch.json"
   path.write_text(json.dumps(arch))
   again = load_arch(str(path))
@@ -92,8 +98,14 @@ def test_derived_net_json_round_trip(tmp_path):
 @pytest.mark.parametrize(
   "mutate, match",
   [
-    (lambda a: a["blocks"][0].update(op="k7_e6"), r"arch.blocks\[0\].op='k7_e6' is not a TF-NAS op"),
-    (lambda a: a["blocks"][0].update(cin=5), r"arch.blocks\[0\].cin=5 but the previous layer outputs 4"),
+    (
+      lambda a: a["blocks"][0].update(op="k7_e6"),
+      r"arch.blocks\[0\].op='k7_e6' is not a TF-NAS op",
+    ),
+    (
+      lambda a: a["blocks"][0].update(cin=5),
+      r"arch.blocks\[0\].cin=5 but the previous layer outputs 4",
+    ),
     (lambda a: a["blocks"][0].pop("mid"), r"arch.blocks\[0\] is missing key\(s\) \['mid'\]"),
     (lambda a: a["blocks"][0].update(stride=3), r"stride=3 must be 1 or 2"),
     (lambda a: a.pop("head"), r"missing key\(s\) \['head'\]"),

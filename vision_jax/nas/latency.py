@@ -98,8 +98,13 @@ def table_requests(space: SearchSpace, num_widths: int = 4) -> dict[str, Any]:
         key,
         dict(
           spec=dict(
-            hw=slot.hw, cin=slot.cin, cout=slot.cout, kernel=op.kernel, stride=slot.stride,
-            se=op.se_width(slot.cin), act=slot.act,
+            hw=slot.hw,
+            cin=slot.cin,
+            cout=slot.cout,
+            kernel=op.kernel,
+            stride=slot.stride,
+            se=op.se_width(slot.cin),
+            act=slot.act,
           ),  # fmt: skip
           lo=lo,
           hi=hi,
@@ -113,8 +118,12 @@ def table_requests(space: SearchSpace, num_widths: int = 4) -> dict[str, Any]:
   return dict(
     blocks=blocks,
     stem=dict(
-      image_size=space.image_size, in_channels=space.in_channels, stem=space.stem,
-      stem_stride=space.stem_stride, stem_block=space.stem_block, stem_block_se=space.stem_block_se,
+      image_size=space.image_size,
+      in_channels=space.in_channels,
+      stem=space.stem,
+      stem_stride=space.stem_stride,
+      stem_block=space.stem_block,
+      stem_block_se=space.stem_block_se,
     ),  # fmt: skip
     head=dict(hw=hw, cin=last, head=space.head, num_classes=space.num_classes),
   )
@@ -178,7 +187,9 @@ class LatencyTable:
     total, hw = self.base_ms, -(-a["image_size"] // a["stem_stride"])
     for i, b in enumerate(a["blocks"]):
       op = parse_op(b["op"])
-      key = block_key(hw, b["cin"], op.se_width(b["cin"]), b["cout"], op.kernel, b["stride"], b["act"])
+      key = block_key(
+        hw, b["cin"], op.se_width(b["cin"]), b["cout"], op.kernel, b["stride"], b["act"]
+      )
       total += self.block_ms(key, b["mid"], where=f"arch.blocks[{i}]")
       hw = -(-hw // b["stride"])
     return total
@@ -281,7 +292,14 @@ def _block_fn(spec: Mapping[str, Any], mid: int, batch: int):
   from vision_jax.nas.layers import MBConv
 
   m = MBConv(
-    spec["cin"], spec["cout"], mid, spec["kernel"], spec["stride"], spec["se"], spec["act"], "affine"
+    spec["cin"],
+    spec["cout"],
+    mid,
+    spec["kernel"],
+    spec["stride"],
+    spec["se"],
+    spec["act"],
+    "affine",
   )
   x = jnp.ones((batch, spec["hw"], spec["hw"], spec["cin"]), jnp.float32)
   v = m.init(jax.random.PRNGKey(0), x, train=False)
@@ -470,8 +488,12 @@ def measure_table(
       block_max=float(np.max(spreads)),
     ),
     meta=dict(
-      warmup=warmup, rounds=rounds, inner=inner, num_widths=num_widths,
-      date=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), seconds=time.time() - t0,
+      warmup=warmup,
+      rounds=rounds,
+      inner=inner,
+      num_widths=num_widths,
+      date=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+      seconds=time.time() - t0,
     ),  # fmt: skip
   )
 

@@ -127,9 +127,9 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = nn.relu(_Norm(self.bn, name="bn")(_conv(self.stem, 3, self.stride, name="conv")(x), train))
-    return MBConv(self.stem, self.out, self.stem, 3, 1, self.se, "relu", self.bn, False, name="block")(
-      h, train=train
-    )
+    return MBConv(
+      self.stem, self.out, self.stem, 3, 1, self.se, "relu", self.bn, False, name="block"
+    )(h, train=train)
 
 
 class Head(nn.Module):
@@ -166,12 +166,14 @@ class DerivedNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     a = json.loads(self.arch_json)
-    h = Stem(a["stem"], a["stem_stride"], a["stem_block"], a["stem_block_se"], "affine", name="stem")(
-      x, train
-    )
+    h = Stem(
+      a["stem"], a["stem_stride"], a["stem_block"], a["stem_block_se"], "affine", name="stem"
+    )(x, train)
     for i, b in enumerate(a["blocks"]):
       h = derived_block(b, name=f"block{i}")(h, train=train)
-    logits, pooled = Head(a["head"], a["num_classes"], self.dropout, "affine", name="head")(h, train)
+    logits, pooled = Head(a["head"], a["num_classes"], self.dropout, "affine", name="head")(
+      h, train
+    )
     return logits, {"pooled": pooled}
 
 

@@ -188,8 +188,13 @@ def search_task(
     updates=(
       Update("weights", weight_loss, params="net", optim="optim", batch_key="train"),
       Update(
-        "arch", arch_loss, params="arch", optim="optim_arch", batch_key="val",
-        every=arch_every, start=warmup_steps,
+        "arch",
+        arch_loss,
+        params="arch",
+        optim="optim_arch",
+        batch_key="val",
+        every=arch_every,
+        start=warmup_steps,
       ),  # fmt: skip
     ),
     post_update=post_update,

@@ -273,7 +273,9 @@ def validate_arch(arch: Any, *, where: str = "arch") -> dict[str, Any]:
       message names the key path (``arch.blocks[3].op``).
   """
   if not isinstance(arch, Mapping):
-    raise TypeError(f"{where} must be a dict (a parsed TF-NAS architecture), got {type(arch).__name__}")
+    raise TypeError(
+      f"{where} must be a dict (a parsed TF-NAS architecture), got {type(arch).__name__}"
+    )
   missing = [k for k in _TOP_KEYS if k not in arch]
   if missing:
     raise ValueError(f"{where} is missing key(s) {missing}; a parsed config has {list(_TOP_KEYS)}")

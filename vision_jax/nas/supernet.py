@@ -69,8 +69,14 @@ class Supernet(nn.Module):
         op = parse_op(name)
         row.append(
           MBConv(
-            slot.cin, slot.cout, op.max_mid(slot.cin), op.kernel, slot.stride,
-            op.se_width(slot.cin), slot.act, "search",
+            slot.cin,
+            slot.cout,
+            op.max_mid(slot.cin),
+            op.kernel,
+            slot.stride,
+            op.se_width(slot.cin),
+            slot.act,
+            "search",
           )  # fmt: skip
         )
       ops.append(row)
@@ -105,7 +111,9 @@ def init_arch(space: SearchSpace) -> dict[str, Any]:
   as the code's ``log_alphas``) and ``beta = {"s<i>": zeros [D_i]}``."""
   return {
     "alpha": jnp.full((space.num_blocks, NUM_OPS), -np.log(NUM_OPS), jnp.float32),
-    "beta": {f"s{i}": jnp.zeros((st.max_blocks,), jnp.float32) for i, st in enumerate(space.stages)},
+    "beta": {
+      f"s{i}": jnp.zeros((st.max_blocks,), jnp.float32) for i, st in enumerate(space.stages)
+    },
   }
 
 
@@ -222,7 +230,7 @@ def expected_latency(
   """
   per_block = jnp.sum(op_w * lat, axis=-1)
   total = jnp.asarray(base, jnp.float32)
-  for si, st in enumerate(space.stages):
+  for si in range(len(space.stages)):
     idx = [s.index for s in space.slots if s.stage == si]
     cum = jnp.cumsum(per_block[jnp.asarray(idx)])
     total = total + jnp.sum(depth_w[si] * cum)
@@ -234,5 +242,7 @@ def parse_arch(space: SearchSpace, arch_params: Mapping[str, Any], widths) -> di
   """The derived architecture: argmax op per block, argmax depth per stage (blocks beyond it
   deleted), each chosen op at its current mask width."""
   ops = np.asarray(jnp.argmax(arch_params["alpha"], -1))
-  depths = [int(np.argmax(np.asarray(arch_params["beta"][f"s{i}"]))) + 1 for i in range(len(space.stages))]
+  depths = [
+    int(np.argmax(np.asarray(arch_params["beta"][f"s{i}"]))) + 1 for i in range(len(space.stages))
+  ]
   return arch_from_choices(space, ops, depths, np.asarray(widths))
