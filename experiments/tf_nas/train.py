@@ -251,7 +251,13 @@ def run(cfg, workdir, *, progress=False):
   lut_s = time.time() - t0
   table.save(os.path.join(workdir, "lut.json"))
   lo, hi = table.reachable(space)
-  check = table_check(cfg, table, space)
+  check_path = os.path.join(workdir, "table_check.json")
+  if os.path.exists(check_path):
+    with open(check_path) as f:
+      check = json.load(f)
+  else:
+    check = table_check(cfg, table, space)
+    save_json(check_path, check)
   targets = _targets(cfg, table, space)
   sources = make_sources(cfg)
   print(
