@@ -161,7 +161,7 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
     {k: np.concatenate([tr.arrays[k], va.arrays[k]]) for k in ("image", "label")}
   )
   rtask = classification_task(
-    derived_net(arch, float(r.dropout)), num_classes=space.num_classes,
+    derived_net(arch, float(r.dropout), dw_impl="taps"), num_classes=space.num_classes,
     label_smoothing=float(r.label_smoothing),
   )  # fmt: skip
   t0 = time.time()

@@ -2,12 +2,14 @@
 
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from vision_jax.nas import (
+  DepthwiseConv,
   MBConv,
   SearchSpace,
   Stage,
@@ -73,6 +75,20 @@ def test_masked_block_equals_narrow_block():
   # and the mask matters: all-on differs
   y_all = big.apply({"params": p}, x, jnp.ones(wide))
   assert float(jnp.max(jnp.abs(y_all - y_small))) > 1e-2
+
+
+@pytest.mark.parametrize("k, stride, hw", [(3, 1, 6), (5, 2, 7), (3, 2, 8)])
+def test_depthwise_taps_equal_grouped_conv(k, stride, hw):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, hw, hw, 5))
+  taps = DepthwiseConv(5, k, stride, "taps")
+  v = taps.init(jax.random.PRNGKey(1), x)
+  ref = nn.Conv(
+    5, (k, k), (stride, stride), ((k // 2, k // 2),) * 2, feature_group_count=5, use_bias=False
+  )
+  y_ref = ref.apply(v, x)
+  for impl in ("taps", "xla"):
+    y = DepthwiseConv(5, k, stride, impl).apply(v, x)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(y_ref), atol=1e-5, rtol=1e-5)
 
 
 def test_derived_net_json_round_trip(tmp_path):

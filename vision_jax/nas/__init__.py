@@ -16,7 +16,7 @@ from vision_jax.nas.latency import (
   measure_table,
   time_interleaved,
 )
-from vision_jax.nas.layers import DerivedNet, MBConv, derived_net, search_norm
+from vision_jax.nas.layers import DepthwiseConv, DerivedNet, MBConv, derived_net, search_norm
 from vision_jax.nas.search import search_task, temperature
 from vision_jax.nas.space import (
   OPS,
@@ -42,6 +42,7 @@ from vision_jax.nas.supernet import (
 
 __all__ = [
   "OPS",
+  "DepthwiseConv",
   "DerivedNet",
   "LatencyTable",
   "MBConv",

@@ -312,7 +312,9 @@ def _stem_fn(spec, batch):
 
   from vision_jax.nas.layers import Stem
 
-  m = Stem(spec["stem"], spec["stem_stride"], spec["stem_block"], spec["stem_block_se"], "affine")
+  m = Stem(
+    spec["stem"], spec["stem_stride"], spec["stem_block"], spec["stem_block_se"], "affine", "xla"
+  )
   x = jnp.ones((batch, spec["image_size"], spec["image_size"], spec["in_channels"]), jnp.float32)
   v = m.init(jax.random.PRNGKey(0), x, train=False)
   return jax.jit(lambda v, x: m.apply(v, x, train=False)), (v, x)
