@@ -22,10 +22,11 @@ Presets:
            (elasticity lands on the table: -2.6 % in a one-target run of an earlier smoke
            setting); measured vs predicted within the timing noise, which on the shared 2-core
            CPU under load ~15 is 35-106 % IQR per whole-net timing (random-architecture table
-           error 25 % mean, 44 % max; docs/tf_nas.md); top-1 not yet measured end-to-end.
-           Wall time: the table alone took 10 min at load ~16 (cached afterwards); the three
-           searches + retrains did not finish within the session's budget at that load (each
-           search step with the grouped-conv backward took > 20 s; see docs/tf_nas.md).
+           error 25 % mean, 44 % max; docs/tf_nas.md); top-1 0.83 +- 0.05 after the 150-step
+           retrain (first target: 82.8 %). Wall time at load 5-16: table 10 min (cached
+           afterwards), first target 11 min search + 2.2 min retrain + 1 min timing; later targets
+           reuse the compiled search step. Predicted-vs-target fell short (-22.6 %) on the first
+           target: every width at its maximum, depth 1 everywhere after 23 arch updates.
   paper    the code's ImageNet search: ImageNet-100 (80/20 train split, 224 px), the full
            6-stage supernet, 90 epochs at batch 32, 10 warm-up epochs, Gumbel tau 5 x 0.96 per
            epoch, weights SGD 0.025 cosine wd 1e-5 clip 5, architecture Adam(0.5, 0.999) lr 0.01
