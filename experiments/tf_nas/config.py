@@ -1,0 +1,202 @@
+"""TF-NAS: latency-constrained search with a latency table measured on this device.
+
+Run::
+
+    python -m experiments.tf_nas --preset=default --workdir=runs/tf_nas/default
+    python -m experiments.tf_nas --preset=paper --workdir=runs/tf_nas/paper \\
+        --config.data.imagenet100_dir=DIR    # GPU
+
+Per target latency: search (one multi-update Task: weights SGD on ``train``, architecture Adam on
+``val``), parse, retrain the derived net, time it on the device with the table's timing code.
+``results.json`` holds per target ``target_ms``, ``predicted_ms`` (the table's prediction for the
+derived net), ``measured_ms`` (with its spread) and ``accuracy``, plus the table's error on
+random architectures.
+
+Presets:
+  smoke    synthetic 16 px data, a 2-block supernet, 2 search steps, table timed in-process
+           (run by tests; ~2 CPU-minutes, almost all XLA compilation of the 8-op supernet step)
+  default  Fashion-MNIST (the IDX files of ``apt-get install dataset-fashion-mnist``) padded to
+           32 px, 4-stage reduced supernet, a batch-1 single-threaded CPU table, three targets at
+           25 / 50 / 75 % of the reachable latency range; 2-core shared x86 CPU.
+           Expected: each derived net's table-predicted latency within 3 % of its target
+           (elasticity lands on the table: -2.6 % in a one-target run of an earlier smoke
+           setting); measured vs predicted within the timing noise, which on the shared 2-core
+           CPU under load ~15 is 35-106 % IQR per whole-net timing (random-architecture table
+           error 25 % mean, 44 % max; docs/tf_nas.md); top-1 0.83 +- 0.05 after the 150-step
+           retrain (first target: 82.8 %). Wall time at load 5-16: table 10 min (cached
+           afterwards), first target 11 min search + 2.2 min retrain + 1 min timing; later targets
+           reuse the compiled search step. Predicted-vs-target fell short (-22.6 %) on the first
+           target: every width at its maximum, depth 1 everywhere after 23 arch updates.
+  paper    the code's ImageNet search: ImageNet-100 (80/20 train split, 224 px), the full
+           6-stage supernet, 90 epochs at batch 32, 10 warm-up epochs, Gumbel tau 5 x 0.96 per
+           epoch, weights SGD 0.025 cosine wd 1e-5 clip 5, architecture Adam(0.5, 0.999) lr 0.01
+           wd 5e-4 every 2nd step, lambda 0.1; retrain 250 epochs batch 512 SGD 0.2 cosine.
+           The table is timed per batch of 32 on the GPU (the code's GPU table: batch 32, Titan
+           RTX). Paper / README numbers (ImageNet val): TF-NAS-A 18.03 ms (GPU, bs 32),
+           80.14 ms (CPU, bs 1), 457 MFLOPs, 76.87 % top-1; TF-NAS-B 15.06 ms / 72.10 ms,
+           361 MFLOPs, 76.28 % (the code's example ``--target_lat 15.0``); search 1.8 days on one
+           Titan RTX. This preset needs the ImageNet-100 lists and images (not on this machine).
+"""
+
+import ml_collections
+
+PRESETS = ("smoke", "default", "paper")
+
+
+def get_config(preset: str = "default") -> ml_collections.ConfigDict:
+  cfg = ml_collections.ConfigDict()
+  cfg.seed = 0
+  cfg.data = ml_collections.ConfigDict(
+    dict(
+      name="fashion_mnist",  # fashion_mnist | synthetic | imagenet100
+      manual_dir="/usr/share/datasets/fashion-mnist",
+      imagenet100_dir="",
+      num_search=4000,  # train images used by the search (split search_val_fraction into val)
+      search_val_fraction=0.2,
+      num_test=1000,
+      batch_size=32,  # search batch (train and val each)
+    )
+  )
+  cfg.space = ml_collections.ConfigDict(
+    dict(
+      image_size=32,
+      in_channels=1,
+      num_classes=10,
+      stem=16,
+      stem_stride=1,
+      stem_block=8,
+      stem_block_se=4,
+      stages=((16, 2, 2, "relu"), (24, 2, 2, "swish"), (40, 2, 2, "swish"), (64, 1, 1, "swish")),
+      head=128,
+      width_floor=0.5,
+    )
+  )
+  cfg.lut = ml_collections.ConfigDict(
+    dict(
+      cache_dir="",  # "" = <workdir>/lut
+      batch_size=1,
+      num_widths=2,
+      warmup=3,
+      rounds=7,
+      inner=3,
+      isolated=True,  # single-threaded XLA in a fresh subprocess
+      num_random_archs=4,  # table error is also checked on random architectures
+    )
+  )
+  # targets: absolute ms (targets_ms) or fractions of the reachable [min, max] predicted range
+  cfg.targets_ms = ()
+  cfg.target_fractions = (0.25, 0.5, 0.75)
+  cfg.search = ml_collections.ConfigDict(
+    dict(
+      epochs=6,
+      warmup_epochs=2,
+      steps_per_epoch=10,
+      arch_every=2,
+      lat_weight=0.1,
+      tau0=5.0,
+      tau_decay=0.96,
+      elastic=True,
+    )
+  )
+  cfg.optim = ml_collections.ConfigDict(
+    dict(name="sgd", lr=0.025, momentum=0.9, schedule="cosine", weight_decay=1e-5, grad_clip=5.0)
+  )
+  cfg.optim_arch = ml_collections.ConfigDict(
+    dict(name="adam", lr=0.01, b1=0.5, b2=0.999, weight_decay=5e-4, grad_clip=5.0)
+  )
+  cfg.train = ml_collections.ConfigDict(
+    dict(
+      num_steps=0, log_every=25, eval_every=0, checkpoint_every=100, keep_checkpoints=1, prefetch=2
+    )
+  )
+  cfg.retrain = ml_collections.ConfigDict(
+    dict(
+      steps=150,
+      batch_size=64,
+      eval_batch_size=500,
+      dropout=0.0,
+      label_smoothing=0.1,
+      optim=ml_collections.ConfigDict(
+        dict(
+          name="sgd",
+          lr=0.05,
+          momentum=0.9,
+          schedule="cosine",
+          warmup_steps=20,
+          weight_decay=1e-5,
+          grad_clip=5.0,
+        )  # fmt: skip
+      ),
+    )
+  )
+  cfg.mesh = ml_collections.ConfigDict(dict(model=1))
+  # Choice: a persistent compilation cache ("auto": <workdir>/jax_cache) so that the searches for
+  # the 2nd and 3rd target (same program: the target is state) skip compilation; "" = off.
+  cfg.compilation_cache = "auto"
+  if preset == "smoke":
+    cfg.compilation_cache = ""
+    cfg.data.name = "synthetic"
+    cfg.data.num_search = 64
+    cfg.data.num_test = 32
+    cfg.data.batch_size = 8
+    cfg.space.image_size = 16
+    cfg.space.stem = 8
+    cfg.space.stem_block = 4
+    cfg.space.stem_block_se = 2
+    cfg.space.stages = ((8, 2, 1, "relu"), (8, 1, 1, "swish"))
+    cfg.space.head = 16
+    cfg.lut.num_widths = 2
+    cfg.lut.warmup = 1
+    cfg.lut.rounds = 3
+    cfg.lut.inner = 1
+    cfg.lut.isolated = False
+    cfg.lut.num_random_archs = 0
+    cfg.target_fractions = (0.5,)
+    cfg.search.epochs = 2
+    cfg.search.warmup_epochs = 1
+    cfg.search.steps_per_epoch = 1
+    cfg.train.log_every = 1
+    cfg.train.checkpoint_every = 0
+    cfg.retrain.steps = 2
+    cfg.retrain.batch_size = 8
+    cfg.retrain.eval_batch_size = 16
+    cfg.retrain.optim.warmup_steps = 0
+  elif preset == "paper":
+    cfg.data.name = "imagenet100"
+    cfg.data.batch_size = 32
+    cfg.space = ml_collections.ConfigDict(
+      dict(
+        image_size=224,
+        in_channels=3,
+        num_classes=100,
+        stem=32,
+        stem_stride=2,
+        stem_block=16,
+        stem_block_se=8,
+        stages=(
+          (24, 2, 2, "relu"),
+          (40, 2, 3, "swish"),
+          (80, 2, 4, "swish"),
+          (112, 1, 4, "swish"),
+          (192, 2, 4, "swish"),
+          (320, 1, 1, "swish"),
+        ),
+        head=1280,
+        width_floor=0.5,
+      )  # fmt: skip
+    )
+    cfg.lut.batch_size = 32
+    cfg.lut.num_widths = 5
+    cfg.lut.warmup = 100
+    cfg.lut.rounds = 31
+    cfg.lut.inner = 10
+    cfg.targets_ms = (15.0,)
+    cfg.search.epochs = 90
+    cfg.search.warmup_epochs = 10
+    cfg.search.steps_per_epoch = 102170 // 32
+    cfg.retrain.steps = 250 * 1281167 // 512
+    cfg.retrain.batch_size = 512
+    cfg.retrain.dropout = 0.2
+    cfg.retrain.optim.lr = 0.2
+    cfg.retrain.optim.warmup_steps = 5 * 1281167 // 512
+  return cfg
