@@ -37,7 +37,7 @@ demo-classification: venv data
 	$(BIN)/python -m experiments.classification --preset=default --workdir=runs/classification/default
 
 test: venv
-	$(BIN)/python -m pytest -q tests vision_jax --doctest-modules
+	$(BIN)/python -m pytest -q tests vision_jax --doctest-modules -m 'not slow' --durations=25
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -3,12 +3,14 @@
 import json
 
 import numpy as np
+import pytest
 
 from experiments.tf_nas import train
 from vision_jax.nas import LatencyTable, validate_arch
 from vision_jax.utils import load_config
 
 
+@pytest.mark.slow
 def test_smoke_preset_runs(tmp_path):
   cfg = load_config("tf_nas", "smoke")
   results = train.run(cfg, str(tmp_path), progress=False)

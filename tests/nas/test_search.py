@@ -216,6 +216,7 @@ def run():
               traces=traces, mesh=mesh, bsh=bsh)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_weight_loss_sends_no_gradient_to_arch(run):
   task, st = run["task"], run["states"][0]
   loss_fn = task.updates[0].loss_fn
@@ -226,6 +227,7 @@ def test_weight_loss_sends_no_gradient_to_arch(run):
   assert sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(grads["net"])) > 0
 
 
+@pytest.mark.slow
 def test_updates_touch_only_their_group(run):
   s0, s1, s2 = run["states"][:3]
   m0, m1 = run["metrics"][:2]
@@ -253,6 +255,7 @@ def test_updates_touch_only_their_group(run):
   assert "arch/latency_ms" in m1 and np.isfinite(m1["arch/latency_ms"])
 
 
+@pytest.mark.slow
 def test_elasticity_runs_after_warmup_epochs_and_meets_target(run):
   s1, s2 = run["states"][1], run["states"][2]
   np.testing.assert_array_equal(s1.extra["widths"], sn.nominal_widths(TINY))  # no scaling yet
@@ -276,6 +279,7 @@ def test_elasticity_runs_after_warmup_epochs_and_meets_target(run):
       )
 
 
+@pytest.mark.slow
 def test_no_retrace_when_widths_change(run):
   step, state, traces = run["step"], run["state"], run["traces"]
   n0, c0 = traces["n"], step._cache_size()
@@ -291,6 +295,7 @@ def test_no_retrace_when_widths_change(run):
   assert np.isfinite(float(m["weights/loss"]))
 
 
+@pytest.mark.slow
 def test_parse_build_apply_round_trip(run):
   s = run["states"][-1]
   arch = parse_arch(TINY, s.params["arch"], s.extra["widths"])
