@@ -141,7 +141,22 @@ def _features(image_feature):
   )
 
 
-class VjMiniImagenet(ManualDirBuilder):
+class _FixedSizeBuilder(ManualDirBuilder, skip_registration=True):
+  """A few-shot builder whose images are stored as raw uint8 ``[SIZE, SIZE, CHANNELS]``."""
+
+  SIZE: int = 0
+  CHANNELS: int = 3
+
+  def _info(self):
+    shape = (self.SIZE, self.SIZE, self.CHANNELS)
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=_features(tfds.features.Tensor(shape=shape, dtype=np.uint8)),
+      disable_shuffling=True,
+    )
+
+
+class VjMiniImagenet(_FixedSizeBuilder):
   """miniImageNet, Ravi-Larochelle split, 84x84x3 uint8 (see module doc)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -154,14 +169,6 @@ class VjMiniImagenet(ManualDirBuilder):
     "https://github.com/twitter/meta-learning-lstm/tree/master/data/miniImagenet into one folder."
   )
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTALL_HINT
-
-  def _info(self):
-    shape = (self.SIZE, self.SIZE, 3)
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=_features(tfds.features.Tensor(shape=shape, dtype=np.uint8)),
-      disable_shuffling=True,
-    )
 
   def _split_generators(self, dl_manager):
     d = self.manual_path(dl_manager)
@@ -218,26 +225,19 @@ class VjCubFewshot(ManualDirBuilder):
       yield i, {"image": data, "label": index[int(c)], "class_name": names[int(c)]}
 
 
-class VjOmniglot(ManualDirBuilder):
+class VjOmniglot(_FixedSizeBuilder):
   """Omniglot background / evaluation, 105x105x1, each rotation (0/90/180/270) its own class."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "images_background / images_evaluation PNGs with 4 rotations."}
   REQUIRED_FILES = tuple(OMNIGLOT_SPLITS.values())
   SIZE = 105
+  CHANNELS = 1
   INSTALL_HINT = (
     "Get images_background.zip and images_evaluation.zip (https://github.com/brendenlake/omniglot"
     "/tree/master/python), unzip both into one folder."
   )
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTALL_HINT
-
-  def _info(self):
-    shape = (self.SIZE, self.SIZE, 1)
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=_features(tfds.features.Tensor(shape=shape, dtype=np.uint8)),
-      disable_shuffling=True,
-    )
 
   def _split_generators(self, dl_manager):
     d = self.manual_path(dl_manager)
