@@ -154,14 +154,14 @@ def test_native_kernel_under_jit_and_batch_size_one(kernels):
 
 def test_missing_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
   index, q = _index()
-  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setattr(native._LIB, "_state", {})
   monkeypatch.setenv("VISION_JAX_CACHE", str(tmp_path))
   monkeypatch.setenv("CXX", "no-such-compiler-xyz")
   with pytest.warns(RuntimeWarning, match="no-such-compiler-xyz"):
     got = index.search(q, 5, leaves_to_search=3, backend="native")
   assert "not found" in native.unavailable_reason()
   assert_same_topk(index.search(q, 5, leaves_to_search=3, backend="xla"), got)
-  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setattr(native._LIB, "_state", {})
   monkeypatch.setenv("VISION_JAX_NATIVE", "0")
   assert not native.available()
 

@@ -1,13 +1,11 @@
 """Native CPU ADC kernels for :class:`~vision_jax.search.AVQIndex`, called from jit via the XLA FFI.
 
-The C++ source (``native_adc.cc``, next to this file) is compiled on first use with
-``g++ -O3 -std=c++17 -shared -fPIC -I<jax.ffi.include_dir()>`` into
-``<cache>/native/vj_adc_<hash>.so`` where ``<cache>`` is :func:`default_cache_dir` and the hash
-covers the source, the compiler command and the jaxlib version. The library is written to a
-temporary name and moved into place with an atomic rename, so parallel processes (pytest
-workers) may compile concurrently without seeing a half-written file. Nothing is downloaded.
-If no compiler is found or the build fails, :func:`available` returns ``False``, a warning names
-the reason once, and callers fall back to the pure-XLA search.
+The C++ source (``native_adc.cc``, next to this file) is compiled on first use into
+``<cache>/native/vj_adc_<hash>.so`` (``<cache>`` is :func:`default_cache_dir`) by the shared
+builder :class:`vision_jax.utils.native_build.NativeLibrary`: atomic publish, cached per source,
+compiler and jaxlib version, nothing downloaded. If no compiler is found or the build fails,
+:func:`available` returns ``False``, a warning names the reason once, and callers fall back to
+the pure-XLA search.
 
 Kernels (one query at a time, single thread):
 
@@ -31,64 +29,28 @@ remaining slots hold id ``-1`` and score ``-inf``. Selection keeps one uint64 ke
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.search.data import default_cache_dir
+from vision_jax.utils.native_build import NativeLibrary
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_adc.cc")
-_TARGETS = ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank")
-_lock = threading.Lock()
-_state: dict = {}
-
-
-def _compile_command(cxx: str, src: str, out: str) -> list[str]:
-  return [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-I", jax.ffi.include_dir(), src, "-o", out]
+_LIB = NativeLibrary(
+  "vj_adc",
+  "vision_jax.search",
+  SOURCE,
+  ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank"),
+  cache_dir=default_cache_dir,
+)
 
 
 def library_path() -> str:
   """Where the compiled kernel library lives (``<cache>/native/vj_adc_<hash>.so``)."""
-  import jaxlib
-
-  cxx = os.environ.get("CXX", "g++")
-  with open(SOURCE, "rb") as f:
-    h = hashlib.sha256(f.read())
-  h.update(" ".join(_compile_command(cxx, "SRC", "OUT")).encode())
-  h.update(jaxlib.__version__.encode())
-  return os.path.join(default_cache_dir(), "native", f"vj_adc_{h.hexdigest()[:16]}.so")
-
-
-def _build() -> str:
-  path = library_path()
-  if os.path.exists(path):
-    return path
-  cxx = os.environ.get("CXX", "g++")
-  if shutil.which(cxx) is None:
-    raise RuntimeError(f"no C++ compiler: {cxx!r} not found on PATH (set $CXX or install g++)")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
-  os.close(fd)
-  try:
-    proc = subprocess.run(
-      _compile_command(cxx, SOURCE, tmp), capture_output=True, text=True, timeout=300
-    )
-    if proc.returncode != 0:
-      raise RuntimeError(f"{cxx} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    os.replace(tmp, path)  # atomic: concurrent builders each publish a complete file
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return path
+  return _LIB.library_path()
 
 
 def available() -> bool:
@@ -97,31 +59,12 @@ def available() -> bool:
   Returns ``False`` (with one warning naming the reason) when that fails; the env var
   ``VISION_JAX_NATIVE=0`` disables the native kernels without a warning.
   """
-  with _lock:
-    if "ok" in _state:
-      return _state["ok"]
-    if os.environ.get("VISION_JAX_NATIVE", "1") == "0":
-      _state.update(ok=False, reason="disabled by VISION_JAX_NATIVE=0")
-      return False
-    try:
-      lib = ctypes.cdll.LoadLibrary(_build())
-      for name in _TARGETS:
-        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
-      _state.update(ok=True, lib=lib, reason="")
-    except Exception as e:  # noqa: BLE001 — any build/load failure means "use the XLA path"
-      _state.update(ok=False, reason=f"{type(e).__name__}: {e}")
-      warnings.warn(
-        f"vision_jax.search native kernels unavailable ({_state['reason']}); "
-        "falling back to the XLA search path",
-        RuntimeWarning,
-        stacklevel=2,
-      )
-    return _state["ok"]
+  return _LIB.available()
 
 
 def unavailable_reason() -> str:
   """Why :func:`available` returned ``False`` (empty if it did not, or was not called)."""
-  return _state.get("reason", "")
+  return _LIB.unavailable_reason()
 
 
 # ----------------------------------------------------------------------------------------------
