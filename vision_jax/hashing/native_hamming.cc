@@ -176,6 +176,7 @@ VJ_AVX512 void ScanAvx512T(const uint8_t* db, int64_t i0, int64_t i1, const uint
   int64_t i = i0;
   for (; i + kCodes <= i1; i += kCodes) {
     const __m512i x = _mm512_loadu_si512(db + i * 8 * WORDS);
+#pragma GCC unroll 4
     for (int t = 0; t < NQ; ++t) {
       __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[t]));
       __mmask8 m;
@@ -223,6 +224,7 @@ VJ_AVX2 void ScanAvx2T(const uint8_t* db, int64_t i0, int64_t i1, const uint8_t*
   int64_t i = i0;
   for (; i + kCodes <= i1; i += kCodes) {
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(db + i * 8 * WORDS));
+#pragma GCC unroll 4
     for (int t = 0; t < NQ; ++t) {
       __m256i d = Popcnt64Avx2(_mm256_xor_si256(x, qv[t]));
       if (WORDS == 2) d = _mm256_add_epi64(d, _mm256_shuffle_epi32(d, 0x4e));
