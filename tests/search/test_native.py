@@ -103,15 +103,21 @@ def test_native_uint8_within_quantization_bound(kernels):
   )
 
 
-def test_avx2_and_scalar_lut16_agree_exactly(kernels):
-  index, q = _index(d=64)  # 32 blocks: overflow-free 16-bit sums over many pairs
+@pytest.mark.parametrize("d", [64, 66])
+def test_every_supported_lut16_variant_agrees_with_scalar_exactly(kernels, d):
+  # 32 blocks (16 pairs) and 33 blocks (17 pairs: the AVX-512 loop's odd pair left to AVX2):
+  # overflow-free 16-bit sums over many pairs.
+  index, q = _index(d=d)
   arrays = index._native_arrays("uint8")
   args = (jnp.asarray(q), index.leaf_centers, index.codebooks, index.database, *arrays)
   kw = dict(k=30, leaves_to_search=8, reorder=0, lut="uint8")
-  a = ix._search_batch_native(*args, simd=True, **kw)
   b = ix._search_batch_native(*args, simd=False, **kw)
-  np.testing.assert_array_equal(a[0], b[0])
-  np.testing.assert_array_equal(a[1], b[1])
+  variants = native.supported_variants()
+  assert variants[0] == "scalar" and native.lut16_variant() == variants[-1]
+  for simd in (True, *variants[1:]):
+    a = ix._search_batch_native(*args, simd=simd, **kw)
+    np.testing.assert_array_equal(a[0], b[0], err_msg=str(simd))
+    np.testing.assert_array_equal(a[1], b[1], err_msg=str(simd))
 
 
 @pytest.mark.parametrize("lut", ["float32", "uint8"])

@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.search.data import default_cache_dir
-from vision_jax.utils.native_build import NativeLibrary
+from vision_jax.utils.native_build import CPU_VARIANTS, NativeLibrary, variant_code
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_hamming.cc")
-VARIANTS = ("scalar", "avx2", "avx512")  # codes 1, 2, 3 of the kernel's `variant` attribute
+VARIANTS = CPU_VARIANTS
 _LIB = NativeLibrary(
   "vj_hamming",
   "vision_jax.hashing",
@@ -110,6 +110,6 @@ def topk(queries, database, *, k: int, num_threads: int, variant: str | None = N
     raise RuntimeError(f"vision_jax.hashing native kernel unavailable ({unavailable_reason()})")
   nq = queries.shape[0]
   out = (jax.ShapeDtypeStruct((nq, k), jnp.int32),) * 2
-  code = 0 if variant is None else VARIANTS.index(variant) + 1
+  code = variant_code(variant)
   call = jax.ffi.ffi_call("vj_hamming_topk", out, vmap_method="sequential")
   return call(queries, database, num_threads=np.int64(num_threads), variant=np.int64(code))

@@ -31,9 +31,10 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__) || defined(_M_X64)
+#include "native_cpu.h"
+
+#ifdef VJ_X86
 #include <immintrin.h>
-#define VJ_X86 1
 #define VJ_POPCNT __attribute__((target("popcnt")))
 #define VJ_AVX2 __attribute__((target("avx2,popcnt")))
 #define VJ_AVX512 __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
@@ -45,27 +46,8 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-enum Variant : int64_t { kAuto = 0, kScalar = 1, kAvx2 = 2, kAvx512 = 3 };
-
-bool Supported(int64_t v) {
-  if (v == kScalar) return true;
-#ifdef VJ_X86
-  __builtin_cpu_init();
-  if (v == kAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-  if (v == kAvx512) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq") &&
-           __builtin_cpu_supports("popcnt");
-  }
-#endif
-  return false;
-}
-
-int64_t Best() {
-  for (int64_t v = kAvx512; v > kScalar; --v) {
-    if (Supported(v)) return v;
-  }
-  return kScalar;
-}
+using vj::kAvx2;
+using vj::kAvx512;
 
 class TopK {
  public:
@@ -313,9 +295,10 @@ ffi::Error HammingTopk(ffi::AnyBuffer queries, ffi::AnyBuffer database,
   if (n >= (int64_t{1} << 31)) {
     return ffi::Error::InvalidArgument("hamming_topk: database exceeds int32 indices");
   }
-  if (variant == kAuto) variant = Best();
-  if (variant < kScalar || variant > kAvx512 || !Supported(variant)) {
-    return ffi::Error::InvalidArgument("hamming_topk: variant " + std::to_string(variant) +
+  const int64_t requested = variant;
+  variant = vj::Resolve(requested, vj::HasAvx512Vpopcntdq());
+  if (variant < 0) {
+    return ffi::Error::InvalidArgument("hamming_topk: variant " + std::to_string(requested) +
                                        " is not supported by this CPU");
   }
   if (nq == 0) return ffi::Error::Success();
@@ -341,8 +324,10 @@ ffi::Error HammingTopk(ffi::AnyBuffer queries, ffi::AnyBuffer database,
 
 }  // namespace
 
-extern "C" int64_t vj_hamming_supported(int64_t variant) { return Supported(variant) ? 1 : 0; }
-extern "C" int64_t vj_hamming_best_variant() { return Best(); }
+extern "C" int64_t vj_hamming_supported(int64_t variant) {
+  return vj::Supported(variant, vj::HasAvx512Vpopcntdq()) ? 1 : 0;
+}
+extern "C" int64_t vj_hamming_best_variant() { return vj::Resolve(vj::kAuto, vj::HasAvx512Vpopcntdq()); }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_hamming_topk, HammingTopk,
                               ffi::Ffi::Bind()

@@ -12,8 +12,9 @@ Kernels (one query at a time, single thread):
 * :func:`adc_topk_f32`: float32 LUTs, uint8 codes in leaf order (CSR: ``offsets``), any C ≤ 256.
 * :func:`adc_topk_lut16`: C = 16 and K ≤ 256. LUTs are quantized per query to uint8 with one
   scale Δ = max_k(max_c LUT[k,c] − min_c LUT[k,c]) / 255 and per-block offsets, 4-bit codes are
-  packed 32 points per group, and an AVX2 byte shuffle does 32 lookups per instruction (scalar
-  fallback computes the same integers). The estimate is ``bias + Σ_k min_k + Δ·Σ_k q[k, code_k]``
+  packed 32 points per group, and a byte shuffle does the lookups: 64 per instruction with
+  AVX-512BW, 32 with AVX2, picked at run time (:func:`lut16_variant`); the scalar fallback
+  computes the same integers. The estimate is ``bias + Σ_k min_k + Δ·Σ_k q[k, code_k]``
   and differs from the float ADC score by at most ``K·Δ/2`` (:func:`lut16_error_bound`) plus
   float rounding.
 * :func:`rerank`: exact ``⟨q, x⟩`` of each query's candidate ids and their top k (AVX2+FMA dot
@@ -29,6 +30,7 @@ remaining slots hold id ``-1`` and score ``-inf``. Selection keeps one uint64 ke
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import jax
@@ -36,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.search.data import default_cache_dir
-from vision_jax.utils.native_build import NativeLibrary
+from vision_jax.utils.native_build import CPU_VARIANTS, NativeLibrary, variant_code
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_adc.cc")
 _LIB = NativeLibrary(
@@ -65,6 +67,28 @@ def available() -> bool:
 def unavailable_reason() -> str:
   """Why :func:`available` returned ``False`` (empty if it did not, or was not called)."""
   return _LIB.unavailable_reason()
+
+
+def supported_variants() -> tuple[str, ...]:
+  """SIMD variants (:data:`~vision_jax.utils.native_build.CPU_VARIANTS`) this CPU runs, slowest
+  first; ``"avx512"`` needs AVX-512BW here."""
+  f = _LIB.lib.vj_adc_supported
+  f.restype, f.argtypes = ctypes.c_int64, [ctypes.c_int64]
+  return tuple(v for v in CPU_VARIANTS if f(variant_code(v)))
+
+
+def lut16_variant() -> str:
+  """The variant the LUT16 kernel runs with ``simd=True`` on this CPU."""
+  f = _LIB.lib.vj_adc_lut16_variant
+  f.restype = ctypes.c_int64
+  return CPU_VARIANTS[f() - 1]
+
+
+def _simd_code(simd) -> np.int64:
+  """``True`` → the CPU's best (0), ``False`` → scalar, or a :data:`CPU_VARIANTS` name."""
+  if isinstance(simd, bool | np.bool_):
+    return np.int64(0 if simd else variant_code("scalar"))
+  return np.int64(variant_code(simd))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,8 +185,9 @@ def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
 def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn: int, simd=True):
   """Like :func:`adc_topk_f32` with uint8-quantized LUTs over packed 4-bit codes.
 
-  ``packed, goffsets`` come from :func:`pack_lut16`; ``simd=False`` forces the scalar loop
-  (same integers, same results). Scores are estimates within :func:`lut16_error_bound`.
+  ``packed, goffsets`` come from :func:`pack_lut16`; ``simd=False`` forces the scalar loop and
+  ``simd="avx2"`` / ``"avx512"`` a SIMD variant (same integers, same results; the kernel fails
+  when the CPU lacks it). Scores are estimates within :func:`lut16_error_bound`.
   """
   b = bias.shape[0]
   return _call("vj_adc_topk_lut16", b, topn)(
@@ -173,7 +198,7 @@ def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn:
     offsets,
     goffsets,
     perm,
-    simd=np.int64(bool(simd)),
+    variant=_simd_code(simd),
   )
 
 
@@ -187,5 +212,5 @@ def rerank(queries, database, ids, *, k: int, simd: bool = True):
     queries.astype(jnp.float32),
     database.astype(jnp.float32),
     ids.astype(jnp.int32),
-    simd=np.int64(bool(simd)),
+    variant=_simd_code(simd),
   )

@@ -1,7 +1,7 @@
 """Lazy build, cache and registration of C++ XLA FFI kernel libraries.
 
 A :class:`NativeLibrary` compiles one C++ source on first use with
-``g++ -O3 -std=c++17 -shared -fPIC [flags] -I<jax.ffi.include_dir()>`` into
+``g++ -O3 -std=c++17 -shared -fPIC [flags] -I<jax.ffi.include_dir()> -I<this folder>`` into
 ``<cache>/native/<name>_<hash>.so``; the hash covers the source and the headers it names, the
 compiler command and the jaxlib version. The library is written to a temporary name and moved
 into place with an atomic rename, so parallel processes (pytest workers) may compile
@@ -11,8 +11,10 @@ once, and callers fall back to their pure-XLA path. ``$CXX`` picks the compiler 
 ``VISION_JAX_NATIVE=0`` disables every native library without a warning.
 
 Variants for different CPU features live in the same library (functions compiled with
-``__attribute__((target(...)))``) and are picked at run time by the kernel itself, so one cached
-build serves every machine of the same architecture.
+``__attribute__((target(...)))``) and are picked at run time by the kernel itself through the
+shared header ``native_cpu.h`` (next to this file, on the include path of every library), so one
+cached build serves every machine of the same architecture. :data:`CPU_VARIANTS` names them;
+:func:`variant_code` turns a name into the kernels' ``variant`` attribute.
 """
 
 from __future__ import annotations
@@ -28,6 +30,23 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import jax
+
+CPU_VARIANTS = ("scalar", "avx2", "avx512")  # kernel attribute codes 1, 2, 3 (0 = auto)
+CPU_HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_cpu.h")
+
+
+def variant_code(variant: str | None) -> int:
+  """``None`` → 0 (the kernel picks the fastest the CPU supports), else 1 + index in
+  :data:`CPU_VARIANTS`.
+
+  Raises:
+    ValueError: unknown variant name.
+  """
+  if variant is None:
+    return 0
+  if variant not in CPU_VARIANTS:
+    raise ValueError(f"variant={variant!r} must be None or one of {CPU_VARIANTS}.")
+  return CPU_VARIANTS.index(variant) + 1
 
 
 class NativeLibrary:
@@ -61,20 +80,8 @@ class NativeLibrary:
     self._state: dict = {}
 
   def compile_command(self, cxx: str, src: str, out: str) -> list[str]:
-    include = jax.ffi.include_dir()
-    return [
-      cxx,
-      "-O3",
-      "-std=c++17",
-      "-shared",
-      "-fPIC",
-      *self.flags,
-      "-I",
-      include,
-      src,
-      "-o",
-      out,
-    ]
+    inc = ["-I", jax.ffi.include_dir(), "-I", os.path.dirname(CPU_HEADER)]
+    return [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", *self.flags, *inc, src, "-o", out]
 
   def library_path(self) -> str:
     """Where the compiled library lives (``<cache>/native/<name>_<hash>.so``)."""
@@ -82,7 +89,7 @@ class NativeLibrary:
 
     cxx = os.environ.get("CXX", "g++")
     h = hashlib.sha256()
-    for path in (self.source, *self.headers):
+    for path in (self.source, CPU_HEADER, *self.headers):
       with open(path, "rb") as f:
         h.update(f.read())
     h.update(" ".join(self.compile_command(cxx, "SRC", "OUT")).encode())
