@@ -38,10 +38,12 @@ def _variants_and_threads():
   return [(v, t) for v in native.VARIANTS for t in (1, 2)]
 
 
-@pytest.mark.parametrize("nbytes,word_bits", [(1, 8), (3, 8), (4, 32), (8, 32), (16, 8), (24, 32)])
+@pytest.mark.parametrize(
+  "nbytes,word_bits", [(1, 8), (3, 8), (4, 32), (8, 32), (16, 8), (24, 32), (32, 32)]
+)
 def test_native_equals_xla_and_brute_force_every_variant(kernel, nbytes, word_bits):
-  # 13 queries (not a multiple of the 4-query tile); lengths 8 and 16 take the SIMD loops, the
-  # others the per-code loop; 997 codes leave a SIMD tail.
+  # 13 queries (not a multiple of the 4-query tile); lengths 4, 8, 16 and 32 bytes take the SIMD
+  # loops, the others the per-code loop; 997 codes leave a SIMD tail.
   rng = np.random.default_rng(nbytes)
   d8 = _tied_codes(rng, 997, nbytes, 40)
   q8 = np.concatenate([d8[:3], rng.integers(0, 256, (10, nbytes), dtype=np.uint8)])

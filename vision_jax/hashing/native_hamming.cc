@@ -11,10 +11,10 @@
 //
 // Variants (picked at run time from the CPU's features, or forced by the `variant` attribute):
 //   1 scalar : portable C++ (__builtin_popcountll), any code length.
-//   2 avx2   : B = 8 or 16: 256-bit XOR + nibble-table popcount (pshufb) + sad_epu8; other
-//              lengths: the scalar loop with the popcnt instruction.
-//   3 avx512 : B = 8 or 16: 512-bit XOR + VPOPCNTQ + mask compare (AVX-512F + VPOPCNTDQ);
-//              other lengths as avx2.
+//   2 avx2   : B = 4, 8, 16, 32: 256-bit XOR + nibble-table popcount (pshufb) + byte sums per
+//              lane; other lengths: the scalar loop with the popcnt instruction.
+//   3 avx512 : B = 4, 8, 16, 32: 512-bit XOR + VPOPCNTD/Q + mask compare (AVX-512F +
+//              VPOPCNTDQ); other lengths as avx2.
 // All compute the same integers, so they return the same results.
 //
 // Selection: a candidate is one uint64 key, distance << 32 | index, smaller is better. Each query
@@ -27,8 +27,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "native_cpu.h"
@@ -119,131 +121,172 @@ VJ_DEFINE_SCAN_GENERIC(ScanScalar, )
 #ifdef VJ_X86
 VJ_DEFINE_SCAN_GENERIC(ScanPopcnt, VJ_POPCNT)
 
-// Threshold as a signed lane value (the AVX2 compare is signed; distances are small).
-inline int64_t LaneThreshold(const TopK* top) {
-  return static_cast<int64_t>(std::min<uint64_t>(top->Threshold(), INT64_MAX));
+// Threshold as a signed lane value of type T (the compares are signed; distances are small).
+template <typename T>
+inline T LaneThreshold(const TopK* top) {
+  return static_cast<T>(std::min<uint64_t>(top->Threshold(), std::numeric_limits<T>::max()));
 }
 
-// Pushes lane b of `dist` (code i + b / WORDS) for each bit b of `mask`. The live threshold is
-// re-tested: an earlier push from the same vector may have lowered it.
-template <int WORDS>
-inline void PushLanes(uint32_t mask, const uint64_t* dist, int64_t i, TopK* top) {
+// Pushes lane b of `dist` (code i + b / LANES, LANES lanes per code) for each bit b of `mask`.
+// The live threshold is re-tested: an earlier push from the same vector may have lowered it.
+template <int LANES, typename T>
+inline void PushLanes(uint32_t mask, const T* dist, int64_t i, TopK* top) {
   while (mask) {
     const int b = __builtin_ctz(mask);
     mask &= mask - 1;
-    if (dist[b] < top->Threshold()) top->Push(dist[b], i + b / WORDS);
+    const uint64_t d = static_cast<uint64_t>(dist[b]);
+    if (d < top->Threshold()) top->Push(d, i + b / LANES);
   }
 }
 
-template <int NQ>
-inline void ScanTail(const uint8_t* db, int64_t nbytes, int64_t i, int64_t i1,
-                     const uint8_t* const* qs, TopK* const* tops) {
-  if (i < i1) ScanPopcnt(db, nbytes, i, i1, qs, NQ, tops);
+// ---- SIMD loops for B = 4, 8, 16 and 32 bytes. B = 4 uses 32-bit lanes (one code each); the
+// others 64-bit lanes, B / 8 per code, whose sums are folded into the code's first lane (the
+// other lanes are masked off). The database tail (< one vector) takes the popcnt loop.
+
+template <int B>
+VJ_AVX512 inline __m512i Threshold512(const TopK* top) {
+  return B == 4 ? _mm512_set1_epi32(LaneThreshold<int32_t>(top))
+                : _mm512_set1_epi64(LaneThreshold<int64_t>(top));
 }
 
-// ---- AVX-512: B = 8 (8 codes per vector) and B = 16 (4 codes per vector, lane pairs summed).
-
-template <int NQ, int WORDS>
+template <int NQ, int B>
 VJ_AVX512 void ScanAvx512T(const uint8_t* db, int64_t i0, int64_t i1, const uint8_t* const* qs,
                            TopK* const* tops) {
-  constexpr int kCodes = 8 / WORDS;  // codes per 512-bit vector
+  using Lane = std::conditional_t<B == 4, int32_t, int64_t>;
+  constexpr int kCodes = 64 / B;                   // codes per 512-bit vector
+  constexpr int kLanes = B == 4 ? 1 : B / 8;       // lanes per code
+  constexpr uint32_t kFirst = B == 4 ? 0xffff : B == 8 ? 0xff : B == 16 ? 0x55 : 0x11;
   __m512i qv[NQ], tv[NQ];
   for (int t = 0; t < NQ; ++t) {
-    qv[t] = WORDS == 1
-                ? _mm512_set1_epi64(*reinterpret_cast<const int64_t*>(qs[t]))
-                : _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs[t])));
-    tv[t] = _mm512_set1_epi64(LaneThreshold(tops[t]));
+    const uint8_t* q = qs[t];
+    if constexpr (B == 4) qv[t] = _mm512_set1_epi32(*reinterpret_cast<const int32_t*>(q));
+    if constexpr (B == 8) qv[t] = _mm512_set1_epi64(*reinterpret_cast<const int64_t*>(q));
+    if constexpr (B == 16) {
+      qv[t] = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+    }
+    if constexpr (B == 32) {
+      qv[t] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+    }
+    tv[t] = Threshold512<B>(tops[t]);
   }
-  alignas(64) uint64_t dist[8];
+  alignas(64) Lane dist[64 / sizeof(Lane)];
   int64_t i = i0;
   for (; i + kCodes <= i1; i += kCodes) {
-    const __m512i x = _mm512_loadu_si512(db + i * 8 * WORDS);
+    const __m512i x = _mm512_loadu_si512(db + i * B);
 #pragma GCC unroll 4
     for (int t = 0; t < NQ; ++t) {
-      __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x, qv[t]));
-      __mmask8 m;
-      if (WORDS == 1) {
-        m = _mm512_cmplt_epi64_mask(d, tv[t]);
-      } else {  // even lanes get the code's sum; odd lanes are masked off
-        d = _mm512_add_epi64(d, _mm512_shuffle_epi32(d, _MM_PERM_BADC));
-        m = _mm512_mask_cmplt_epi64_mask(0x55, d, tv[t]);
+      const __m512i v = _mm512_xor_si512(x, qv[t]);
+      uint32_t m;
+      __m512i d;
+      if constexpr (B == 4) {
+        d = _mm512_popcnt_epi32(v);
+        m = _mm512_cmplt_epi32_mask(d, tv[t]);
+      } else {
+        d = _mm512_popcnt_epi64(v);
+        if constexpr (B >= 16) d = _mm512_add_epi64(d, _mm512_shuffle_epi32(d, _MM_PERM_BADC));
+        if constexpr (B == 32) d = _mm512_add_epi64(d, _mm512_shuffle_i64x2(d, d, 0xb1));
+        m = _mm512_mask_cmplt_epi64_mask(kFirst, d, tv[t]);
       }
       if (__builtin_expect(m != 0, 0)) {
         _mm512_store_si512(dist, d);
-        PushLanes<WORDS>(m, dist, i, tops[t]);
-        tv[t] = _mm512_set1_epi64(LaneThreshold(tops[t]));
+        PushLanes<kLanes>(m, dist, i, tops[t]);
+        tv[t] = Threshold512<B>(tops[t]);
       }
     }
   }
-  ScanTail<NQ>(db, 8 * WORDS, i, i1, qs, tops);
+  if (i < i1) ScanPopcnt(db, B, i, i1, qs, NQ, tops);
 }
 
-// ---- AVX2: B = 8 (4 codes per vector) and B = 16 (2 codes per vector); popcount by nibble
-// table lookups (pshufb) and a byte sum per 64-bit lane (sad_epu8).
-
-VJ_AVX2 inline __m256i Popcnt64Avx2(__m256i v) {
+// AVX2: popcount by nibble-table lookups (pshufb), then byte sums per 32-bit lane (maddubs +
+// madd) for B = 4 or per 64-bit lane (sad_epu8) otherwise.
+VJ_AVX2 inline __m256i ByteCountsAvx2(__m256i v) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
                                        2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const __m256i lo = _mm256_and_si256(v, low);
   const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-  const __m256i cnt = _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
-  return _mm256_sad_epu8(cnt, _mm256_setzero_si256());
+  return _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi));
 }
 
-template <int NQ, int WORDS>
+template <int B>
+VJ_AVX2 inline __m256i Threshold256(const TopK* top) {
+  return B == 4 ? _mm256_set1_epi32(LaneThreshold<int32_t>(top))
+                : _mm256_set1_epi64x(LaneThreshold<int64_t>(top));
+}
+
+template <int NQ, int B>
 VJ_AVX2 void ScanAvx2T(const uint8_t* db, int64_t i0, int64_t i1, const uint8_t* const* qs,
                        TopK* const* tops) {
-  constexpr int kCodes = 4 / WORDS;  // codes per 256-bit vector
+  using Lane = std::conditional_t<B == 4, int32_t, int64_t>;
+  constexpr int kCodes = 32 / B;
+  constexpr int kLanes = B == 4 ? 1 : B / 8;
+  constexpr uint32_t kFirst = B == 4 ? 0xff : B == 8 ? 0xf : B == 16 ? 0x5 : 0x1;
   __m256i qv[NQ], tv[NQ];
   for (int t = 0; t < NQ; ++t) {
-    qv[t] = WORDS == 1 ? _mm256_set1_epi64x(*reinterpret_cast<const int64_t*>(qs[t]))
-                       : _mm256_broadcastsi128_si256(
-                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs[t])));
-    tv[t] = _mm256_set1_epi64x(LaneThreshold(tops[t]));
+    const uint8_t* q = qs[t];
+    if constexpr (B == 4) qv[t] = _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(q));
+    if constexpr (B == 8) qv[t] = _mm256_set1_epi64x(*reinterpret_cast<const int64_t*>(q));
+    if constexpr (B == 16) {
+      qv[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+    }
+    if constexpr (B == 32) qv[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+    tv[t] = Threshold256<B>(tops[t]);
   }
-  alignas(32) uint64_t dist[4];
+  alignas(32) Lane dist[32 / sizeof(Lane)];
   int64_t i = i0;
   for (; i + kCodes <= i1; i += kCodes) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(db + i * 8 * WORDS));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(db + i * B));
 #pragma GCC unroll 4
     for (int t = 0; t < NQ; ++t) {
-      __m256i d = Popcnt64Avx2(_mm256_xor_si256(x, qv[t]));
-      if (WORDS == 2) d = _mm256_add_epi64(d, _mm256_shuffle_epi32(d, 0x4e));
-      uint32_t m = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(tv[t], d)));
-      if (WORDS == 2) m &= 0x5;
+      const __m256i c = ByteCountsAvx2(_mm256_xor_si256(x, qv[t]));
+      __m256i d;
+      uint32_t m;
+      if constexpr (B == 4) {
+        d = _mm256_madd_epi16(_mm256_maddubs_epi16(c, _mm256_set1_epi8(1)), _mm256_set1_epi16(1));
+        m = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(tv[t], d)));
+      } else {
+        d = _mm256_sad_epu8(c, _mm256_setzero_si256());
+        if constexpr (B >= 16) d = _mm256_add_epi64(d, _mm256_shuffle_epi32(d, 0x4e));
+        if constexpr (B == 32) d = _mm256_add_epi64(d, _mm256_permute4x64_epi64(d, 0x4e));
+        m = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(tv[t], d))) & kFirst;
+      }
       if (__builtin_expect(m != 0, 0)) {
         _mm256_store_si256(reinterpret_cast<__m256i*>(dist), d);
-        PushLanes<WORDS>(m, dist, i, tops[t]);
-        tv[t] = _mm256_set1_epi64x(LaneThreshold(tops[t]));
+        PushLanes<kLanes>(m, dist, i, tops[t]);
+        tv[t] = Threshold256<B>(tops[t]);
       }
     }
   }
-  ScanTail<NQ>(db, 8 * WORDS, i, i1, qs, tops);
+  if (i < i1) ScanPopcnt(db, B, i, i1, qs, NQ, tops);
 }
 
 // ScanFn adapters: the query count picks the unrolled instance.
 #define VJ_DEFINE_SCAN_SIMD(NAME, TEMPLATE, ATTR)                                             \
-  template <int WORDS>                                                                        \
+  template <int B>                                                                            \
   ATTR void NAME(const uint8_t* db, int64_t, int64_t i0, int64_t i1, const uint8_t* const* qs, \
                  int nq, TopK* const* tops) {                                                 \
     switch (nq) {                                                                             \
-      case 4: return TEMPLATE<4, WORDS>(db, i0, i1, qs, tops);                                \
-      case 3: return TEMPLATE<3, WORDS>(db, i0, i1, qs, tops);                                \
-      case 2: return TEMPLATE<2, WORDS>(db, i0, i1, qs, tops);                                \
-      default: return TEMPLATE<1, WORDS>(db, i0, i1, qs, tops);                               \
+      case 4: return TEMPLATE<4, B>(db, i0, i1, qs, tops);                                    \
+      case 3: return TEMPLATE<3, B>(db, i0, i1, qs, tops);                                    \
+      case 2: return TEMPLATE<2, B>(db, i0, i1, qs, tops);                                    \
+      default: return TEMPLATE<1, B>(db, i0, i1, qs, tops);                                   \
     }                                                                                         \
   }
 VJ_DEFINE_SCAN_SIMD(ScanAvx512, ScanAvx512T, VJ_AVX512)
 VJ_DEFINE_SCAN_SIMD(ScanAvx2, ScanAvx2T, VJ_AVX2)
+
+#define VJ_PICK(NAME, nbytes)                                                      \
+  ((nbytes) == 4    ? NAME<4>                                                      \
+   : (nbytes) == 8  ? NAME<8>                                                      \
+   : (nbytes) == 16 ? NAME<16>                                                     \
+   : (nbytes) == 32 ? NAME<32>                                                     \
+                    : ScanPopcnt)
 #endif  // VJ_X86
 
 ScanFn Pick(int64_t variant, int64_t nbytes) {
 #ifdef VJ_X86
-  if (variant == kAvx512) {
-    return nbytes == 8 ? ScanAvx512<1> : nbytes == 16 ? ScanAvx512<2> : ScanPopcnt;
-  }
-  if (variant == kAvx2) return nbytes == 8 ? ScanAvx2<1> : nbytes == 16 ? ScanAvx2<2> : ScanPopcnt;
+  if (variant == kAvx512) return VJ_PICK(ScanAvx512, nbytes);
+  if (variant == kAvx2) return VJ_PICK(ScanAvx2, nbytes);
 #endif
   return ScanScalar;
 }
