@@ -172,12 +172,28 @@ def test_missing_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
   assert not native.available()
 
 
+@pytest.mark.parametrize("lut", ["float32", "uint8"])
+def test_multithreaded_native_search_equals_single_thread(kernels, lut):
+  # Each thread runs the same per-query code on its own buffers: results are bit-identical.
+  index, q = _index()
+  q = np.concatenate([q, q[::-1] * 0.5, q])  # 21 queries: ranges of unequal size
+  kw = dict(leaves_to_search=4, backend="native", native_lut=lut)
+  for reorder in (0, 12):
+    one = index.search(q, 6, reorder=reorder, num_threads=1, **kw)
+    for nt in (2, 3):
+      got = index.search(q, 6, reorder=reorder, num_threads=nt, **kw)
+      np.testing.assert_array_equal(got[0], one[0], err_msg=f"{nt=} {reorder=}")
+      np.testing.assert_array_equal(got[1], one[1], err_msg=f"{nt=} {reorder=}")
+
+
 def test_bad_backend_arguments():
   index, q = _index()
   with pytest.raises(ValueError, match="backend='gpu'"):
     index.search(q, 5, backend="gpu")
   with pytest.raises(ValueError, match="native_lut='int4'"):
     index.search(q, 5, native_lut="int4")
+  with pytest.raises(ValueError, match="num_threads=0"):
+    index.search(q, 5, num_threads=0)
   flat, qf = _index(nc=256)
   with pytest.raises(ValueError, match="256 centres"):
     flat.search(qf, 5, native_lut="uint8")

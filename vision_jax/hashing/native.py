@@ -34,6 +34,7 @@ import numpy as np
 
 from vision_jax.search.data import default_cache_dir
 from vision_jax.utils.native_build import CPU_VARIANTS, NativeLibrary, variant_code
+from vision_jax.utils.native_build import default_num_threads as default_num_threads
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_hamming.cc")
 VARIANTS = CPU_VARIANTS
@@ -80,14 +81,6 @@ def supported_variants() -> tuple[str, ...]:
 def best_variant() -> str:
   """The variant the kernel picks when none is forced (the fastest this CPU supports)."""
   return VARIANTS[_fn("vj_hamming_best_variant")() - 1]
-
-
-def default_num_threads() -> int:
-  """Cores this process may run on (``os.sched_getaffinity``, else ``os.cpu_count()``)."""
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # not on Linux
-    return os.cpu_count() or 1
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_threads", "variant"))

@@ -29,7 +29,6 @@
 #include <cstring>
 #include <limits>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -324,8 +323,8 @@ ffi::Error HammingTopk(ffi::AnyBuffer queries, ffi::AnyBuffer database,
   auto qd = queries.dimensions();
   auto dd = database.dimensions();
   const int64_t wq = BytesPerWord(queries.element_type());
-  if (qd.size() != 2 || dd.size() != 2 || wq == 0 || database.element_type() != queries.element_type() ||
-      qd[1] != dd[1]) {
+  if (qd.size() != 2 || dd.size() != 2 || wq == 0 ||
+      database.element_type() != queries.element_type() || qd[1] != dd[1]) {
     return ffi::Error::InvalidArgument(
         "hamming_topk: queries [Q, W] and database [N, W] must be uint8 or uint32 of one dtype");
   }
@@ -350,18 +349,10 @@ ffi::Error HammingTopk(ffi::AnyBuffer queries, ffi::AnyBuffer database,
   const auto* db = static_cast<const uint8_t*>(database.untyped_data());
   int32_t* od = out_dist->typed_data();
   int32_t* oi = out_idx->typed_data();
-  // Contiguous ranges of whole 4-query tiles, as even as the tile count allows.
-  const int64_t tiles = (nq + 3) / 4;
-  const int64_t nt = std::max<int64_t>(1, std::min(num_threads, tiles));
-  std::vector<std::thread> workers;
-  auto range = [&](int64_t t) {
-    return std::min(nq, 4 * (tiles * t / nt));
-  };
-  for (int64_t t = 1; t < nt; ++t) {
-    workers.emplace_back(SearchRange, scan, db, n, nbytes, q, range(t), range(t + 1), k, od, oi);
-  }
-  SearchRange(scan, db, n, nbytes, q, range(0), range(1), k, od, oi);
-  for (auto& w : workers) w.join();
+  // Contiguous ranges of whole 4-query tiles, one per thread.
+  vj::ParallelFor(nq, num_threads, 4, [&](int64_t q0, int64_t q1) {
+    SearchRange(scan, db, n, nbytes, q, q0, q1, k, od, oi);
+  });
   return ffi::Error::Success();
 }
 
@@ -370,7 +361,9 @@ ffi::Error HammingTopk(ffi::AnyBuffer queries, ffi::AnyBuffer database,
 extern "C" int64_t vj_hamming_supported(int64_t variant) {
   return vj::Supported(variant, vj::HasAvx512Vpopcntdq()) ? 1 : 0;
 }
-extern "C" int64_t vj_hamming_best_variant() { return vj::Resolve(vj::kAuto, vj::HasAvx512Vpopcntdq()); }
+extern "C" int64_t vj_hamming_best_variant() {
+  return vj::Resolve(vj::kAuto, vj::HasAvx512Vpopcntdq());
+}
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_hamming_topk, HammingTopk,
                               ffi::Ffi::Bind()

@@ -7,7 +7,8 @@ compiler and jaxlib version, nothing downloaded. If no compiler is found or the 
 :func:`available` returns ``False``, a warning names the reason once, and callers fall back to
 the pure-XLA search.
 
-Kernels (one query at a time, single thread):
+Kernels (one query at a time; ``num_threads`` splits a batch's queries into contiguous ranges,
+one per thread, each with its own buffers, so results do not depend on it):
 
 * :func:`adc_topk_f32`: float32 LUTs, uint8 codes in leaf order (CSR: ``offsets``), any C ≤ 256.
 * :func:`adc_topk_lut16`: C = 16 and K ≤ 256. LUTs are quantized per query to uint8 with one
@@ -47,6 +48,7 @@ _LIB = NativeLibrary(
   SOURCE,
   ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank"),
   cache_dir=default_cache_dir,
+  flags=("-pthread",),
 )
 
 
@@ -156,7 +158,7 @@ def _call(target: str, b: int, r: int):
   return jax.ffi.ffi_call(target, out, vmap_method="sequential")
 
 
-def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
+def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int, num_threads=1):
   """Top-``topn`` float-LUT ADC candidates over the probed leaves.
 
   Args:
@@ -164,6 +166,7 @@ def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
     luts: ``[b, K, C]`` float32; sorted_codes ``[n, K]`` uint8, offsets ``[nl+1]``, perm ``[n]``
       from :func:`csr_layout`.
     topn: candidates kept per query.
+    num_threads: threads the batch's queries are split over.
 
   Returns:
     ``(ids [b, topn] int32, scores [b, topn] float32)``, best first, ``-1`` / ``-inf`` padded.
@@ -179,10 +182,13 @@ def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
     sorted_codes,
     offsets,
     perm,
+    num_threads=np.int64(num_threads),
   )
 
 
-def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn: int, simd=True):
+def adc_topk_lut16(
+  bias, leaves, luts, packed, offsets, goffsets, perm, *, topn: int, simd=True, num_threads=1
+):
   """Like :func:`adc_topk_f32` with uint8-quantized LUTs over packed 4-bit codes.
 
   ``packed, goffsets`` come from :func:`pack_lut16`; ``simd=False`` forces the scalar loop and
@@ -199,10 +205,11 @@ def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn:
     goffsets,
     perm,
     variant=_simd_code(simd),
+    num_threads=np.int64(num_threads),
   )
 
 
-def rerank(queries, database, ids, *, k: int, simd: bool = True):
+def rerank(queries, database, ids, *, k: int, simd: bool = True, num_threads: int = 1):
   """Exact re-ranking: top ``k`` of ``⟨q, database[id]⟩`` over candidate ``ids [b, R]``.
 
   ``-1`` ids are skipped; ties go to the earlier candidate. Returns ``(ids [b, k], scores)``,
@@ -213,4 +220,5 @@ def rerank(queries, database, ids, *, k: int, simd: bool = True):
     database.astype(jnp.float32),
     ids.astype(jnp.int32),
     variant=_simd_code(simd),
+    num_threads=np.int64(num_threads),
   )

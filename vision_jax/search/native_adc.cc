@@ -6,7 +6,8 @@
 // product quantization fast scan", VLDB 2015 and Guo et al., ScaNN (ICML 2020): 4-bit codes of
 // 32 points packed per block so one byte shuffle does 32 table lookups.
 //
-// Three handlers, all single-threaded, one query at a time:
+// Three handlers, one query at a time, the batch's queries split over `num_threads` threads
+// (contiguous ranges; each thread has its own selection buffers, so results do not depend on it):
 //   vj_adc_topk_f32   : float32 LUTs, one uint8 code per (point, block), any C <= 256.
 //   vj_adc_topk_lut16 : C = 16, LUTs quantized per query to uint8 with one scale (so integer sums
 //                       are comparable across blocks), 4-bit codes packed 32 points per group,
@@ -143,7 +144,8 @@ ffi::Error CheckCommon(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
 ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
                       ffi::Buffer<ffi::F32> luts, ffi::Buffer<ffi::U8> codes,
                       ffi::Buffer<ffi::S32> offsets, ffi::Buffer<ffi::S32> perm,
-                      ffi::ResultBuffer<ffi::S32> out_ids, ffi::ResultBuffer<ffi::F32> out_scores) {
+                      ffi::ResultBuffer<ffi::S32> out_ids, ffi::ResultBuffer<ffi::F32> out_scores,
+                      int64_t num_threads) {
   int64_t b, np, nl;
   ffi::Error err = CheckCommon(bias, leaves, offsets, perm, &b, &np, &nl);
   if (err.failure()) return err;
@@ -163,34 +165,36 @@ ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
   const int32_t* pm = perm.typed_data();
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
-  TopR top(r);
-  ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
-  for (int64_t q = 0; q < b; ++q) {
-    top.Reset();
-    const float* lut = lut_all + q * nb * nc;
-    int64_t seq = 0;
-    for (int64_t l = 0; l < np; ++l) {
-      const int32_t leaf = lv[q * np + l];
-      const float base = bs[q * np + l];
-      map.start[l] = seq;
-      map.delta[l] = off[leaf] - seq;
-      for (int32_t pos = off[leaf]; pos < off[leaf + 1]; ++pos, ++seq) {
-        const uint8_t* c = cp + static_cast<int64_t>(pos) * nb;
-        // Four independent partial sums: one add chain would bound this loop by FP-add latency.
-        float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
-        int64_t k = 0;
-        for (; k + 4 <= nb; k += 4) {
-          a0 += lut[k * nc + c[k]];
-          a1 += lut[(k + 1) * nc + c[k + 1]];
-          a2 += lut[(k + 2) * nc + c[k + 2]];
-          a3 += lut[(k + 3) * nc + c[k + 3]];
+  vj::ParallelFor(b, num_threads, 1, [&](int64_t q0, int64_t q1) {
+    TopR top(r);
+    ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
+    for (int64_t q = q0; q < q1; ++q) {
+      top.Reset();
+      const float* lut = lut_all + q * nb * nc;
+      int64_t seq = 0;
+      for (int64_t l = 0; l < np; ++l) {
+        const int32_t leaf = lv[q * np + l];
+        const float base = bs[q * np + l];
+        map.start[l] = seq;
+        map.delta[l] = off[leaf] - seq;
+        for (int32_t pos = off[leaf]; pos < off[leaf + 1]; ++pos, ++seq) {
+          const uint8_t* c = cp + static_cast<int64_t>(pos) * nb;
+          // Four independent partial sums: one add chain would bound this loop by FP-add latency.
+          float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+          int64_t k = 0;
+          for (; k + 4 <= nb; k += 4) {
+            a0 += lut[k * nc + c[k]];
+            a1 += lut[(k + 1) * nc + c[k + 1]];
+            a2 += lut[(k + 2) * nc + c[k + 2]];
+            a3 += lut[(k + 3) * nc + c[k + 3]];
+          }
+          for (; k < nb; ++k) a0 += lut[k * nc + c[k]];
+          top.Push(((a0 + a1) + (a2 + a3)) + base, seq);
         }
-        for (; k < nb; ++k) a0 += lut[k * nc + c[k]];
-        top.Push(((a0 + a1) + (a2 + a3)) + base, seq);
       }
+      top.Write(map, oi + q * r, os + q * r);
     }
-    top.Write(map, oi + q * r, os + q * r);
-  }
+  });
   return ffi::Error::Success();
 }
 
@@ -309,7 +313,8 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
                         ffi::Buffer<ffi::F32> luts, ffi::Buffer<ffi::U8> packed,
                         ffi::Buffer<ffi::S32> offsets, ffi::Buffer<ffi::S32> goffsets,
                         ffi::Buffer<ffi::S32> perm, ffi::ResultBuffer<ffi::S32> out_ids,
-                        ffi::ResultBuffer<ffi::F32> out_scores, int64_t variant) {
+                        ffi::ResultBuffer<ffi::F32> out_scores, int64_t variant,
+                        int64_t num_threads) {
   int64_t b, np, nl;
   ffi::Error err = CheckCommon(bias, leaves, offsets, perm, &b, &np, &nl);
   if (err.failure()) return err;
@@ -348,67 +353,69 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
   const int32_t* pm = perm.typed_data();
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
-  std::vector<uint8_t> qlut(npairs * 32, 0);
-  std::vector<float> mins(nb);
-  alignas(16) uint16_t sums[4][8];
-  TopR top(r);
-  ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
-  for (int64_t q = 0; q < b; ++q) {
-    top.Reset();
-    const float* lut = lut_all + q * nb * 16;
-    // One scale for all blocks so integer sums are comparable: delta = max_k range_k / 255.
-    float delta = 0.f, summin = 0.f;
-    for (int64_t k = 0; k < nb; ++k) {
-      float mn = lut[k * 16], mx = mn;
-      for (int c = 1; c < 16; ++c) {
-        mn = std::min(mn, lut[k * 16 + c]);
-        mx = std::max(mx, lut[k * 16 + c]);
+  vj::ParallelFor(b, num_threads, 1, [&](int64_t q0, int64_t q1) {
+    std::vector<uint8_t> qlut(npairs * 32, 0);
+    std::vector<float> mins(nb);
+    alignas(16) uint16_t sums[4][8];
+    TopR top(r);
+    ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
+    for (int64_t q = q0; q < q1; ++q) {
+      top.Reset();
+      const float* lut = lut_all + q * nb * 16;
+      // One scale for all blocks so integer sums are comparable: delta = max_k range_k / 255.
+      float delta = 0.f, summin = 0.f;
+      for (int64_t k = 0; k < nb; ++k) {
+        float mn = lut[k * 16], mx = mn;
+        for (int c = 1; c < 16; ++c) {
+          mn = std::min(mn, lut[k * 16 + c]);
+          mx = std::max(mx, lut[k * 16 + c]);
+        }
+        mins[k] = mn;
+        summin += mn;
+        delta = std::max(delta, mx - mn);
       }
-      mins[k] = mn;
-      summin += mn;
-      delta = std::max(delta, mx - mn);
-    }
-    delta = delta > 0.f ? delta / 255.f : 1.f;
-    const float inv = 1.f / delta;
-    for (int64_t k = 0; k < nb; ++k) {
-      for (int c = 0; c < 16; ++c) {
-        // Round half up (the argument is >= 0); clamp guards the top entry against rounding.
-        const float v = (lut[k * 16 + c] - mins[k]) * inv + 0.5f;
-        qlut[k * 16 + c] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)));
+      delta = delta > 0.f ? delta / 255.f : 1.f;
+      const float inv = 1.f / delta;
+      for (int64_t k = 0; k < nb; ++k) {
+        for (int c = 0; c < 16; ++c) {
+          // Round half up (the argument is >= 0); clamp guards the top entry against rounding.
+          const float v = (lut[k * 16 + c] - mins[k]) * inv + 0.5f;
+          qlut[k * 16 + c] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)));
+        }
       }
-    }
-    int64_t seq = 0;
-    for (int64_t l = 0; l < np; ++l) {
-      const int32_t leaf = lv[q * np + l];
-      const float base = bs[q * np + l] + summin;
-      const int32_t size = off[leaf + 1] - off[leaf];
-      map.start[l] = seq;
-      map.delta[l] = off[leaf] - seq;
-      for (int32_t g = goff[leaf], j0 = 0; g < goff[leaf + 1]; ++g, j0 += 32) {
-        const uint8_t* grp = pk + static_cast<int64_t>(g) * npairs * 32;
-        const int32_t cnt = std::min(32, size - j0);
-        const float thr = top.Threshold();
-        // Integer pre-filter, loose by > 1 unit so it never drops a point the float test keeps.
-        const double t = std::floor((static_cast<double>(thr) - base) / delta) - 2.0;
-        if (t > 65535.0) {
+      int64_t seq = 0;
+      for (int64_t l = 0; l < np; ++l) {
+        const int32_t leaf = lv[q * np + l];
+        const float base = bs[q * np + l] + summin;
+        const int32_t size = off[leaf + 1] - off[leaf];
+        map.start[l] = seq;
+        map.delta[l] = off[leaf] - seq;
+        for (int32_t g = goff[leaf], j0 = 0; g < goff[leaf + 1]; ++g, j0 += 32) {
+          const uint8_t* grp = pk + static_cast<int64_t>(g) * npairs * 32;
+          const int32_t cnt = std::min(32, size - j0);
+          const float thr = top.Threshold();
+          // Integer pre-filter, loose by > 1 unit so it never drops a point the float test keeps.
+          const double t = std::floor((static_cast<double>(thr) - base) / delta) - 2.0;
+          if (t > 65535.0) {
+            seq += cnt;
+            continue;
+          }
+          const uint32_t tint = t > 0.0 ? static_cast<uint32_t>(t) : 0u;
+          uint32_t mask = group_sums(grp, qlut.data(), npairs, tint, sums);
+          while (mask) {
+            const int bit = __builtin_ctz(mask);
+            mask &= mask - 1;
+            const int32_t i = PointOf(bit);
+            if (i >= cnt) continue;
+            const float s = base + delta * static_cast<float>(sums[bit >> 3][bit & 7]);
+            if (s >= thr) top.Push(s, seq + i);
+          }
           seq += cnt;
-          continue;
         }
-        const uint32_t tint = t > 0.0 ? static_cast<uint32_t>(t) : 0u;
-        uint32_t mask = group_sums(grp, qlut.data(), npairs, tint, sums);
-        while (mask) {
-          const int bit = __builtin_ctz(mask);
-          mask &= mask - 1;
-          const int32_t i = PointOf(bit);
-          if (i >= cnt) continue;
-          const float s = base + delta * static_cast<float>(sums[bit >> 3][bit & 7]);
-          if (s >= thr) top.Push(s, seq + i);
-        }
-        seq += cnt;
       }
+      top.Write(map, oi + q * r, os + q * r);
     }
-    top.Write(map, oi + q * r, os + q * r);
-  }
+  });
   return ffi::Error::Success();
 }
 
@@ -449,7 +456,8 @@ __attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b
 
 ffi::Error Rerank(ffi::Buffer<ffi::F32> queries, ffi::Buffer<ffi::F32> database,
                   ffi::Buffer<ffi::S32> cand, ffi::ResultBuffer<ffi::S32> out_ids,
-                  ffi::ResultBuffer<ffi::F32> out_scores, int64_t variant) {
+                  ffi::ResultBuffer<ffi::F32> out_scores, int64_t variant,
+                  int64_t num_threads) {
   auto qd = queries.dimensions();
   auto dd = database.dimensions();
   auto cd = cand.dimensions();
@@ -473,21 +481,24 @@ ffi::Error Rerank(ffi::Buffer<ffi::F32> queries, ffi::Buffer<ffi::F32> database,
   const int32_t* ip = cand.typed_data();
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
-  TopR top(k);
-  std::vector<int32_t> row_ids(r);
-  for (int64_t q = 0; q < b; ++q) {
-    top.Reset();
-    for (int64_t j = 0; j < r; ++j) {
-      const int32_t id = ip[q * r + j];
-      if (id < 0) continue;
-      if (id >= n) return ffi::Error::InvalidArgument("rerank: id out of range");
-      const float* x = xp + static_cast<int64_t>(id) * d;
-      const float s = dot(qp + q * d, x, d);
-      row_ids[j] = id;
-      top.Push(s, j);
-    }
-    top.Write([&](int64_t j) { return row_ids[j]; }, oi + q * k, os + q * k);
+  for (int64_t j = 0; j < b * r; ++j) {
+    if (ip[j] >= n) return ffi::Error::InvalidArgument("rerank: id out of range");
   }
+  vj::ParallelFor(b, num_threads, 1, [&](int64_t q0, int64_t q1) {
+    TopR top(k);
+    std::vector<int32_t> row_ids(r);
+    for (int64_t q = q0; q < q1; ++q) {
+      top.Reset();
+      for (int64_t j = 0; j < r; ++j) {
+        const int32_t id = ip[q * r + j];
+        if (id < 0) continue;
+        const float* x = xp + static_cast<int64_t>(id) * d;
+        row_ids[j] = id;
+        top.Push(dot(qp + q * d, x, d), j);
+      }
+      top.Write([&](int64_t j) { return row_ids[j]; }, oi + q * k, os + q * k);
+    }
+  });
   return ffi::Error::Success();
 }
 
@@ -502,7 +513,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_f32, AdcTopkF32,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // offsets [nl + 1]
                                   .Arg<ffi::Buffer<ffi::S32>>()  // perm [n]
                                   .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, R]
-                                  .Ret<ffi::Buffer<ffi::F32>>());  // scores [b, R]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // scores [b, R]
+                                  .Attr<int64_t>("num_threads"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_lut16, AdcTopkLut16,
                               ffi::Ffi::Bind()
@@ -515,7 +527,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_lut16, AdcTopkLut16,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // perm [n]
                                   .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, R]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // scores [b, R]
-                                  .Attr<int64_t>("variant"));
+                                  .Attr<int64_t>("variant")
+                                  .Attr<int64_t>("num_threads"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_rerank, Rerank,
                               ffi::Ffi::Bind()
@@ -524,7 +537,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_rerank, Rerank,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // candidate ids [b, R]
                                   .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, k]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // exact scores [b, k]
-                                  .Attr<int64_t>("variant"));
+                                  .Attr<int64_t>("variant")
+                                  .Attr<int64_t>("num_threads"));
 
 extern "C" int64_t vj_adc_lut16_variant() { return vj::Resolve(vj::kAuto, vj::HasAvx512Bw()); }
 extern "C" int64_t vj_adc_supported(int64_t variant) {

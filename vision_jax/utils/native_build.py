@@ -49,6 +49,14 @@ def variant_code(variant: str | None) -> int:
   return CPU_VARIANTS.index(variant) + 1
 
 
+def default_num_threads() -> int:
+  """Cores this process may run on (``os.sched_getaffinity``, else ``os.cpu_count()``)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not on Linux
+    return os.cpu_count() or 1
+
+
 class NativeLibrary:
   """One lazily compiled FFI kernel library.
 
