@@ -113,6 +113,24 @@ def test_native_under_jit_default_backend_and_errors(kernel):
       search.hamming_topk(q8, d8, k=3, native_variant=missing[0])
 
 
+def test_auto_backend_stays_on_xla_off_the_cpu(monkeypatch):
+  # On a GPU/TPU default backend "auto" must not call the CPU kernel; "native" is refused.
+  rng = np.random.default_rng(5)
+  q8, d8 = rng.integers(0, 256, (4, 8), np.uint8), _tied_codes(rng, 40, 8, 6)
+
+  def no_native(*a, **kw):
+    raise AssertionError("native kernel called off the CPU")
+
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(native, "topk", no_native)
+  got = search.hamming_topk(q8, d8, k=5)
+  want = _brute(q8, d8, 5)
+  np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_array_equal(got[1], want[1])
+  with pytest.raises(ValueError, match="backend='native' runs on the CPU only"):
+    search.hamming_topk(q8, d8, k=5, backend="native")
+
+
 def test_missing_compiler_warns_and_falls_back_to_xla(monkeypatch, tmp_path):
   rng = np.random.default_rng(4)
   q8, d8 = rng.integers(0, 256, (3, 4), np.uint8), _tied_codes(rng, 30, 4, 5)
