@@ -29,10 +29,10 @@ from vision_jax.losses._validate import (
   check_finite_rows,
   check_label_range,
   check_scalar,
-  is_concrete,
   poison_bad_labels,
   safe_labels,
 )
+from vision_jax.utils.arrays import is_concrete
 
 _LOG_CLAMP = -100.0  # PyTorch BCELoss clamps log terms at -100; keeps saturated tanh finite.
 

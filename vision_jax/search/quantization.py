@@ -27,16 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from vision_jax.utils.arrays import is_concrete
+
 _EPS = 1e-12
 
 # Gauss-Legendre nodes/weights on [0, 1] for the exact (finite-d) η integrals.
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(512)
 _GL_X = ((_GL_X + 1.0) / 2.0).astype(np.float64)
 _GL_W = (_GL_W / 2.0).astype(np.float64)
-
-
-def _is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
 
 
 def normalize_rows(x: jax.Array, eps: float = _EPS) -> jax.Array:
@@ -82,7 +80,7 @@ def anisotropic_eta(threshold, sq_norm, dim, *, exact: bool = False) -> jax.Arra
     Guo et al., "Accelerating Large-Scale Inference with Anisotropic Vector Quantization",
     ICML 2020, arXiv:1908.10396 (Theorems 3.2–3.4).
   """
-  if _is_concrete(threshold) and _is_concrete(sq_norm) and _is_concrete(dim):
+  if is_concrete(threshold) and is_concrete(sq_norm) and is_concrete(dim):
     t = np.asarray(threshold, np.float64)
     s = np.asarray(sq_norm, np.float64)
     if np.any(~np.isfinite(t)) or np.any(t < 0):
@@ -128,7 +126,7 @@ def _eta_per_point(
   if eta is not None:
     e = jnp.broadcast_to(jnp.asarray(eta, jnp.float32), (n,))
     return e
-  if _is_concrete(threshold) and float(np.asarray(threshold)) == 0.0:
+  if is_concrete(threshold) and float(np.asarray(threshold)) == 0.0:
     return jnp.ones((n,), jnp.float32)
   sq = jnp.sum(jnp.square(jnp.asarray(directions_source, jnp.float32)), axis=-1)
   return anisotropic_eta(threshold, sq, d, exact=exact)
