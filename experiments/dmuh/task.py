@@ -16,6 +16,7 @@ import numpy as np
 from vision_jax import hashing as H
 from vision_jax.train.classification import image_to_float
 from vision_jax.train.step import Task
+from vision_jax.utils.arrays import masked_mean
 
 METHODS = ("dpsh", "csq", "dmuh")
 
@@ -90,8 +91,7 @@ def hashing_task(
       ubit = jnp.mean(u, axis=0)
       metrics["uncertainty"] = jnp.mean(ubit)
       metrics.update({f"ubit_{k:02d}": ubit[k] for k in range(num_bits)})
-    n = jnp.sum(where) if where is not None else per_ex.shape[0]
-    loss = jnp.sum(per_ex) / jnp.maximum(n, 1)
+    loss = masked_mean(per_ex, where)
     metrics["quantization_gap"] = jnp.mean(jnp.abs(jnp.abs(h) - 1.0))
     return loss, {"model_state": dict(new_state), "extra": extra, "metrics": metrics}
 

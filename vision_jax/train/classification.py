@@ -15,18 +15,12 @@ import numpy as np
 import optax
 
 from vision_jax.train.step import Task
+from vision_jax.utils.arrays import masked_mean
 
 
 def image_to_float(image: jax.Array, mean: float = 0.5, std: float = 0.5) -> jax.Array:
   """uint8 ``[B,H,W,C]`` -> float32 ``(x/255 - mean)/std`` (done on device: 4x less host->device)."""
   return (image.astype(jnp.float32) / 255.0 - mean) / std
-
-
-def _masked_mean(x, mask):
-  if mask is None:
-    return jnp.mean(x)
-  m = mask.astype(x.dtype)
-  return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
 def classification_task(
@@ -60,8 +54,8 @@ def classification_task(
     onehot = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
     per_ex = optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
     mask = batch.get("mask")
-    loss = _masked_mean(per_ex, mask)
-    acc = _masked_mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32), mask)
+    loss = masked_mean(per_ex, mask)
+    acc = masked_mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32), mask)
     return loss, {
       "model_state": dict(new_state),
       "extra": extra,

@@ -35,6 +35,7 @@ import numpy as np
 from vision_jax import losses as L
 from vision_jax.train.classification import image_to_float
 from vision_jax.train.step import Task
+from vision_jax.utils.arrays import masked_mean
 
 LOSSES = ("softmax", "normface", "a_softmax", "am_softmax", "arcface")
 
@@ -137,8 +138,7 @@ def margin_softmax_task(
     where = batch.get("mask")
     w, b = weights(params, extra)
     per_ex = _loss_value(loss, z, w, labels, bias=b, where=where, step=step, kw=kw)
-    denom = jnp.sum(where) if where is not None else per_ex.shape[0]
-    total = jnp.sum(per_ex) / jnp.maximum(denom, 1)
+    total = masked_mean(per_ex, where)
     mu = L.ir_center_momentum(step, momentum=center_momentum, warmup_steps=center_warmup_steps)
     centers = L.update_class_centers(
       extra["centers"], jax.lax.stop_gradient(z), labels, momentum=mu, where=where
