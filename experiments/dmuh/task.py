@@ -15,6 +15,7 @@ import numpy as np
 
 from vision_jax import hashing as H
 from vision_jax.train.classification import image_to_float
+from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
 from vision_jax.utils.arrays import masked_mean
 
@@ -53,8 +54,7 @@ def hashing_task(
 
   def init(rng, batch):
     variables = net.init(rng, preprocess(batch["image"]), train=False)
-    params = variables["params"]
-    model_state = {k: v for k, v in variables.items() if k != "params"}
+    params, model_state = split_variables(variables)
     extra = {}
     if method == "dmuh":
       extra["ema"] = {"params": params, **model_state}

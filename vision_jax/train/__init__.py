@@ -12,7 +12,7 @@ from vision_jax.train.mesh import (
 )
 from vision_jax.train.optim import make_optimizer, make_schedule
 from vision_jax.train.preemption import Preempted
-from vision_jax.train.state import TrainState
+from vision_jax.train.state import TrainState, split_variables
 from vision_jax.train.step import (
   Task,
   Update,
@@ -54,6 +54,7 @@ __all__ = [
   "replicated",
   "run_sweep",
   "setup_runtime",
+  "split_variables",
   "state_shardings",
   "to_global_batch",
   "train_and_evaluate",

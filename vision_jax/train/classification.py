@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
 from vision_jax.utils.arrays import masked_mean
 
@@ -37,9 +38,7 @@ def classification_task(
 
   def init(rng, batch):
     variables = model.init(rng, preprocess(batch["image"]), train=False)
-    params = variables["params"]
-    model_state = {k: v for k, v in variables.items() if k != "params"}
-    return params, model_state, {}
+    return *split_variables(variables), {}
 
   def loss_fn(params, model_state, extra, batch, rng, step):
     del step

@@ -34,6 +34,7 @@ import numpy as np
 
 from vision_jax import losses as L
 from vision_jax.train.classification import image_to_float
+from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
 from vision_jax.utils.arrays import masked_mean
 
@@ -112,12 +113,12 @@ def margin_softmax_task(
   def init(rng, batch):
     r1, r2, r3 = jax.random.split(rng, 3)
     variables = net.init(r1, preprocess(batch["image"]), train=False)
-    params = {"net": variables["params"]}
+    net_params, model_state = split_variables(variables)
+    params = {"net": net_params}
     if not ir:
       params["head"] = {"w": 0.05 * jax.random.normal(r2, (num_classes, embed_dim), jnp.float32)}
       if loss == "softmax":
         params["head"]["b"] = jnp.zeros((num_classes,), jnp.float32)
-    model_state = {k: v for k, v in variables.items() if k != "params"}
     centers = L.l2_normalize(jax.random.normal(r3, (num_classes, embed_dim), jnp.float32))
     return params, model_state, {"centers": centers}
 
