@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax import hashing as H
-from vision_jax.train.classification import image_to_float
+from vision_jax.data.transforms import image_to_float
 from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
 from vision_jax.utils.arrays import masked_mean

@@ -15,15 +15,12 @@ from vision_jax.train import SweepRun, read_metrics, run_sweep, train_and_evalua
 
 def _photo_transform(size: int):
   """Decoded photo + multi-hot ``labels`` -> ``size x size`` RGB uint8 and int8 ``label`` [C]."""
-  from PIL import Image
 
   def fn(ex):
-    img = np.asarray(ex["image"], np.uint8)
-    if img.ndim == 2:
-      img = np.repeat(img[..., None], 3, axis=-1)
-    if img.shape[:2] != (size, size):
-      img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), np.uint8)
-    return {"image": img, "label": np.asarray(ex["labels"], np.int8)}
+    return {
+      "image": vdata.resize_image(ex["image"], size),
+      "label": np.asarray(ex["labels"], np.int8),
+    }
 
   return fn
 

@@ -10,13 +10,13 @@ import numpy as np
 
 from experiments.hambox.scenes import flip_transform, make_face_scenes
 from vision_jax import data as vdata
+from vision_jax.data.transforms import image_to_float
 from vision_jax.detection import anchor_boxes
 from vision_jax.detection.inference import detect, xyxy_to_xywh
 from vision_jax.detection.model import build_detector
 from vision_jax.detection.task import METHODS, DetectionConfig, detection_task
 from vision_jax.metrics.wider_face import SETTINGS, wider_face_ap
 from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
-from vision_jax.train.classification import image_to_float
 from vision_jax.utils import save_json
 
 

@@ -97,17 +97,10 @@ def open_set_summary(test_labels, cfg):
 
 def _face_transform(size: int, train: bool):
   """Decoded photo -> ``size x size`` RGB uint8 (+ random flip when training); drops text fields."""
-  from PIL import Image
 
   def transform(ex, rng):
-    img = np.asarray(ex["image"], np.uint8)
-    if img.ndim == 2:
-      img = np.repeat(img[..., None], 3, axis=-1)
-    if img.shape[:2] != (size, size):
-      img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), np.uint8)
-    if train and rng.random() < 0.5:
-      img = img[:, ::-1]
-    return {"image": np.ascontiguousarray(img), "label": np.int32(ex["label"])}
+    out = {"image": vdata.resize_image(ex["image"], size), "label": np.int32(ex["label"])}
+    return vdata.random_horizontal_flip(out, rng) if train else out
 
   return transform
 

@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vision_jax.data.transforms import image_to_float
 from vision_jax.nas import supernet as sn
 from vision_jax.nas.elastic import elastic_scale
 from vision_jax.nas.space import SearchSpace
 from vision_jax.train import Task, Update
-from vision_jax.train.classification import image_to_float
 from vision_jax.utils.arrays import masked_mean
 
 

@@ -14,14 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vision_jax.data.transforms import image_to_float
 from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
 from vision_jax.utils.arrays import masked_mean
-
-
-def image_to_float(image: jax.Array, mean: float = 0.5, std: float = 0.5) -> jax.Array:
-  """uint8 ``[B,H,W,C]`` -> float32 ``(x/255 - mean)/std`` (done on device: 4x less host->device)."""
-  return (image.astype(jnp.float32) / 255.0 - mean) / std
 
 
 def classification_task(
