@@ -459,50 +459,6 @@ def csq_loss(
 
 # ----------------------------------------------------------------------------- DMUH
 
-
-def ema_update(ema_params, params, *, momentum: float):
-  r"""Momentum (EMA) update of a parameter pytree: :math:`\tilde\theta \leftarrow m\tilde\theta
-  + (1 - m)\theta`.
-
-  Args:
-    ema_params: pytree of the momentum network.
-    params: pytree of the hashing network (same structure).
-    momentum: m in [0, 1]; 1 keeps the EMA frozen, 0 copies ``params``.
-
-  Returns:
-    The new EMA pytree (same dtypes as ``ema_params``). No gradient flows into it.
-
-  Raises:
-    ValueError: ``momentum`` outside [0, 1] (checked when it is a Python number), or trees of
-      different structure / leaf shapes (the message shows both).
-  """
-  if isinstance(momentum, int | float) and not 0.0 <= momentum <= 1.0:
-    raise ValueError(f"momentum must be in [0, 1], got {momentum}.")
-  s_ema, s_params = jax.tree.structure(ema_params), jax.tree.structure(params)
-  if s_ema != s_params:
-    raise ValueError(
-      f"ema_params and params must have the same tree structure; got ema_params {s_ema} and "
-      f"params {s_params}. Initialise the EMA as a copy of params."
-    )
-  for path, e, p in zip(
-    jax.tree_util.tree_leaves_with_path(ema_params),
-    jax.tree.leaves(ema_params),
-    jax.tree.leaves(params),
-  ):
-    if jnp.shape(e) != jnp.shape(p):
-      raise ValueError(
-        f"ema_params{jax.tree_util.keystr(path[0])} has shape {jnp.shape(e)} but params has "
-        f"{jnp.shape(p)}."
-      )
-  return jax.tree.map(
-    lambda e, p: jax.lax.stop_gradient(
-      (momentum * e.astype(jnp.float32) + (1.0 - momentum) * p.astype(jnp.float32)).astype(e.dtype)
-    ),
-    ema_params,
-    params,
-  )
-
-
 Discrepancy = Literal["abs", "squared"]
 
 
@@ -586,7 +542,7 @@ def dmuh_loss(
   (similarity + quantisation); bit weights scale every per-bit term (both terms for the centre
   base; only the quantisation term for the pairwise base, whose similarity term has no per-bit
   decomposition); the default base is the CSQ centre loss. The EMA momentum lives in
-  :func:`ema_update`.
+  :func:`vision_jax.train.ema_update`.
 
   Args:
     h: hashing-network relaxed codes ``[B, L]`` in (-1, 1).

@@ -1,6 +1,7 @@
 """The shared, sharded train loop (one jit'd step, orbax checkpoints, resumable)."""
 
 from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
+from vision_jax.train.ema import ema_update
 from vision_jax.train.loop import NonFiniteError, evaluate, setup_runtime, train_and_evaluate
 from vision_jax.train.mesh import (
   DATA,
@@ -41,6 +42,7 @@ __all__ = [
   "batch_sharding",
   "batch_shardings",
   "create_train_state",
+  "ema_update",
   "evaluate",
   "make_eval_step",
   "make_mesh",
