@@ -13,6 +13,7 @@ from vision_jax.losses import weight_center_angles
 from vision_jax.models import backbone_from_config
 from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.train.embedding import head_weights_and_centers, margin_softmax_task
+from vision_jax.utils.plotting import pyplot, save_figure
 
 
 def method_spec(method: str, cfg) -> tuple[str, bool, dict]:
@@ -333,10 +334,7 @@ def format_table(results) -> str:
 
 
 def plot_angles(results, path):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   settings = [s for s in results if results[s]]
   if not settings:
@@ -353,6 +351,4 @@ def plot_angles(results, path):
     ax.set_title(s)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save_figure(fig, path)
