@@ -34,11 +34,12 @@ import numpy as np
 
 from vision_jax import losses as L
 from vision_jax.data.transforms import image_to_float
+from vision_jax.losses.margin import HEADS
 from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
 from vision_jax.utils.arrays import masked_mean
 
-LOSSES = ("softmax", "normface", "a_softmax", "am_softmax", "arcface")
+LOSSES = tuple(HEADS)  # the loss names of the one registry, vision_jax.losses.margin.HEADS
 
 
 class EmbeddingNet(nn.Module):
@@ -56,19 +57,9 @@ class EmbeddingNet(nn.Module):
 
 def _loss_value(loss: str, z, w, labels, *, bias, where, step, kw: dict[str, Any]):
   kw = dict(kw)
-  if loss == "softmax":
-    return L.softmax_loss(z, w, labels, bias=bias, where=where)
-  if loss == "normface":
-    return L.normface_loss(z, w, labels, where=where, **kw)
   if loss == "a_softmax":
-    sched = kw.pop("lambda_schedule", {})
-    lam = L.sphereface_lambda(step, **sched)
-    return L.a_softmax_loss(z, w, labels, lambda_=lam, where=where, **kw)
-  if loss == "am_softmax":
-    return L.am_softmax_loss(z, w, labels, where=where, **kw)
-  if loss == "arcface":
-    return L.arcface_loss(z, w, labels, where=where, **kw)
-  raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+    kw["lambda_"] = L.sphereface_lambda(step, **kw.pop("lambda_schedule", {}))
+  return L.margin_loss(loss, z, w, labels, bias=bias, where=where, **kw)
 
 
 def margin_softmax_task(
