@@ -19,20 +19,21 @@ STEMS = ("cifar", "imagenet")
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
+def _conv(dtype, conv_impl, **kwargs):
+  """The bias-free, He-initialised conv every ResNet layer uses."""
+  return functools.partial(
+    Conv, use_bias=False, dtype=dtype, conv_impl=conv_impl, kernel_init=_conv_init, **kwargs
+  )
+
+
 class _Block(nn.Module):
-  """Fields and the bias-free He-initialised conv shared by :class:`BasicBlock` and
-  :class:`Bottleneck`."""
+  """Fields shared by :class:`BasicBlock` and :class:`Bottleneck`."""
 
   features: int
   strides: int = 1
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
   zero_init_residual: bool = False
-
-  def conv(self):
-    return functools.partial(
-      Conv, use_bias=False, dtype=self.dtype, conv_impl=self.conv_impl, kernel_init=_conv_init
-    )
 
 
 class BasicBlock(_Block):
@@ -42,7 +43,7 @@ class BasicBlock(_Block):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = self.conv()
+    conv = _conv(self.dtype, self.conv_impl)
     y = conv(self.features, (3, 3), (self.strides, self.strides), padding=((1, 1), (1, 1)))(x)
     y = nn.relu(batch_norm(train, self.dtype)(y))
     y = conv(self.features, (3, 3), padding=((1, 1), (1, 1)))(y)
@@ -60,7 +61,7 @@ class Bottleneck(_Block):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = self.conv()
+    conv = _conv(self.dtype, self.conv_impl)
     y = conv(self.features, (1, 1), padding="VALID")(x)
     y = nn.relu(batch_norm(train, self.dtype)(y))
     y = conv(self.features, (3, 3), (self.strides, self.strides), padding=((1, 1), (1, 1)))(y)
@@ -116,29 +117,11 @@ class ResNet(nn.Module):
       raise ValueError(f"ResNet stem must be one of {STEMS}; got {self.stem!r}")
     w = lambda c: max(1, int(round(c * self.width)))
     x = x.astype(self.dtype)
+    stem_conv = _conv(self.dtype, self.conv_impl, name="stem_conv")
     if self.stem == "cifar":
-      x = Conv(
-        w(64),
-        (3, 3),
-        padding=((1, 1), (1, 1)),
-        use_bias=False,
-        dtype=self.dtype,
-        conv_impl=self.conv_impl,
-        kernel_init=_conv_init,
-        name="stem_conv",
-      )(x)
+      x = stem_conv(w(64), (3, 3), padding=((1, 1), (1, 1)))(x)
     else:
-      x = Conv(
-        w(64),
-        (7, 7),
-        (2, 2),
-        padding=((3, 3), (3, 3)),
-        use_bias=False,
-        dtype=self.dtype,
-        conv_impl=self.conv_impl,
-        kernel_init=_conv_init,
-        name="stem_conv",
-      )(x)
+      x = stem_conv(w(64), (7, 7), (2, 2), padding=((3, 3), (3, 3)))(x)
     x = nn.relu(batch_norm(train, self.dtype, name="stem_bn")(x))
     if self.stem == "imagenet":
       x = max_pool(x, 3, 2, padding=((1, 1), (1, 1)))
