@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from vision_jax import search  # noqa: E402
 from vision_jax.utils import package_versions  # noqa: E402
+from vision_jax.utils.plotting import pyplot, save_figure  # noqa: E402
 
 
 def _cpu_name() -> str:
@@ -375,10 +376,7 @@ def main():
   with open(os.path.join(args.out, "bench_mips.json"), "w") as f:
     json.dump(results, f, indent=2, default=float)
 
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   fig, ax = plt.subplots(figsize=(7, 5))
   for s, c in curves.items():
@@ -398,8 +396,7 @@ def main():
   ax.set_title(f"{name}, {bits} bits, T={T}", fontsize=9)
   ax.legend()
   ax.grid(alpha=0.3, which="both")
-  fig.tight_layout()
-  fig.savefig(os.path.join(args.out, "recall_vs_qps.png"), dpi=110)
+  save_figure(fig, os.path.join(args.out, "recall_vs_qps.png"))
   print(f"\nwrote {args.out}/bench_mips.json and recall_vs_qps.png")
 
 
