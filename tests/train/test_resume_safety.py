@@ -338,3 +338,34 @@ def test_run_stopped_right_after_a_checkpoint_keeps_every_metrics_row(tmp_path):
   _train(cfg, wd)
   rows = read_metrics(str(wd / "metrics.jsonl"))
   assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_saving_small_replicated_arrays_compiles_nothing_and_restores_on_one_device(tmp_path):
+  """Replica-parallel saving would slice every replicated array per replica (one ``jit_slice``
+  compilation per shape); below the size threshold arrays are written whole, so a first save
+  compiles nothing, and the checkpoint restores onto another mesh with the same values."""
+  from jax.sharding import NamedSharding, PartitionSpec
+
+  mesh = jax.make_mesh((8,), ("data",))
+  rep = NamedSharding(mesh, PartitionSpec())
+  host = {f"w{i}": np.arange((i + 3) * 7, dtype=np.float32).reshape(i + 3, 7) for i in range(6)}
+  state = jax.block_until_ready({k: jax.device_put(v, rep) for k, v in host.items()})
+  compiles = []
+
+  def listener(name, secs, **kw):
+    if name == "/jax/core/compile/backend_compile_duration":
+      compiles.append(secs)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    ck = Checkpointer(str(tmp_path / "ck"))
+    ck.save(1, state, wait=True)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert compiles == []
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=one) for k, v in host.items()}
+  restored, _, step = Checkpointer(str(tmp_path / "ck")).restore_latest(target)
+  assert step == 1
+  for k, v in host.items():
+    np.testing.assert_array_equal(np.asarray(restored[k]), v)

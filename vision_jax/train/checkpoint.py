@@ -28,6 +28,34 @@ def abstract_with_shardings(abstract_state, shardings):
   )
 
 
+# Replica-parallel saving (orbax's default off GPU) splits every replicated array into one slice
+# per replica; each distinct slice shape is an eagerly dispatched ``jit_slice``, i.e. one XLA
+# compilation per parameter shape at the first save (16 arrays of a small model: 16 compiles,
+# 0.9 s vs 0.1 s). Splitting only pays for large arrays, so arrays whose per-replica slice is
+# below this many bytes are written whole by one replica. Same on-disk format either way.
+REPLICA_PARALLEL_MIN_SLICE_BYTES = 1 << 20
+
+
+def _register_array_handler() -> None:
+  """Choice: orbax's ``jax.Array`` handler with replica-parallel saving only for slices of at
+  least :data:`REPLICA_PARALLEL_MIN_SLICE_BYTES` (registered once, through orbax's public type
+  handler registry)."""
+  global _ARRAY_HANDLER_REGISTERED
+  if _ARRAY_HANDLER_REGISTERED:
+    return
+  ocp.type_handlers.register_type_handler(
+    jax.Array,
+    ocp.type_handlers.ArrayHandler(
+      min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_SLICE_BYTES
+    ),
+    override=True,
+  )
+  _ARRAY_HANDLER_REGISTERED = True
+
+
+_ARRAY_HANDLER_REGISTERED = False
+
+
 class Checkpointer:
   """A thin wrapper over ``ocp.CheckpointManager`` with two items: ``state`` and ``meta`` (JSON).
 
@@ -48,6 +76,7 @@ class Checkpointer:
     if keep is not None and int(keep) < 1:
       raise ValueError(f"keep={keep!r}: keep at least one checkpoint (0 would delete every one)")
     self.directory = os.path.abspath(directory)
+    _register_array_handler()
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True, enable_async_checkpointing=async_save
     )
