@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from experiments.ir_softmax import data as ird
+from vision_jax import data as vdata
 
 
 def xdog(
@@ -67,7 +67,7 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
 
 def _view(base, rng, size, modality):
   """One sample: ``"photo"`` = a random view; ``"sketch"``/``"nir"`` = that transform of one."""
-  v = ird._augment(base, rng, size)[..., 0].astype(np.float64) / 255.0
+  v = vdata.random_view(base, rng, size)[..., 0].astype(np.float64) / 255.0
   if modality == "photo":
     return _to_u8(v)[..., None]
   if modality == "sketch":
@@ -102,7 +102,7 @@ def heterogeneous_pseudo_identities(
   if modality not in ("sketch", "nir"):
     raise ValueError(f"data.modality={modality!r}; expected 'sketch' or 'nir'")
   rng = np.random.default_rng(seed)
-  bases = ird._base_images()
+  bases = vdata.pseudo_identity_bases()
   order = rng.permutation(len(bases))
   if max_identities:
     order = order[:max_identities]

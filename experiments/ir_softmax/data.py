@@ -13,30 +13,8 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 from vision_jax import data as vdata
-
-_NATURAL = (
-  "astronaut",
-  "camera",
-  "coffee",
-  "chelsea",
-  "rocket",
-  "immunohistochemistry",
-  "moon",
-  "page",
-  "text",
-  "coins",
-  "horse",
-  "hubble_deep_field",
-  "motorcycle_left",
-  "retina",
-  "cat",
-  "brick",
-  "grass",
-  "gravel",
-)
 
 
 def fashion_mnist_arrays(split: str, *, data_dir=None, manual_dir=None):
@@ -64,45 +42,6 @@ def long_tailed_fashion_mnist(
   )
 
 
-def _base_images(size: int = 40) -> list[np.ndarray]:
-  """Grayscale float [0,1] base pictures, one per pseudo-identity."""
-  import skimage.data as skd
-  from skimage.color import rgb2gray
-
-  bases = [np.asarray(im, np.float64) for im in skd.lfw_subset()]  # 200 x 25x25 in [0,1]
-  for name in _NATURAL:
-    try:
-      im = getattr(skd, name)()
-    except Exception:  # noqa: BLE001 - some images need optional downloads (pooch); skip them
-      continue
-    im = np.asarray(im)
-    if im.ndim == 3:
-      im = rgb2gray(im[..., :3])
-    im = im.astype(np.float64)
-    if im.max() > 1.0:
-      im = im / 255.0
-    bases.append(im)
-  return bases
-
-
-def _augment(base: np.ndarray, rng: np.random.Generator, out: int) -> np.ndarray:
-  """A random view: crop 70-95 % of the side, flip, resize to ``out``, brightness/contrast, noise."""
-  h, w = base.shape
-  s = rng.uniform(0.7, 0.95)
-  ch, cw = max(int(h * s), 4), max(int(w * s), 4)
-  y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-  crop = base[y0 : y0 + ch, x0 : x0 + cw]
-  if rng.random() < 0.5:
-    crop = crop[:, ::-1]
-  img = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8)).resize(
-    (out, out), Image.BILINEAR
-  )
-  a = np.asarray(img, np.float64) / 255.0
-  a = (a - a.mean()) * rng.uniform(0.7, 1.3) + a.mean() + rng.uniform(-0.15, 0.15)
-  a = a + rng.normal(0, 0.04, a.shape)
-  return (np.clip(a, 0, 1) * 255).astype(np.uint8)[..., None]
-
-
 def pseudo_identities(
   *,
   image_size: int = 28,
@@ -123,7 +62,7 @@ def pseudo_identities(
     ids local to the test set.
   """
   rng = np.random.default_rng(seed)
-  bases = _base_images()
+  bases = vdata.pseudo_identity_bases()
   order = rng.permutation(len(bases))
   k_train = int(round(train_fraction * len(bases)))
   train_ids, test_ids = order[:k_train], order[k_train:]
@@ -133,12 +72,12 @@ def pseudo_identities(
   xs, ys = [], []
   for c, b in enumerate(train_ids):
     for _ in range(int(counts[c])):
-      xs.append(_augment(bases[b], rng, image_size))
+      xs.append(vdata.random_view(bases[b], rng, image_size))
       ys.append(c)
   xt, yt = [], []
   for c, b in enumerate(test_ids):
     for _ in range(test_samples):
-      xt.append(_augment(bases[b], rng, image_size))
+      xt.append(vdata.random_view(bases[b], rng, image_size))
       yt.append(c)
   train = vdata.ArraySource({"image": np.stack(xs), "label": np.asarray(ys, np.int32)})
   test = vdata.ArraySource({"image": np.stack(xt), "label": np.asarray(yt, np.int32)})

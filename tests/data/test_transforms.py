@@ -46,3 +46,34 @@ def test_resize_image_rgb_to_grey_is_itu_601_luma():
 def test_resize_image_rejects_bad_channels():
   with pytest.raises(ValueError, match="channels must be 1 or 3, got 2"):
     T.resize_image(np.zeros((4, 4), np.uint8), 4, channels=2)
+
+
+def test_random_view_is_a_seeded_jittered_crop_of_the_picture():
+  import numpy as np
+
+  from vision_jax.data import random_view
+
+  base = np.tile(np.linspace(0.0, 1.0, 40), (30, 1))  # left dark, right bright
+  v1 = random_view(base, np.random.default_rng(3), 16)
+  v2 = random_view(base, np.random.default_rng(3), 16)
+  assert v1.shape == (16, 16, 1) and v1.dtype == np.uint8
+  np.testing.assert_array_equal(v1, v2)  # a pure function of the rng state
+  assert not np.array_equal(v1, random_view(base, np.random.default_rng(4), 16))
+  # a crop of a horizontal ramp stays a ramp (up to noise): columns are monotone on average,
+  # increasing or (flipped) decreasing
+  cols = v1[..., 0].astype(float).mean(0)
+  slope = np.polyfit(np.arange(16), cols, 1)[0]
+  assert abs(slope) > 3.0, slope
+
+
+def test_pseudo_identity_bases_are_the_lfw_subset_then_natural_pictures():
+  import numpy as np
+  import skimage.data as skd
+
+  from vision_jax.data import pseudo_identity_bases
+
+  bases = pseudo_identity_bases()
+  lfw = skd.lfw_subset()
+  assert len(bases) > len(lfw) == 200
+  np.testing.assert_array_equal(bases[0], np.asarray(lfw[0], np.float64))
+  assert all(b.ndim == 2 and 0.0 <= b.min() and b.max() <= 1.0 for b in bases)

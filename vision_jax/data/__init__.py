@@ -58,9 +58,11 @@ from vision_jax.data.m2fpa import (
   read_camera_poses,
 )
 from vision_jax.data.offline import (
+  PSEUDO_IDENTITY_NATURAL,
   SKIMAGE_NATURAL_IMAGES,
   digits_source,
   lfw_subset_source,
+  pseudo_identity_bases,
   skimage_natural_images,
 )
 from vision_jax.data.pipeline import (
@@ -82,7 +84,12 @@ from vision_jax.data.reid import (
   parse_reid_name,
 )
 from vision_jax.data.sources import default_data_dir, fashion_mnist, load
-from vision_jax.data.transforms import image_to_float, random_horizontal_flip, resize_image
+from vision_jax.data.transforms import (
+  image_to_float,
+  random_horizontal_flip,
+  random_view,
+  resize_image,
+)
 from vision_jax.data.wider_face import (
   VjWiderFace,
   WiderFaceImage,
@@ -144,12 +151,15 @@ __all__ = [
   "parse_reid_name",
   "prefetch_iterator",
   "random_horizontal_flip",
+  "random_view",
   "resize_image",
   "read_cifar10_batch",
   "read_idx",
   "read_image_list",
   "read_lfw_pairs",
   "SKIMAGE_NATURAL_IMAGES",
+  "pseudo_identity_bases",
+  "PSEUDO_IDENTITY_NATURAL",
   "skimage_natural_images",
   "SubsetSource",
   "synthetic_source",

@@ -78,3 +78,50 @@ def skimage_natural_images(
   if not out:
     raise FileNotFoundError(f"none of {names} found under {root}; reinstall scikit-image.")
   return out
+
+
+# scikit-image pictures (``skimage.data.<name>()``) used as pseudo-identities, in this order.
+PSEUDO_IDENTITY_NATURAL = (
+  "astronaut",
+  "camera",
+  "coffee",
+  "chelsea",
+  "rocket",
+  "immunohistochemistry",
+  "moon",
+  "page",
+  "text",
+  "coins",
+  "horse",
+  "hubble_deep_field",
+  "motorcycle_left",
+  "retina",
+  "cat",
+  "brick",
+  "grass",
+  "gravel",
+)
+
+
+def pseudo_identity_bases() -> list[np.ndarray]:
+  """Grayscale float64 ``[0, 1]`` base pictures, one per *pseudo-identity* of the embedded
+  open-set face experiments (IR-Softmax, DVG-Face): the 200 real 25x25 images of scikit-image's
+  ``lfw_subset`` (100 faces, 100 non-face patches), then each scikit-image picture of
+  :data:`PSEUDO_IDENTITY_NATURAL` that loads offline (others are skipped)."""
+  import skimage.data as skd
+  from skimage.color import rgb2gray
+
+  bases = [np.asarray(im, np.float64) for im in skd.lfw_subset()]  # 200 x 25x25 in [0,1]
+  for name in PSEUDO_IDENTITY_NATURAL:
+    try:
+      im = getattr(skd, name)()
+    except Exception:  # noqa: BLE001 - some images need optional downloads (pooch); skip them
+      continue
+    im = np.asarray(im)
+    if im.ndim == 3:
+      im = rgb2gray(im[..., :3])
+    im = im.astype(np.float64)
+    if im.max() > 1.0:
+      im = im / 255.0
+    bases.append(im)
+  return bases

@@ -63,3 +63,26 @@ def random_horizontal_flip(example: Example, rng: np.random.Generator) -> Exampl
   if rng.random() < 0.5:
     example = dict(example, image=np.ascontiguousarray(example["image"][:, ::-1]))
   return example
+
+
+def random_view(base: np.ndarray, rng: np.random.Generator, out: int) -> np.ndarray:
+  """A random view of a grayscale float ``[0, 1]`` picture ``[H, W]``, as uint8 ``[out, out, 1]``:
+  a square-ish crop of 70-95 % of each side, a horizontal flip with probability 1/2, a bilinear
+  resize to ``out``, contrast x U(0.7, 1.3) and brightness + U(-0.15, 0.15) around the mean,
+  Gaussian noise (std 0.04), clipped to ``[0, 1]``. Host-side NumPy, drawn from ``rng``."""
+  import PIL.Image
+
+  h, w = base.shape
+  s = rng.uniform(0.7, 0.95)
+  ch, cw = max(int(h * s), 4), max(int(w * s), 4)
+  y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+  crop = base[y0 : y0 + ch, x0 : x0 + cw]
+  if rng.random() < 0.5:
+    crop = crop[:, ::-1]
+  img = PIL.Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8)).resize(
+    (out, out), PIL.Image.BILINEAR
+  )
+  a = np.asarray(img, np.float64) / 255.0
+  a = (a - a.mean()) * rng.uniform(0.7, 1.3) + a.mean() + rng.uniform(-0.15, 0.15)
+  a = a + rng.normal(0, 0.04, a.shape)
+  return (np.clip(a, 0, 1) * 255).astype(np.uint8)[..., None]
