@@ -101,10 +101,6 @@ def check_contiguous(labels: np.ndarray, where: str) -> int:
   return c
 
 
-def _resolve(root: str, rel: str) -> str:
-  return os.path.join(root, rel if rel.startswith("train/") else os.path.join("train", rel))
-
-
 def _image_bytes(path: str) -> bytes:
   """The file's bytes; images PIL opens in a mode other than RGB / L (ImageNet has a CMYK JPEG)
   are converted to RGB and stored as PNG (PIL decodes by content)."""
@@ -183,6 +179,7 @@ class VjImagenetList(ManualDirBuilder):
       if not os.path.isfile(lpath):
         raise FileNotFoundError(f"{self.name}: list {lpath} is missing. Fix: {self.INSTALL_HINT}")
       paths, labels, lines = read_label_list(lpath)
+      paths = [p.removeprefix("train/") for p in paths]  # now relative to train/
       if wnids is None:
         check_contiguous(labels, lpath)
         wnids = class_wnids(paths, labels, lpath)
@@ -194,7 +191,7 @@ class VjImagenetList(ManualDirBuilder):
               f"{lpath}:{ln}: {p} has label {int(y)}, but the train list "
               + (f"gives folder {w!r} label {wnids[w]}." if w in wnids else f"has no {w!r}.")
             )
-      full = [_resolve(root, p) for p in paths]
+      full = [os.path.join(root, "train", p) for p in paths]
       for f, ln in zip(full, lines):
         if not os.path.isfile(f):
           raise FileNotFoundError(

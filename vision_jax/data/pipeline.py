@@ -427,13 +427,14 @@ def random_resized_crop(
   scale: tuple[float, float] = (0.08, 1.0),
   ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> np.ndarray:
-  """Crops :func:`random_resized_box` of a decoded image and resizes it (PIL bilinear) to
-  ``[size, size, 3]`` uint8 (grey input is replicated to RGB)."""
+  """Crops :func:`random_resized_box` of a decoded image, then resizes the crop (PIL bilinear, as
+  torchvision's ``resized_crop`` on PIL images) to ``[size, size, 3]`` uint8 (grey input is
+  replicated to RGB)."""
   import PIL.Image
 
   im = _pil_rgb(image)
   top, left, h, w = random_resized_box(im.height, im.width, rng, scale, ratio)
-  out = im.resize((size, size), PIL.Image.BILINEAR, box=(left, top, left + w, top + h))
+  out = im.crop((left, top, left + w, top + h)).resize((size, size), PIL.Image.BILINEAR)
   return np.asarray(out, np.uint8)
 
 
