@@ -324,6 +324,7 @@ def run(cfg, workdir, *, progress=False):
       )
       setup_runtime(compilation_cache=d)
   space = _space(cfg)
+  sources = make_sources(cfg)  # first: bad data settings fail before the table is timed
   cache = cfg.lut.cache_dir or os.path.join(workdir, "lut")
   t0 = time.time()
   table, lut_path = cached_table(space, cache, num_widths=int(cfg.lut.num_widths), **_protocol(cfg))
@@ -338,7 +339,6 @@ def run(cfg, workdir, *, progress=False):
     check = table_check(cfg, table, space)
     save_json(check_path, check)
   targets = _targets(cfg, table, space)
-  sources = make_sources(cfg)
   print(
     f"tf_nas: table {lut_path} ({len(table.blocks)} configurations, batch {table.batch_size}, "
     f"{table.threads}-threaded, {table.device}); reachable {lo:.3f}..{hi:.3f} ms; targets "

@@ -85,7 +85,7 @@ def test_other_list_paths_and_no_val_folder(tmp_path):
   )
   assert [int(e["label"]) for e in tr] == [1, 0]
   np.testing.assert_array_equal(tr[0]["image"], _rgb(raw / "train/n01/n01_0.JPEG"))
-  with pytest.raises(Exception, match="val"):
+  with pytest.raises(ValueError, match=r"Unknown split 'val'"):  # no val/ folder, no split
     vd.load("vj_imagenet_list", "val", data_dir=store)
 
 
