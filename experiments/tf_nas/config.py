@@ -6,6 +6,12 @@ Run::
     python -m experiments.tf_nas --preset=paper --workdir=runs/tf_nas/paper \\
         --config.data.imagenet100_dir=DIR    # GPU
 
+    (DIR/train/<wnid>/*.JPEG and DIR/val/<wnid>/*.JPEG: ImageNet ILSVRC-2012, val sorted into
+    per-class folders; TF-NAS's dataset/ImageNet-100-effb0_{train,val}_cls_ratio0.8.txt in DIR,
+    or --config.data.train_list=PATH --config.data.val_list=PATH. The first run copies the
+    127,720 listed JPEGs + 5,000 val images once into an array_record store,
+    --config.data.data_dir, default ~/.cache/vision_jax/tensorflow_datasets.)
+
 Per target latency: search (one multi-update Task: weights SGD on ``train``, architecture Adam on
 ``val``), parse, retrain the derived net, time it on the device with the table's timing code.
 ``results.json`` holds per target ``target_ms``, ``predicted_ms`` (the table's prediction for the
@@ -27,15 +33,21 @@ Presets:
            afterwards), first target 11 min search + 2.2 min retrain + 1 min timing; later targets
            reuse the compiled search step. Predicted-vs-target fell short (-22.6 %) on the first
            target: every width at its maximum, depth 1 everywhere after 23 arch updates.
-  paper    the code's ImageNet search: ImageNet-100 (80/20 train split, 224 px), the full
-           6-stage supernet, 90 epochs at batch 32, 10 warm-up epochs, Gumbel tau 5 x 0.96 per
-           epoch, weights SGD 0.025 cosine wd 1e-5 clip 5, architecture Adam(0.5, 0.999) lr 0.01
-           wd 5e-4 every 2nd step, lambda 0.1; retrain 250 epochs batch 512 SGD 0.2 cosine.
+  paper    the code's ImageNet search: ImageNet-100 (``vj_imagenet_list``: the code's 80/20
+           lists, 102,170 search-train / 25,550 search-val images, RandomResizedCrop 224 + flip,
+           no ColorJitter), the full 6-stage supernet, 90 epochs at batch 32, 10 warm-up epochs,
+           Gumbel tau 5 x 0.96 per epoch, weights SGD 0.025 cosine wd 1e-5 clip 5, architecture
+           Adam(0.5, 0.999) lr 0.01 wd 5e-4 every 2nd step, lambda 0.1; retrain 250 epochs of
+           the 127,720 listed images at batch 512, SGD 0.2 cosine, evaluated on the 5,000
+           ImageNet val images of the 100 classes (resize 256, centre crop 224).
+           Choice: the retrain and its top-1 are on the 100 search classes; the paper retrains
+           on all 1,000 ImageNet classes (its top-1 below is not comparable to ours).
            The table is timed per batch of 32 on the GPU (the code's GPU table: batch 32, Titan
            RTX). Paper / README numbers (ImageNet val): TF-NAS-A 18.03 ms (GPU, bs 32),
            80.14 ms (CPU, bs 1), 457 MFLOPs, 76.87 % top-1; TF-NAS-B 15.06 ms / 72.10 ms,
            361 MFLOPs, 76.28 % (the code's example ``--target_lat 15.0``); search 1.8 days on one
-           Titan RTX. This preset needs the ImageNet-100 lists and images (not on this machine).
+           Titan RTX. This preset needs the ImageNet images and the code's lists (not on this
+           machine); not run here.
 """
 
 import ml_collections
@@ -50,7 +62,12 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     dict(
       name="fashion_mnist",  # fashion_mnist | synthetic | imagenet100
       manual_dir="/usr/share/datasets/fashion-mnist",
-      imagenet100_dir="",
+      imagenet100_dir="",  # imagenet100: DIR/train/<wnid>/*.JPEG, DIR/val/<wnid>/*.JPEG
+      train_list="",  # "" = DIR/ImageNet-100-effb0_train_cls_ratio0.8.txt (TF-NAS's dataset/)
+      val_list="",  # "" = DIR/ImageNet-100-effb0_val_cls_ratio0.8.txt
+      data_dir="",  # where the array_record copy is built; "" = vision_jax.data default
+      crop_scale=(0.08, 1.0),  # imagenet100 random-resized-crop area range
+      eval_resize=256,  # imagenet100 eval: shorter side -> eval_resize, centre crop image_size
       num_search=4000,  # train images used by the search (split search_val_fraction into val)
       search_val_fraction=0.2,
       num_test=1000,
@@ -194,9 +211,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.search.epochs = 90
     cfg.search.warmup_epochs = 10
     cfg.search.steps_per_epoch = 102170 // 32
-    cfg.retrain.steps = 250 * 1281167 // 512
+    cfg.retrain.steps = 250 * (102170 + 25550) // 512
     cfg.retrain.batch_size = 512
     cfg.retrain.dropout = 0.2
     cfg.retrain.optim.lr = 0.2
-    cfg.retrain.optim.warmup_steps = 5 * 1281167 // 512
+    cfg.retrain.optim.warmup_steps = 5 * (102170 + 25550) // 512
   return cfg

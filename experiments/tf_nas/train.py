@@ -38,8 +38,85 @@ def _pad(images: np.ndarray, size: int) -> np.ndarray:
   return np.pad(images, ((0, 0), (a, size - h - a), (a, size - h - a), (0, 0)))
 
 
+def imagenet100_sources(cfg):
+  """TF-NAS's ImageNet-100 search lists as random-access sources (``vj_imagenet_list``).
+
+  ``(search_train, search_val, test)``: the two lists' decoded photos (cropped per example by
+  :func:`train_transform`) and the ImageNet val images of the 100 classes, resized to
+  ``data.eval_resize`` and centre-cropped to ``space.image_size``. Built once into
+  ``data.data_dir`` (default ``vision_jax.data.default_data_dir()``) from
+  ``data.imagenet100_dir`` (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``) and the lists
+  ``data.train_list`` / ``data.val_list`` ("" = the code's file names in that folder).
+
+  Raises:
+    FileNotFoundError: ``data.imagenet100_dir`` unset or missing, a list or image missing, or no
+      ``val/`` folder (the retrain is evaluated on it).
+    ValueError: the train list's class count is not ``space.num_classes``, or a bad list line.
+  """
+  d, size = cfg.data, int(cfg.space.image_size)
+  root = d.imagenet100_dir
+  if not root or not os.path.isdir(root):
+    raise FileNotFoundError(
+      f"data.imagenet100_dir={root!r} is not a directory: pass "
+      "--config.data.imagenet100_dir=DIR with DIR/train/<wnid>/*.JPEG and DIR/val/<wnid>/*.JPEG "
+      "(ImageNet), and the TF-NAS lists in DIR or at --config.data.train_list/val_list."
+    )
+  lists = [
+    os.path.join(root, p or name) for p, name in zip((d.train_list, d.val_list), vdata.TF_NAS_LISTS)
+  ]
+  _, labels, _ = vdata.read_label_list(lists[0])
+  c = vdata.check_contiguous(labels, lists[0])
+  if c != int(cfg.space.num_classes):
+    raise ValueError(
+      f"{lists[0]} has {c} classes but space.num_classes={cfg.space.num_classes}; set them equal."
+    )
+  if not os.path.isdir(os.path.join(root, "val")):
+    raise FileNotFoundError(
+      f"data.imagenet100_dir={root!r} has no val/<wnid>/ folders: the retrained net is evaluated "
+      "on the ImageNet val images of the listed classes."
+    )
+  kw = dict(
+    data_dir=d.data_dir or None, manual_dir=root,
+    builder_kwargs=dict(train_list=lists[0], val_list=lists[1]),
+  )  # fmt: skip
+  tr, va, te = (
+    vdata.load("vj_imagenet_list", s, **kw) for s in ("search_train", "search_val", "val")
+  )
+  resize = int(d.eval_resize)
+  test = vdata.MappedSource(
+    te,
+    lambda ex: {
+      "image": vdata.resize_center_crop(ex["image"], size, resize),
+      "label": np.int32(ex["label"]),
+    },
+  )
+  return tr, va, test
+
+
+def train_transform(cfg):
+  """Per-example search / retrain augmentation: ``None`` for the array datasets; for
+  ``imagenet100`` random-resized-crop to ``space.image_size`` (scale ``data.crop_scale``, aspect
+  3/4..4/3) and a horizontal flip, as the code's ``RandomResizedCrop(224)`` +
+  ``RandomHorizontalFlip``.
+
+  Choice: the code's ColorJitter(0.4, 0.4, 0.4, 0.2) is left out; the search-val batches get the
+    same crop and flip as the train batches.
+  """
+  if cfg.data.name != "imagenet100":
+    return None
+  size, scale = int(cfg.space.image_size), tuple(float(v) for v in cfg.data.crop_scale)
+
+  def transform(ex, rng):
+    img = vdata.random_resized_crop(ex["image"], rng, size, scale)
+    return vdata.random_horizontal_flip({"image": img, "label": np.int32(ex["label"])}, rng)
+
+  return transform
+
+
 def make_sources(cfg):
-  """``(search_train, search_val, test)`` ArraySources of ``{"image": uint8, "label"}``."""
+  """``(search_train, search_val, test)`` random-access sources of ``{"image": uint8, "label"}``:
+  ArraySources for ``fashion_mnist`` / ``synthetic``; for ``imagenet100`` see
+  :func:`imagenet100_sources` (the train sources are read through :func:`train_transform`)."""
   d, size = cfg.data, int(cfg.space.image_size)
   if d.name == "fashion_mnist":
     root = d.manual_dir
@@ -56,10 +133,7 @@ def make_sources(cfg):
       src.arrays["label"][d.num_search :].astype(np.int32),
     )
   elif d.name == "imagenet100":
-    raise FileNotFoundError(
-      "data.name='imagenet100' (the paper preset) needs the code's ImageNet-100 lists and images "
-      f"under data.imagenet100_dir={d.imagenet100_dir!r}; no loader for them ships here yet"
-    )
+    return imagenet100_sources(cfg)
   else:
     raise ValueError(f"unknown data.name {d.name!r}; valid: fashion_mnist, synthetic, imagenet100")
   x, xt = _pad(x, size), _pad(xt, size)
@@ -132,10 +206,10 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
     warmup_epochs=int(s.warmup_epochs), lat_weight=float(s.lat_weight), tau0=float(s.tau0),
     tau_decay=float(s.tau_decay), arch_every=int(s.arch_every), elastic=bool(s.elastic),
   )  # fmt: skip
-  b = int(cfg.data.batch_size)
+  b, aug = int(cfg.data.batch_size), train_transform(cfg)
   data = PairedBatches(
-    vdata.train_dataset(tr, global_batch_size=b, seed=int(cfg.seed)),
-    vdata.train_dataset(va, global_batch_size=b, seed=int(cfg.seed) + 1),
+    vdata.train_dataset(tr, global_batch_size=b, seed=int(cfg.seed), transform=aug),
+    vdata.train_dataset(va, global_batch_size=b, seed=int(cfg.seed) + 1, transform=aug),
   )
   scfg = _sub_cfg(
     cfg,
@@ -157,9 +231,12 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
   r = cfg.retrain
   rcfg = _sub_cfg(cfg, num_steps=int(r.steps), optim=r.optim)
   rcfg.train.checkpoint_every = 0
-  full = vdata.ArraySource(
-    {k: np.concatenate([tr.arrays[k], va.arrays[k]]) for k in ("image", "label")}
-  )
+  if isinstance(tr, vdata.ArraySource):
+    full = vdata.ArraySource(
+      {k: np.concatenate([tr.arrays[k], va.arrays[k]]) for k in ("image", "label")}
+    )
+  else:
+    full = vdata.ConcatSource(tr, va)
   rtask = classification_task(
     derived_net(arch, float(r.dropout), dw_impl="taps"), num_classes=space.num_classes,
     label_smoothing=float(r.label_smoothing),
@@ -169,7 +246,9 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
     rcfg,
     os.path.join(run_dir, "retrain"),
     rtask,
-    vdata.train_dataset(full, global_batch_size=int(r.batch_size), seed=int(cfg.seed)),
+    vdata.train_dataset(
+      full, global_batch_size=int(r.batch_size), seed=int(cfg.seed), transform=aug
+    ),
     lambda: vdata.eval_batches(te, global_batch_size=int(r.eval_batch_size)),
     progress=progress,
   )
@@ -245,6 +324,7 @@ def run(cfg, workdir, *, progress=False):
       )
       setup_runtime(compilation_cache=d)
   space = _space(cfg)
+  sources = make_sources(cfg)  # first: bad data settings fail before the table is timed
   cache = cfg.lut.cache_dir or os.path.join(workdir, "lut")
   t0 = time.time()
   table, lut_path = cached_table(space, cache, num_widths=int(cfg.lut.num_widths), **_protocol(cfg))
@@ -259,7 +339,6 @@ def run(cfg, workdir, *, progress=False):
     check = table_check(cfg, table, space)
     save_json(check_path, check)
   targets = _targets(cfg, table, space)
-  sources = make_sources(cfg)
   print(
     f"tf_nas: table {lut_path} ({len(table.blocks)} configurations, batch {table.batch_size}, "
     f"{table.threads}-threaded, {table.device}); reachable {lo:.3f}..{hi:.3f} ms; targets "

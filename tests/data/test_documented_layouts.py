@@ -164,6 +164,24 @@ def _hashing_image_list():
   return files, [(b, "train", 2), (b, "query", 2), (b, "database", 2)]
 
 
+def _imagenet_list():
+  files = {}
+  for k, w in enumerate(("n02", "n01")):  # labels need not follow folder order
+    for j in range(3):
+      files[f"train/{w}/{w}_{j}.JPEG"] = _image(len(files))
+    files[f"val/{w}/ILSVRC2012_val_{k:08d}.JPEG"] = _image(len(files))
+  lines = {"train": [], "val": []}
+  for rel in (r for r in files if r.startswith("train/")):
+    _, w, name = rel.split("/")
+    lines["train" if not name.endswith("_2.JPEG") else "val"].append(
+      f"{w}/{name} {int(w == 'n01')}"
+    )
+  for s in ("train", "val"):
+    files[f"ImageNet-100-effb0_{s}_cls_ratio0.8.txt"] = ("\n".join(lines[s]) + "\n").encode()
+  b = "vj_imagenet_list"
+  return files, [(b, "search_train", 4), (b, "search_val", 2), (b, "val", 2)]
+
+
 def _mini_imagenet():
   files = {}
   for csv, wnids in (("train", ["n01", "n02"]), ("val", ["n03"]), ("test", ["n04"])):
@@ -245,6 +263,7 @@ WRITERS = {
   "vj_dukemtmc_reid": _dukemtmc_reid,
   "vj_identity_folder": _identity_folder,
   "vj_hashing_image_list": _hashing_image_list,
+  "vj_imagenet_list": _imagenet_list,
   "vj_mini_imagenet": _mini_imagenet,
   "vj_cub_fewshot": _cub_fewshot,
   "vj_omniglot": _omniglot,

@@ -43,6 +43,12 @@ from vision_jax.data.hfr import (
   read_hfr_list,
 )
 from vision_jax.data.idx import read_idx, write_idx
+from vision_jax.data.imagenet import (
+  TF_NAS_LISTS,
+  VjImagenetList,
+  check_contiguous,
+  read_label_list,
+)
 from vision_jax.data.lfw import LfwPairs, VjLfw, list_identity_folder, read_lfw_pairs
 from vision_jax.data.longtail import (
   head_medium_tail_split,
@@ -87,7 +93,10 @@ from vision_jax.data.sources import default_data_dir, fashion_mnist, load
 from vision_jax.data.transforms import (
   image_to_float,
   random_horizontal_flip,
+  random_resized_box,
+  random_resized_crop,
   random_view,
+  resize_center_crop,
   resize_image,
 )
 from vision_jax.data.wider_face import (
@@ -170,6 +179,13 @@ __all__ = [
   "VjFashionMnist",
   "VjHashingImageList",
   "VjIdentityFolder",
+  "VjImagenetList",
+  "TF_NAS_LISTS",
+  "check_contiguous",
+  "read_label_list",
+  "random_resized_box",
+  "random_resized_crop",
+  "resize_center_crop",
   "VjLfw",
   "VjMarket1501",
   "write_idx",

@@ -27,6 +27,7 @@ def load(
   data_dir: str | os.PathLike | None = None,
   manual_dir: str | os.PathLike | None = None,
   build: bool = True,
+  builder_kwargs: dict[str, Any] | None = None,
 ) -> Sequence[dict[str, Any]]:
   """Builds (once) and opens one split of a vision_jax TFDS builder as a random-access source.
 
@@ -38,6 +39,8 @@ def load(
     manual_dir: directory with the raw files in their original format; default: the builder's
       (see ``ManualDirBuilder.resolve_manual_dir``). Only used when the dataset is not built yet.
     build: build from the manual dir when missing (False: raise if not built).
+    builder_kwargs: extra constructor arguments of the builder, used when building (e.g.
+      ``vj_imagenet_list``'s ``train_list`` / ``val_list``).
 
   Returns:
     A sequence (``len``, ``__getitem__``, ``__getitems__``) of decoded example dicts, e.g.
@@ -51,7 +54,9 @@ def load(
   data_dir = os.fspath(data_dir) if data_dir is not None else default_data_dir()
   os.makedirs(data_dir, exist_ok=True)
   if build:
-    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    builder = tfds.builder(
+      name, data_dir=data_dir, file_format="array_record", **(builder_kwargs or {})
+    )
     if not builder.is_prepared():
       _build(builder, name, data_dir, manual_dir)
   source = tfds.data_source(

@@ -1,8 +1,10 @@
 """Image transforms shared by the data pipelines and the tasks.
 
 Host side (NumPy / PIL, per example, inside ``train_dataset`` or a ``MappedSource``):
-:func:`resize_image` (any decoded photo -> ``size x size`` uint8 grey or RGB) and
-:func:`random_horizontal_flip`. Device side (inside the jitted step, on the uint8 batch, so the
+:func:`resize_image` (any decoded photo -> ``size x size`` uint8 grey or RGB),
+:func:`random_horizontal_flip`, :func:`random_view` (the embedded pseudo-identities' jittered
+crops), and the ImageNet crops :func:`random_resized_crop` (Inception-style,
+:func:`random_resized_box`) and :func:`resize_center_crop`. Device side (inside the jitted step, on the uint8 batch, so the
 host ships 4x fewer bytes than float32): :func:`image_to_float`.
 """
 
@@ -86,3 +88,82 @@ def random_view(base: np.ndarray, rng: np.random.Generator, out: int) -> np.ndar
   a = (a - a.mean()) * rng.uniform(0.7, 1.3) + a.mean() + rng.uniform(-0.15, 0.15)
   a = a + rng.normal(0, 0.04, a.shape)
   return (np.clip(a, 0, 1) * 255).astype(np.uint8)[..., None]
+
+
+def random_resized_box(
+  height: int,
+  width: int,
+  rng: np.random.Generator,
+  scale: tuple[float, float] = (0.08, 1.0),
+  ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
+  r"""Inception-style random crop box ``(top, left, h, w)`` of an ``height x width`` image.
+
+  Up to 10 tries: area :math:`a \sim U(\text{scale}) \cdot HW`, aspect
+  :math:`r = e^{u}, u \sim U(\log \text{ratio})`, :math:`w = \text{round}(\sqrt{a r})`,
+  :math:`h = \text{round}(\sqrt{a / r})`; the first box that fits is placed uniformly. If none fits,
+  the largest centred box with aspect clipped to ``ratio``. Same procedure as torchvision's
+  ``RandomResizedCrop.get_params`` (drawn from ``rng`` instead of the torch generator).
+  """
+  area = height * width
+  lo, hi = np.log(ratio[0]), np.log(ratio[1])
+  for _ in range(10):
+    a = area * rng.uniform(scale[0], scale[1])
+    r = np.exp(rng.uniform(lo, hi))
+    w, h = int(round(np.sqrt(a * r))), int(round(np.sqrt(a / r)))
+    if 0 < w <= width and 0 < h <= height:
+      return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+  aspect = width / height
+  if aspect < ratio[0]:
+    w, h = width, int(round(width / ratio[0]))
+  elif aspect > ratio[1]:
+    w, h = int(round(height * ratio[1])), height
+  else:
+    w, h = width, height
+  return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _pil_rgb(image: np.ndarray):
+  import PIL.Image
+
+  img = np.asarray(image, np.uint8)
+  return PIL.Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img).convert(
+    "RGB"
+  )
+
+
+def random_resized_crop(
+  image: np.ndarray,
+  rng: np.random.Generator,
+  size: int = 224,
+  scale: tuple[float, float] = (0.08, 1.0),
+  ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+  """Crops :func:`random_resized_box` of a decoded image, then resizes the crop (PIL bilinear, as
+  torchvision's ``resized_crop`` on PIL images) to ``[size, size, 3]`` uint8 (grey input is
+  replicated to RGB)."""
+  import PIL.Image
+
+  im = _pil_rgb(image)
+  top, left, h, w = random_resized_box(im.height, im.width, rng, scale, ratio)
+  out = im.crop((left, top, left + w, top + h)).resize((size, size), PIL.Image.BILINEAR)
+  return np.asarray(out, np.uint8)
+
+
+def resize_center_crop(image: np.ndarray, size: int = 224, resize: int = 256) -> np.ndarray:
+  """ImageNet eval crop: shorter side to ``resize`` (PIL bilinear; the longer side
+  ``int(resize * long / short)``), then the centred ``size x size`` window; uint8 ``[size, size, 3]``.
+
+  Raises:
+    ValueError: ``size > resize``.
+  """
+  import PIL.Image
+
+  if size > resize:
+    raise ValueError(f"resize_center_crop: size={size} must be <= resize={resize}.")
+  im = _pil_rgb(image)
+  w, h = im.size
+  nw, nh = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
+  im = im.resize((nw, nh), PIL.Image.BILINEAR)
+  top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+  return np.asarray(im.crop((left, top, left + size, top + size)), np.uint8)
