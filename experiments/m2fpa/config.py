@@ -69,7 +69,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       # near-frontal (yaw, pitch) views x lights of each train identity
       views="0:0,-5:0,5:0,0:-5,0:5,-8:4,8:-4",
       lights="-0.35:0.45:1,0.35:0.45:1,0:0.2:1",
-      num_steps=300,
+      num_steps=200,
       batch_size=64,
       checkpoint="",  # a flax-msgpack LightCNN params file replaces training
       optim=_optim(name="adam", lr=2e-3, schedule="cosine", warmup_steps=20, weight_decay=1e-4),
@@ -82,7 +82,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       disc_width=16,
       parsing_n_down=2,
       adversarial="nonsaturating",  # nonsaturating | hinge
-      num_steps=400,
+      num_steps=150,
       batch_size=32,
       w_pixel=1.0,
       w_identity=0.1,

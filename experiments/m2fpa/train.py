@@ -52,11 +52,22 @@ def result_from_metrics(metrics: dict, poses: np.ndarray) -> PoseRank1:
   return PoseRank1(np.asarray(poses, np.float64), r1, np.isfinite(r1).astype(np.int64))
 
 
-def _embed(id_model, params, images, batch=256):
-  fn = jax.jit(lambda p, x: identity_embedding(id_model, p, to_float(x)))
-  return np.concatenate(
-    [np.asarray(fn(params, images[s : s + batch])) for s in range(0, len(images), batch)]
-  )
+def make_batched(fn, batch: int = 256):
+  """``apply(params, images) -> np.ndarray``: the jitted ``fn(params, x)`` over fixed-size chunks
+  (the last one padded), so that every call reuses one compiled program."""
+  jfn = jax.jit(fn)
+
+  def apply(params, images):
+    outs = []
+    for s in range(0, len(images), batch):
+      chunk = images[s : s + batch]
+      pad = batch - len(chunk)
+      if pad:
+        chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+      outs.append(np.asarray(jfn(params, chunk))[: batch - pad])
+    return np.concatenate(outs)
+
+  return apply
 
 
 def methods_of(cfg) -> list[str]:
@@ -166,7 +177,10 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
   poses = data["poses"]
   id_model, id_params = train_recognition(cfg, data, workdir, progress=progress)
   probe, gallery = data["probe"], data["gallery"]
-  g_feat = _embed(id_model, id_params, gallery["image"])
+  embed = make_batched(
+    lambda p, x: identity_embedding(id_model, p, to_float(x)), dc.eval_batch_size
+  )
+  g_feat = embed(id_params, gallery["image"])
 
   def summarize_feats(emb, l1=None):
     res = rank1_per_pose(emb, probe["label"], probe["pose"], g_feat, gallery["label"], poses)
@@ -175,7 +189,7 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
       out["l1"] = float(np.mean(l1))
     return out
 
-  raw = summarize_feats(_embed(id_model, id_params, probe["image"]),
+  raw = summarize_feats(embed(id_params, probe["image"]),
                         np.abs(probe["image"] / 255.0 - probe["frontal"] / 255.0).mean(axis=(1, 2, 3)))  # fmt: skip
   gc = cfg.gen
   weights = fr.FrontalizationWeights(
@@ -194,11 +208,9 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
     gen, gd, pd = make_models(cfg, method)
     if gc.checkpoint:  # evaluate a saved generator instead of training
       params = fr.load_generator(gc.checkpoint, gen)
-      frontalize = fr.make_frontalizer(gen)
-      imgs = np.concatenate([np.asarray(frontalize(params, probe["image"][s : s + 256]))
-                             for s in range(0, len(probe["image"]), 256)])  # fmt: skip
+      imgs = make_batched(fr.make_frontalizer(gen), dc.eval_batch_size)(params, probe["image"])
       l1 = np.abs(imgs - probe["frontal"] / 255.0).mean(axis=(1, 2, 3))
-      return {"eval": summarize(dict(embedding=_embed(id_model, id_params, imgs), l1=l1)),
+      return {"eval": summarize(dict(embedding=embed(id_params, imgs), l1=l1)),
               "generator_checkpoint": gc.checkpoint}  # fmt: skip
     task = fr.frontalization_task(
       gen, id_model, id_params=id_params, global_disc=gd, parsing_disc=pd, weights=weights,
@@ -262,7 +274,9 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
     gen, _, _ = make_models(cfg, m)
     ckpt = sweep[m][f"seed{cfg.seeds[0]}"].get("generator_checkpoint")
     if ckpt and os.path.isfile(ckpt):
-      y = np.asarray(fr.make_frontalizer(gen)(fr.load_generator(ckpt, gen), probe["image"][order]))
+      y = make_batched(fr.make_frontalizer(gen), dc.eval_batch_size)(
+        fr.load_generator(ckpt, gen), probe["image"][order]
+      )
       rows.append((m, md._u8(y)))
   rows.append(("ground truth", probe["frontal"][order]))
   save_grid(os.path.join(workdir, "frontalization_grid.png"), rows, scale=int(cfg.grid.scale))
