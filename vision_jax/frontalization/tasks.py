@@ -16,7 +16,6 @@ only by the parsing-guided D).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,7 +32,7 @@ from vision_jax.frontalization.model import (
   ParsingDiscriminator,
 )
 from vision_jax.frontalization.parsing import check_parsing_batch, region_masks
-from vision_jax.hfr.tasks import check_params_like, identity_embedding, to_float
+from vision_jax.hfr.tasks import check_params_like, identity_embedding, read_msgpack, to_float
 from vision_jax.train.step import Task, Update
 
 
@@ -190,13 +189,7 @@ def load_generator(path: str, gen: FrontalGenerator, *, key: str = "gen.checkpoi
     ValueError: not a generator checkpoint, or one of another resolution / architecture (the
       message names the file, the stored and the expected values).
   """
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{key}={path!r}: the generator checkpoint does not exist")
-  with open(path, "rb") as f:
-    try:
-      tree = flax.serialization.msgpack_restore(f.read())
-    except Exception as e:  # noqa: BLE001 - any decode failure is a bad file
-      raise ValueError(f"{key}={path!r} is not a flax msgpack generator checkpoint: {e}") from e
+  tree = read_msgpack(path, f"generator checkpoint {key}={path!r}")
   if not isinstance(tree, Mapping) or set(tree) != {"params", "meta"}:
     raise ValueError(
       f"{key}={path!r} is not a generator checkpoint written by save_generator (expected keys "
