@@ -53,8 +53,8 @@ def embedded_data(cfg) -> dict:
   """Procedural faces (`vision_jax.data.synthetic_faces`), grey, split subject-disjoint.
 
   Raises:
-    ValueError: a bad ``data.poses`` / ``recog.views`` / ``recog.lights`` string, a pose set
-      without the frontal ``(0, 0)`` pose, or ``data.num_test`` out of range.
+    ValueError: a bad ``data.poses`` / ``recog.views`` / ``recog.lights`` string (named with
+      its config key), or ``data.num_test`` out of range.
   """
   d = cfg.data
   poses = (
@@ -66,7 +66,7 @@ def embedded_data(cfg) -> dict:
   test_mask = subject_disjoint_split(ids, num_test=int(d.num_test), seed=cfg.seed)
   train_ids, test_ids = ids[~test_mask], ids[test_mask]
   r = sf.render_identities(cfg.seed, ids, poses, **kw)
-  image, parsing = _u8(r["image"]), r["parsing"].astype(np.uint8)
+  image = _u8(r["image"])
   frontal, f_parsing = _u8(r["frontal"]), r["frontal_parsing"].astype(np.uint8)
   p = len(poses)
   rep = lambda a, sel: np.repeat(a[sel], p, axis=0)  # noqa: E731
@@ -75,7 +75,6 @@ def embedded_data(cfg) -> dict:
     "frontal": rep(frontal, train_ids),
     "frontal_parsing": rep(f_parsing, train_ids),
   }
-  del parsing
   is_frontal = (poses[:, 0] == 0) & (poses[:, 1] == 0)
   probe_poses = poses[~is_frontal]
   n_test = len(test_ids)
