@@ -159,7 +159,7 @@ def plot_heatmaps(path: str, tables: dict[str, tuple]) -> None:
         ax.text(j, i, f"{v:.2f}"[1:] if v < 1 else "1", ha="center", va="center", fontsize=5,
                 color="w" if v < 0.5 else "k")  # fmt: skip
   fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="Rank-1")
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
 
 
@@ -263,22 +263,24 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
     tables[NAMES[m]] = rank1_table(result_from_metrics(mean, poses))
   plot_heatmaps(os.path.join(workdir, "rank1_heatmap.png"), tables)
 
-  # probes and their frontalizations (seed of the first run), a few test identities
-  n_id = int(cfg.grid.identities)
-  rows_sel = np.flatnonzero(probe["label"] < n_id)
-  order = rows_sel[
-    np.lexsort((probe["pose"][rows_sel, 0], -probe["pose"][rows_sel, 1], probe["label"][rows_sel]))
-  ]
-  rows = [("probe", probe["image"][order])]
+  # probes and their frontalizations (seed of the first run): one block of rows per test
+  # identity, columns the probe poses at pitch grid.pitch sorted by yaw
+  gens = {}
   for m in names:
     gen, _, _ = make_models(cfg, m)
     ckpt = sweep[m][f"seed{cfg.seeds[0]}"].get("generator_checkpoint")
     if ckpt and os.path.isfile(ckpt):
-      y = make_batched(fr.make_frontalizer(gen), dc.eval_batch_size)(
-        fr.load_generator(ckpt, gen), probe["image"][order]
+      gens[m] = (
+        make_batched(fr.make_frontalizer(gen), dc.eval_batch_size),
+        fr.load_generator(ckpt, gen),
       )
-      rows.append((m, md._u8(y)))
-  rows.append(("ground truth", probe["frontal"][order]))
+  rows = []
+  for ident in range(min(int(cfg.grid.identities), len(gallery["label"]))):
+    sel = np.flatnonzero((probe["label"] == ident) & (probe["pose"][:, 1] == float(cfg.grid.pitch)))
+    sel = sel[np.argsort(probe["pose"][sel, 0])]
+    rows.append(("probe", probe["image"][sel]))
+    rows += [(m, md._u8(fn(params, probe["image"][sel]))) for m, (fn, params) in gens.items()]
+    rows.append(("ground truth", probe["frontal"][sel]))
   save_grid(os.path.join(workdir, "frontalization_grid.png"), rows, scale=int(cfg.grid.scale))
   results.update(
     num_train_ids=int(data["num_train_ids"]),
@@ -286,7 +288,7 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
     num_probes=int(len(probe["label"])),
     seeds=list(cfg.seeds),
     large_yaw=float(dc.large_yaw),
-    grid_rows=[r[0] for r in rows],
+    grid_rows=["probe", *gens, "ground truth"],
   )
   save_json(os.path.join(workdir, "results.json"), results)
   return results
