@@ -30,7 +30,8 @@ CPU shared (load average 13 -> 8 on 2 cores; 14.0 min of CPU time), i.e. roughly
 an idle 2-core machine. Add ``--compilation_cache=DIR`` so the seeds share compiled steps.
 
 Presets:
-  smoke    tiny sizes, a few steps per stage (seconds; run by tests)
+  smoke    tiny sizes, a few steps per stage, one device (run by tests; compile-bound: 133 s
+           in the test suite at load average 6-7 on 2 shared cores)
   default  the embedded setting above
   paper    M2FPA at 128 px (GPU): --config.paper.root=/data/M2FPA (the image tree of
            `vision_jax.data.m2fpa`, with camera_poses.csv) and --config.paper.parsing_dir=DIR
@@ -129,6 +130,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.gen.batch_size = 8
     cfg.grid.identities = 1
     cfg.train.log_every = 1
+    cfg.mesh.data = 1  # one device: the smoke run checks plumbing, not sharding
   elif preset == "paper":
     cfg.setting = "m2fpa"
     cfg.data.image_size = 128
