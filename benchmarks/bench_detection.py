@@ -128,7 +128,13 @@ def main(argv=None):
     if torchvision is not None:
       tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)
       t_tv = _time(functools.partial(torchvision.ops.nms, tb, ts, 0.3), args.repeats)
-      row.update(torchvision_ms=1e3 * t_tv, torchvision_over_jax=t_tv / t_jax)
+      tv_keep = torchvision.ops.nms(tb, ts, 0.3).numpy()[: args.max_output]
+      row.update(
+        torchvision_ms=1e3 * t_tv,
+        torchvision_over_jax=t_tv / t_jax,
+        torchvision_agree=list(tv_keep) == list(idx[valid]),
+        torch_threads=torch.get_num_threads(),
+      )
     rows.append(row)
     print(row)
     # Assignment: a batch of images, anchors + regressed boxes near the faces.

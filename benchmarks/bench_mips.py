@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from vision_jax import search  # noqa: E402
 from vision_jax.utils import package_versions  # noqa: E402
+from vision_jax.utils.plotting import pyplot, save_figure  # noqa: E402
 
 
 def _cpu_name() -> str:
@@ -131,7 +132,7 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
     "exact reorder, native": lambda: rr_native(qj, index.database, ids, k=10),
     "exact reorder, XLA gather + dot + top_k": lambda: rr(qj, index.database, ids, k=10),
     "end-to-end search, native": lambda: index.search(
-      q, 10, leaves_to_search=L, reorder=R, backend="native"
+      q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=1
     ),
     "end-to-end search, xla": lambda: index.search(
       q, 10, leaves_to_search=L, reorder=R, backend="xla"
@@ -269,6 +270,10 @@ def main():
 
   if not native.available():
     print(f"  native kernel unavailable ({native.unavailable_reason()}); native = XLA path")
+  else:
+    print(
+      f"  native LUT16 variant: {native.lut16_variant()} ({', '.join(native.supported_variants())})"
+    )
   backends = (
     ("ours-native", "native", "uint8"),
     ("ours-native-f32", "native", "float32"),
@@ -279,7 +284,9 @@ def main():
       for R in reorders:
         t, (ids, _) = timed(
           lambda L=L, R=R, b=backend, lut=lut: jax.block_until_ready(
-            ours.search(q, 10, leaves_to_search=L, reorder=R, backend=b, native_lut=lut)
+            ours.search(
+              q, 10, leaves_to_search=L, reorder=R, backend=b, native_lut=lut, num_threads=1
+            )
           ),
           args.repeats,
         )
@@ -349,13 +356,27 @@ def main():
     for name, t in stages.items():
       print(f"  {name:<40} {1e6 * t / len(q):8.2f} us/query")
     results["stages_s"] = dict(setting=b["setting"], **stages)
+    # Queries split over threads in the native kernels (leaf scoring and LUTs stay in XLA, which
+    # this script pins to one thread).
+    from vision_jax.utils.native_build import default_num_threads
+
+    scaling = {}
+    for nt in sorted({1, default_num_threads()}):
+      t, _ = timed(
+        lambda nt=nt: jax.block_until_ready(
+          ours.search(q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=nt)
+        ),
+        args.repeats,
+      )
+      scaling[nt] = len(q) / t
+      print(f"  native search, {nt} kernel thread(s): {scaling[nt]:10,.0f} QPS")
+    if len(scaling) > 1:
+      print(f"  scaling {max(scaling)} threads / 1: {scaling[max(scaling)] / scaling[1]:.2f}x")
+    results["native_threads_qps"] = scaling
   with open(os.path.join(args.out, "bench_mips.json"), "w") as f:
     json.dump(results, f, indent=2, default=float)
 
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   fig, ax = plt.subplots(figsize=(7, 5))
   for s, c in curves.items():
@@ -375,8 +396,7 @@ def main():
   ax.set_title(f"{name}, {bits} bits, T={T}", fontsize=9)
   ax.legend()
   ax.grid(alpha=0.3, which="both")
-  fig.tight_layout()
-  fig.savefig(os.path.join(args.out, "recall_vs_qps.png"), dpi=110)
+  save_figure(fig, os.path.join(args.out, "recall_vs_qps.png"))
   print(f"\nwrote {args.out}/bench_mips.json and recall_vs_qps.png")
 
 

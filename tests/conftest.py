@@ -1,10 +1,21 @@
-"""Strict test configuration: 8 fake CPU devices, rank promotion raises.
+"""Strict test configuration: 8 fake CPU devices, rank promotion raises, one compilation cache.
 
 The device count must be set before JAX initialises its backends, so this runs at import time of
 the conftest (pytest imports it before any test module).
+
+Many tests compile the same programs (the same model's init, train and eval steps in several
+tests, a killed run and its resume in two subprocesses), so each pytest process (each xdist
+worker) keeps a persistent XLA compilation cache in a private temporary directory for the
+session, and the subprocesses tests launch share it through ``VISION_JAX_COMPILATION_CACHE``
+(read by the launcher). A cached executable is the one the compiler produced, so results do not
+change; an entry left half-written by a killed subprocess is reported by JAX as unreadable and
+compiled again.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
@@ -17,24 +28,16 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+_XLA_CACHE = tempfile.mkdtemp(prefix="vision_jax_test_xla_cache_")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+os.environ["VISION_JAX_COMPILATION_CACHE"] = _XLA_CACHE
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 
 @pytest.fixture(scope="session")
 def num_devices():
   n = jax.device_count()
   assert n == 8, f"tests expect 8 fake CPU devices, got {n}; is XLA_FLAGS overridden?"
   return n
-
-
-@pytest.fixture
-def compile_cache(tmp_path_factory):
-  """A persistent XLA compilation cache private to one test, so the programs its runs share
-  (the same init and eval step of every method in a sweep, the same model on two data settings)
-  compile once. Removed again after the test."""
-  from jax.experimental.compilation_cache import compilation_cache as cc
-
-  old = jax.config.jax_compilation_cache_dir
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
-  cc.reset_cache()
-  yield
-  jax.config.update("jax_compilation_cache_dir", old)
-  cc.reset_cache()

@@ -2,14 +2,21 @@
 
 Sub-packages (each re-exports its public names):
 
-- ``vision_jax.train``   one sharded train loop (TrainState, make_train_step, orbax checkpoints)
-- ``vision_jax.data``    TF-free TFDS builders -> array_record -> grain pipelines
-- ``vision_jax.models``  flax.linen backbones (ResNet, LightCNN, ConvNet)
-- ``vision_jax.losses``  optax-style per-example losses (margin softmax family, IR-Softmax, ...)
-- ``vision_jax.metrics`` on-device accumulators and host-side NumPy evaluation protocols
-- ``vision_jax.search``  anisotropic vector quantization / MIPS index
-- ``vision_jax.linalg``  low-rank principal eigenmatrix analysis
-- ``vision_jax.hashing`` deep hashing (DMUH, DPSH, CSQ) and packed-bit Hamming search
+- ``vision_jax.train``     one sharded train loop (Task, train_and_evaluate, orbax checkpoints,
+  sweeps, EMA)
+- ``vision_jax.data``      TF-free TFDS builders -> array_record -> grain pipelines, transforms
+- ``vision_jax.models``    flax.linen backbones (ResNet, LightCNN, ConvNet)
+- ``vision_jax.losses``    optax-style per-example losses (margin softmax family, IR-Softmax, ...)
+- ``vision_jax.metrics``   host-side NumPy evaluation protocols over gathered model outputs
+- ``vision_jax.search``    anisotropic vector quantization / MIPS index
+- ``vision_jax.linalg``    low-rank principal eigenmatrix analysis
+- ``vision_jax.hashing``   deep hashing (DMUH, DPSH, CSQ) and packed-bit Hamming search
+- ``vision_jax.hfr``       heterogeneous face recognition (DVG-Face)
+- ``vision_jax.fewshot``   episodic few-shot classification (ProtoNet, CRN)
+- ``vision_jax.detection`` anchor-based single-stage face detection (HAMBox)
+- ``vision_jax.nas``       latency-constrained differentiable architecture search (TF-NAS)
+- ``vision_jax.video``     frame-sequence models (DCGN and its baselines)
+- ``vision_jax.utils``     launcher, config overrides, shared array and plotting helpers
 
 Sub-packages are imported lazily so that ``import vision_jax`` stays cheap.
 """
@@ -27,6 +34,11 @@ _SUBPACKAGES = (
   "search",
   "linalg",
   "hashing",
+  "hfr",
+  "fewshot",
+  "detection",
+  "nas",
+  "video",
   "utils",
 )
 

@@ -14,6 +14,7 @@ import numpy as np
 from vision_jax import search
 from vision_jax.train import SweepRun, run_sweep
 from vision_jax.utils import ConfigError, launch, package_versions, save_json
+from vision_jax.utils.plotting import pyplot, save_figure
 
 _ADC_MAX_POINTS = 200_000  # above this, score against decoded vectors in chunks (same numbers)
 
@@ -102,10 +103,7 @@ def _label(r) -> str:
 
 
 def plot(rows, path: str, title: str):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
   labels = list(dict.fromkeys(_label(r) for r in rows))
@@ -122,9 +120,7 @@ def plot(rows, path: str, title: str):
   axes[2].set_yscale("log")
   axes[0].legend(fontsize=8)
   fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save_figure(fig, path)
 
 
 def job_key(t: float, dpb: int, encode_only: bool) -> tuple[str, str]:

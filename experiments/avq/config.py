@@ -21,12 +21,14 @@ T must be < min||x||); "cosine" applies T to unit-normalised points, i.e. one et
 in {0.1, 0.2, 0.3} is undefined there; default therefore uses "cosine" (d=300: eta = 3.0, 12.5,
 29.6). For unit-norm data (glove) the two modes coincide.
 
-Hardware / expected result (2-core x86 CPU): about 130 s of CPU time (measured 562 s wall on a
-shared, loaded 2-core VM). Measured (docs/avq.md):
-at 200 bits Recall1@10 0.88 (T=0) -> 0.91 (T=0.2) +- 0.02, the relative top-1 error falls from
-about 0.46 to about 0.09; anisotropic T=0.1/0.2 beats T=0 at every bitrate measured here, see the
-table for T=0.3. Encoding-only anisotropic quantization with k-means codebooks (stock ScaNN, the
-``encode_only`` ablation) is *worse* than T=0 here.
+Hardware: 2-core x86 CPU; measured 562 s wall, 132 s CPU (shared, loaded VM; recorded 2026-11-28,
+commit ``b781869``; docs/avq.md holds the full tables).
+
+Expected result of ``default`` (+- 0.02): at 200 bits Recall1@10 0.876 (T=0) -> 0.909 (T=0.2),
+Recall10@10 0.564 -> 0.611, and the relative top-1 error falls from 0.46 to 0.09; anisotropic
+T=0.1/0.2 beats T=0 at every bitrate measured here (see the table for T=0.3). Encoding-only
+anisotropic quantization with k-means codebooks (stock ScaNN, the ``encode_only`` ablation) is
+*worse* than T=0 here.
 
 Paper claim (Guo et al., ICML 2020, Fig. 3, Glove-1.2M, d=100, T=0.2): anisotropic beats
 reconstruction at every bitrate; Recall1@10 about 0.83 -> 0.91 at 200 bits (read off the plot).

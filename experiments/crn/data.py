@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import PIL.Image
 
 from vision_jax import data as vdata
 
@@ -14,15 +13,6 @@ BUILDERS = {
   "omniglot": ("vj_omniglot", ("background", "evaluation")),
 }
 NAMES = ("embedded", *BUILDERS)
-
-
-def _resize(img: np.ndarray, size: int, channels: int) -> np.ndarray:
-  im = PIL.Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-  im = im.convert("L" if channels == 1 else "RGB")
-  if im.size != (size, size):
-    im = im.resize((size, size), PIL.Image.BILINEAR)
-  arr = np.asarray(im, np.uint8)
-  return arr[..., None] if arr.ndim == 2 else arr
 
 
 def load_fewshot(cfg) -> vdata.FewShotArrays:
@@ -52,7 +42,7 @@ def load_fewshot(cfg) -> vdata.FewShotArrays:
     ex_labels, ex_names = [], {}
     for i in range(len(src)):
       ex = src[i]
-      images.append(_resize(np.asarray(ex["image"]), int(d.image_size), int(d.channels)))
+      images.append(vdata.resize_image(ex["image"], int(d.image_size), channels=int(d.channels)))
       ex_labels.append(int(ex["label"]))
       name = ex["class_name"]
       ex_names[int(ex["label"])] = name.decode() if isinstance(name, bytes) else str(name)

@@ -12,6 +12,7 @@ from vision_jax import fewshot as fs
 from vision_jax.models import backbone_from_config
 from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.utils import save_json
+from vision_jax.utils.plotting import pyplot, save_figure
 
 METHODS = ("protonet", "crn")
 
@@ -222,10 +223,7 @@ def format_table(result) -> str:
 
 def plot_prototype_variance(workdir, setting, shots, ways=5):
   """Scatter of per-novel-class prototype shift ratio, ProtoNet (x) vs CRN (y), per shot."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   a, b = _npz(workdir, setting, "crn"), _npz(workdir, setting, "protonet")
   fig, axes = plt.subplots(1, len(shots), figsize=(4.6 * len(shots), 4.2), squeeze=False)
@@ -241,8 +239,4 @@ def plot_prototype_variance(workdir, setting, shots, ways=5):
     ax.set_title(
       f"{setting}: novel classes, {ways}-way {k}-shot\n(below diagonal = CRN more stable)"
     )
-  fig.tight_layout()
-  path = os.path.join(workdir, "prototype_variance.png")
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return save_figure(fig, os.path.join(workdir, "prototype_variance.png"))

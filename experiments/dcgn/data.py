@@ -10,9 +10,10 @@ import jax
 import numpy as np
 
 from vision_jax import data as vdata
+from vision_jax.data.transforms import image_to_float
 from vision_jax.models import ConvNet
 from vision_jax.train import train_and_evaluate
-from vision_jax.train.classification import classification_task, image_to_float
+from vision_jax.train.classification import classification_task
 from vision_jax.video import synthetic
 
 

@@ -2,7 +2,7 @@
 
 DMUH keeps a momentum (EMA) copy of the hashing network in ``TrainState.extra["ema"]``
 (params and BatchNorm statistics), updated after every optimizer step by
-:func:`vision_jax.hashing.ema_update`, never by gradients. Each step runs the EMA network in
+:func:`vision_jax.train.ema_update`, never by gradients. Each step runs the EMA network in
 inference mode on the same batch to get :math:`\\tilde h`; the bit uncertainty
 :math:`u = |h - \\tilde h|` weights the loss (:func:`vision_jax.hashing.dmuh_loss`).
 Per-bit mean uncertainty is logged as ``ubit_00 ... ubit_{L-1}`` for the over-training plot.
@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax import hashing as H
-from vision_jax.train.classification import image_to_float
+from vision_jax.data.transforms import image_to_float
+from vision_jax.train.ema import ema_update
+from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
+from vision_jax.utils.arrays import masked_mean
 
 METHODS = ("dpsh", "csq", "dmuh")
 
@@ -52,8 +55,7 @@ def hashing_task(
 
   def init(rng, batch):
     variables = net.init(rng, preprocess(batch["image"]), train=False)
-    params = variables["params"]
-    model_state = {k: v for k, v in variables.items() if k != "params"}
+    params, model_state = split_variables(variables)
     extra = {}
     if method == "dmuh":
       extra["ema"] = {"params": params, **model_state}
@@ -90,8 +92,7 @@ def hashing_task(
       ubit = jnp.mean(u, axis=0)
       metrics["uncertainty"] = jnp.mean(ubit)
       metrics.update({f"ubit_{k:02d}": ubit[k] for k in range(num_bits)})
-    n = jnp.sum(where) if where is not None else per_ex.shape[0]
-    loss = jnp.sum(per_ex) / jnp.maximum(n, 1)
+    loss = masked_mean(per_ex, where)
     metrics["quantization_gap"] = jnp.mean(jnp.abs(jnp.abs(h) - 1.0))
     return loss, {"model_state": dict(new_state), "extra": extra, "metrics": metrics}
 
@@ -99,7 +100,7 @@ def hashing_task(
     if method != "dmuh":
       return state
     ema = state.extra["ema"]
-    new_ema = H.ema_update(ema, {"params": state.params, **state.model_state}, momentum=dm.momentum)
+    new_ema = ema_update(ema, {"params": state.params, **state.model_state}, momentum=dm.momentum)
     return state.replace(extra=dict(state.extra, ema=new_ema))
 
   def eval_fn(params, model_state, extra, batch):

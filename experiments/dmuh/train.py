@@ -11,19 +11,17 @@ from experiments.dmuh.task import METHODS, hashing_task, retrieval_summary
 from vision_jax import data as vdata
 from vision_jax.models import backbone_from_config
 from vision_jax.train import SweepRun, read_metrics, run_sweep, train_and_evaluate
+from vision_jax.utils.plotting import pyplot, save_figure
 
 
 def _photo_transform(size: int):
   """Decoded photo + multi-hot ``labels`` -> ``size x size`` RGB uint8 and int8 ``label`` [C]."""
-  from PIL import Image
 
   def fn(ex):
-    img = np.asarray(ex["image"], np.uint8)
-    if img.ndim == 2:
-      img = np.repeat(img[..., None], 3, axis=-1)
-    if img.shape[:2] != (size, size):
-      img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), np.uint8)
-    return {"image": img, "label": np.asarray(ex["labels"], np.int8)}
+    return {
+      "image": vdata.resize_image(ex["image"], size),
+      "label": np.asarray(ex["labels"], np.int8),
+    }
 
   return fn
 
@@ -147,10 +145,7 @@ def format_table(results, radius=2) -> str:
 
 def plot_uncertainty(workdir, cfg, path):
   """Heatmaps of DMUH's per-bit mean uncertainty (bits x steps), one panel per code length."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   panels = []
   for bits in cfg.bits:
@@ -177,6 +172,4 @@ def plot_uncertainty(workdir, cfg, path):
     ax.set_ylabel("bit")
     ax.set_title(f"DMUH bit uncertainty |h - h_ema|, {bits} bits")
     fig.colorbar(im, ax=ax)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save_figure(fig, path)

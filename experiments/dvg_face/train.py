@@ -14,10 +14,11 @@ import numpy as np
 from experiments.dvg_face import data as dd
 from vision_jax import data as vdata
 from vision_jax import hfr
+from vision_jax.data.transforms import image_to_float
 from vision_jax.metrics import hfr_protocol_metrics
 from vision_jax.models import get_model
 from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
-from vision_jax.train.classification import classification_task, image_to_float
+from vision_jax.train.classification import classification_task
 from vision_jax.train.preemption import Preempted
 from vision_jax.utils import save_json
 
@@ -89,14 +90,7 @@ def casia_fold_data(cfg, fold: int) -> dict:
     imgs, labs, mods = [], [], []
     for i in range(len(src)):
       ex = src[i]
-      img = ex["image"]
-      if img.shape[:2] != (size, size):
-        from PIL import Image
-
-        img = np.asarray(Image.fromarray(img[..., 0]).resize((size, size), Image.BILINEAR))[
-          ..., None
-        ]
-      imgs.append(img)
+      imgs.append(vdata.resize_image(ex["image"], size, channels=1))
       labs.append(int(ex["label"]))
       mods.append(int(ex["modality"]))
     return np.stack(imgs), np.asarray(labs), np.asarray(mods, np.int32)

@@ -10,14 +10,15 @@ import numpy as np
 
 from experiments.hambox.scenes import flip_transform, make_face_scenes
 from vision_jax import data as vdata
+from vision_jax.data.transforms import image_to_float
 from vision_jax.detection import anchor_boxes
 from vision_jax.detection.inference import detect, xyxy_to_xywh
 from vision_jax.detection.model import build_detector
 from vision_jax.detection.task import METHODS, DetectionConfig, detection_task
 from vision_jax.metrics.wider_face import SETTINGS, wider_face_ap
 from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
-from vision_jax.train.classification import image_to_float
 from vision_jax.utils import save_json
+from vision_jax.utils.plotting import pyplot, save_figure
 
 
 def make_sources(cfg):
@@ -58,11 +59,9 @@ def _forward(model, variables):
 
 def draw_detections(path, images, dets, gts, *, score=0.5, title=""):
   """Saves a PNG grid: faces in green, detections >= ``score`` in red."""
-  import matplotlib
-
-  matplotlib.use("Agg")
   import matplotlib.patches as patches
-  import matplotlib.pyplot as plt
+
+  plt = pyplot()
 
   n = len(images)
   fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
@@ -74,9 +73,7 @@ def draw_detections(path, images, dets, gts, *, score=0.5, title=""):
       ax.add_patch(patches.Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, ec="red", lw=1))
     ax.axis("off")
   fig.suptitle(title, fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_figure(fig, path, dpi=100)
 
 
 def _test_time(cfg, model, state, test, run_workdir, method):

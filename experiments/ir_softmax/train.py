@@ -13,6 +13,7 @@ from vision_jax.losses import weight_center_angles
 from vision_jax.models import backbone_from_config
 from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.train.embedding import head_weights_and_centers, margin_softmax_task
+from vision_jax.utils.plotting import pyplot, save_figure
 
 
 def method_spec(method: str, cfg) -> tuple[str, bool, dict]:
@@ -97,17 +98,10 @@ def open_set_summary(test_labels, cfg):
 
 def _face_transform(size: int, train: bool):
   """Decoded photo -> ``size x size`` RGB uint8 (+ random flip when training); drops text fields."""
-  from PIL import Image
 
   def transform(ex, rng):
-    img = np.asarray(ex["image"], np.uint8)
-    if img.ndim == 2:
-      img = np.repeat(img[..., None], 3, axis=-1)
-    if img.shape[:2] != (size, size):
-      img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), np.uint8)
-    if train and rng.random() < 0.5:
-      img = img[:, ::-1]
-    return {"image": np.ascontiguousarray(img), "label": np.int32(ex["label"])}
+    out = {"image": vdata.resize_image(ex["image"], size), "label": np.int32(ex["label"])}
+    return vdata.random_horizontal_flip(out, rng) if train else out
 
   return transform
 
@@ -340,10 +334,7 @@ def format_table(results) -> str:
 
 
 def plot_angles(results, path):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   settings = [s for s in results if results[s]]
   if not settings:
@@ -360,6 +351,4 @@ def plot_angles(results, path):
     ax.set_title(s)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save_figure(fig, path)

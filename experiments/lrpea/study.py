@@ -12,6 +12,7 @@ import numpy as np
 from experiments.lrpea import config as lrpea_config
 from vision_jax import linalg as L
 from vision_jax.utils import package_versions, save_json
+from vision_jax.utils.plotting import pyplot, save_figure
 
 METHOD_LABELS = {
   "lrpea": "LR-PEA (partial-trace + random starts)",
@@ -326,11 +327,8 @@ def format_table(rows, methods) -> str:
 
 
 def plot(rows, methods, cfg, path):
-  import matplotlib
+  plt = pyplot()
   import matplotlib.ticker
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
 
   keys = []
   for row in rows:
@@ -380,6 +378,4 @@ def plot(rows, methods, cfg, path):
   for ax in axes.ravel()[len(keys) :]:
     ax.axis("off")
   axes.ravel()[0].legend(fontsize=6, loc="lower left")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save_figure(fig, path)

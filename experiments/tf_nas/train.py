@@ -24,7 +24,7 @@ from vision_jax.nas import (
   search_task,
 )
 from vision_jax.nas.supernet import width_bounds
-from vision_jax.train import train_and_evaluate
+from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.train.classification import classification_task
 from vision_jax.utils.runinfo import save_json
 
@@ -271,10 +271,18 @@ def run(cfg, workdir, *, progress=False):
       cfg, run_dir, target_ms=t, table=table, sources=sources, progress=progress
     )
 
-  runs = [(f"target_{i}", fn_for(t)) for i, t in enumerate(targets)]
-  per_target = _run_all(workdir, runs)
-  if any(isinstance(v, dict) and v.get("preempted") for v in per_target.values()):
-    return {"preempted": True, "step": None}
+  # One sweep run per target, through the shared harness: finished targets are read back, a
+  # stop request raises Preempted (the launcher prints the resume command), and a target whose
+  # stored settings differ from this config's is refused instead of reused.
+  runs = [
+    SweepRun(
+      key=(f"target_{i}",),
+      fn=fn_for(t),
+      config=dict(target_ms=float(t), search=cfg.search.to_dict(), retrain=cfg.retrain.to_dict()),
+    )
+    for i, t in enumerate(targets)
+  ]
+  per_target = run_sweep(workdir, runs, results_name="targets.json", comparison=None)
   results = dict(
     targets=per_target,
     table=dict(
@@ -296,25 +304,6 @@ def run(cfg, workdir, *, progress=False):
   )
   save_json(os.path.join(workdir, "results.json"), results)
   return results
-
-
-def _run_all(workdir, runs):
-  """Runs ``fn(run_workdir)`` per key, skipping runs whose ``summary.json`` exists."""
-  out = {}
-  for key, fn in runs:
-    d = os.path.join(workdir, key)
-    path = os.path.join(d, "summary.json")
-    if os.path.exists(path):
-      with open(path) as f:
-        out[key] = json.load(f)
-      continue
-    os.makedirs(d, exist_ok=True)
-    res = fn(d)
-    out[key] = res
-    if res.get("preempted"):
-      break
-    save_json(path, res)
-  return out
 
 
 def format_table(cfg, results) -> str:

@@ -9,7 +9,7 @@ from vision_jax.utils import load_config
 from vision_jax.video import synthetic
 
 
-def test_smoke_preset_runs(tmp_path, compile_cache):
+def test_smoke_preset_runs(tmp_path):
   cfg = load_config("dcgn", "smoke")
   results = train.run(cfg, str(tmp_path), progress=False)
   assert set(results["original"]) == {"dcgn", "meanpool", "lstm"}

@@ -10,7 +10,7 @@ from vision_jax.train import read_metrics
 from vision_jax.utils import load_config
 
 
-def test_smoke_preset_runs(tmp_path, compile_cache):
+def test_smoke_preset_runs(tmp_path):
   cfg = load_config("hambox", "smoke")
   results = train.run(cfg, str(tmp_path), progress=False)
   assert set(results["scenes"]) == {"standard", "hambox"}

@@ -1,7 +1,6 @@
 """Hashing: bad input raises naming the argument (eager) or gives NaN rows (under jit)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -138,11 +137,3 @@ def test_dmuh_nan_ema_codes():
   e[3, 1] = np.nan
   with pytest.raises(ValueError, match=r"h_ema contains non-finite values .* row 3"):
     H.dmuh_loss(h, e, targets=np.sign(h))
-
-
-def test_ema_update_tree_structure_mismatch():
-  ema = {"a": jnp.zeros(3), "b": jnp.zeros(2)}
-  with pytest.raises(ValueError, match=r"ema_params and params must have the same tree structure"):
-    H.ema_update(ema, {"a": jnp.zeros(3)}, momentum=0.9)
-  with pytest.raises(ValueError, match=r"ema_params\['b'\] has shape \(2,\) but params has \(4,\)"):
-    H.ema_update(ema, {"a": jnp.zeros(3), "b": jnp.zeros(4)}, momentum=0.9)

@@ -9,6 +9,7 @@ import pytest
 
 from vision_jax import hashing
 from vision_jax.metrics.retrieval import retrieval_map
+from vision_jax.train import ema_update
 
 
 class MLP(nn.Module):
@@ -56,7 +57,7 @@ def test_training_learns_retrievable_codes(method):
     loss, g = jax.value_and_grad(loss_fn)(p, ema_p, xb, yb)
     upd, s = opt.update(g, s, p)
     p = optax.apply_updates(p, upd)
-    return p, hashing.ema_update(ema_p, p, momentum=0.9), s, loss
+    return p, ema_update(ema_p, p, momentum=0.9), s, loss
 
   losses = []
   for i in range(60):

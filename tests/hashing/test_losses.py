@@ -178,17 +178,6 @@ def test_jit_equals_eager():
   np.testing.assert_allclose(jax.jit(f)(h, h_ema), f(h, h_ema), rtol=1e-6)
 
 
-def test_ema_update():
-  ema = {"w": jnp.array([1.0, 2.0]), "b": {"x": jnp.array(4.0, jnp.bfloat16)}}
-  new = {"w": jnp.array([3.0, 0.0]), "b": {"x": jnp.array(0.0, jnp.bfloat16)}}
-  out = hl.ema_update(ema, new, momentum=0.75)
-  np.testing.assert_allclose(out["w"], [1.5, 1.5])
-  assert out["b"]["x"].dtype == jnp.bfloat16 and float(out["b"]["x"]) == 3.0
-  np.testing.assert_array_equal(hl.ema_update(ema, new, momentum=0.0)["w"], new["w"])
-  with pytest.raises(ValueError, match="momentum"):
-    hl.ema_update(ema, new, momentum=1.5)
-
-
 def test_uncertainty():
   h = np.array([[0.5, -0.5, 0.0, 1.0]])
   he = np.array([[0.25, 0.5, 0.0, -1.0]])

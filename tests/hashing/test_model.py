@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vision_jax.hashing import HashNetwork, binarize, ema_update
+from vision_jax.hashing import HashNetwork, binarize
+from vision_jax.train import ema_update
 
 
 class TinyBackbone(nn.Module):

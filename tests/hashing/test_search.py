@@ -55,6 +55,7 @@ def test_topk_matches_stable_argsort(k, chunk, block):
     k=k,
     query_chunk=chunk,
     db_block=block,
+    backend="xla",
   )
   brute = _brute_dist(q, d)
   order = np.argsort(brute, axis=1, kind="stable")[:, :k]
@@ -72,7 +73,9 @@ def test_topk_ties_larger_database():
   for j in range(4):
     d[np.arange(5000), flips[:, j]] *= -1
   q = np.concatenate([base, -base, _codes(rng, 2, 32)])
-  dist, idx = search.hamming_topk(search.pack_codes(q), search.pack_codes(d), k=300, db_block=512)
+  dist, idx = search.hamming_topk(
+    search.pack_codes(q), search.pack_codes(d), k=300, db_block=512, backend="xla"
+  )
   brute = _brute_dist(q, d)
   order = np.argsort(brute, axis=1, kind="stable")[:, :300]
   np.testing.assert_array_equal(idx, order)

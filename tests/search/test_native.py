@@ -103,15 +103,21 @@ def test_native_uint8_within_quantization_bound(kernels):
   )
 
 
-def test_avx2_and_scalar_lut16_agree_exactly(kernels):
-  index, q = _index(d=64)  # 32 blocks: overflow-free 16-bit sums over many pairs
+@pytest.mark.parametrize("d", [64, 66])
+def test_every_supported_lut16_variant_agrees_with_scalar_exactly(kernels, d):
+  # 32 blocks (16 pairs) and 33 blocks (17 pairs: the AVX-512 loop's odd pair left to AVX2):
+  # overflow-free 16-bit sums over many pairs.
+  index, q = _index(d=d)
   arrays = index._native_arrays("uint8")
   args = (jnp.asarray(q), index.leaf_centers, index.codebooks, index.database, *arrays)
   kw = dict(k=30, leaves_to_search=8, reorder=0, lut="uint8")
-  a = ix._search_batch_native(*args, simd=True, **kw)
   b = ix._search_batch_native(*args, simd=False, **kw)
-  np.testing.assert_array_equal(a[0], b[0])
-  np.testing.assert_array_equal(a[1], b[1])
+  variants = native.supported_variants()
+  assert variants[0] == "scalar" and native.lut16_variant() == variants[-1]
+  for simd in (True, *variants[1:]):
+    a = ix._search_batch_native(*args, simd=simd, **kw)
+    np.testing.assert_array_equal(a[0], b[0], err_msg=str(simd))
+    np.testing.assert_array_equal(a[1], b[1], err_msg=str(simd))
 
 
 @pytest.mark.parametrize("lut", ["float32", "uint8"])
@@ -154,16 +160,30 @@ def test_native_kernel_under_jit_and_batch_size_one(kernels):
 
 def test_missing_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
   index, q = _index()
-  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setattr(native._LIB, "_state", {})
   monkeypatch.setenv("VISION_JAX_CACHE", str(tmp_path))
   monkeypatch.setenv("CXX", "no-such-compiler-xyz")
   with pytest.warns(RuntimeWarning, match="no-such-compiler-xyz"):
     got = index.search(q, 5, leaves_to_search=3, backend="native")
   assert "not found" in native.unavailable_reason()
   assert_same_topk(index.search(q, 5, leaves_to_search=3, backend="xla"), got)
-  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setattr(native._LIB, "_state", {})
   monkeypatch.setenv("VISION_JAX_NATIVE", "0")
   assert not native.available()
+
+
+@pytest.mark.parametrize("lut", ["float32", "uint8"])
+def test_multithreaded_native_search_equals_single_thread(kernels, lut):
+  # Each thread runs the same per-query code on its own buffers: results are bit-identical.
+  index, q = _index()
+  q = np.concatenate([q, q[::-1] * 0.5, q])  # 21 queries: ranges of unequal size
+  kw = dict(leaves_to_search=4, backend="native", native_lut=lut)
+  for reorder in (0, 12):
+    one = index.search(q, 6, reorder=reorder, num_threads=1, **kw)
+    for nt in (2, 3):
+      got = index.search(q, 6, reorder=reorder, num_threads=nt, **kw)
+      np.testing.assert_array_equal(got[0], one[0], err_msg=f"{nt=} {reorder=}")
+      np.testing.assert_array_equal(got[1], one[1], err_msg=f"{nt=} {reorder=}")
 
 
 def test_bad_backend_arguments():
@@ -172,6 +192,8 @@ def test_bad_backend_arguments():
     index.search(q, 5, backend="gpu")
   with pytest.raises(ValueError, match="native_lut='int4'"):
     index.search(q, 5, native_lut="int4")
+  with pytest.raises(ValueError, match="num_threads=0"):
+    index.search(q, 5, num_threads=0)
   flat, qf = _index(nc=256)
   with pytest.raises(ValueError, match="256 centres"):
     flat.search(qf, 5, native_lut="uint8")

@@ -71,7 +71,6 @@ from vision_jax.data.pipeline import (
   materialize,
   num_eval_batches,
   prefetch_iterator,
-  random_horizontal_flip,
   synthetic_source,
   to_global_arrays,
   train_dataset,
@@ -83,6 +82,7 @@ from vision_jax.data.reid import (
   parse_reid_name,
 )
 from vision_jax.data.sources import default_data_dir, fashion_mnist, load
+from vision_jax.data.transforms import image_to_float, random_horizontal_flip, resize_image
 from vision_jax.data.wider_face import (
   VjWiderFace,
   WiderFaceImage,
@@ -123,6 +123,7 @@ __all__ = [
   "FASHION_MNIST_CLASSES",
   "hashing_split",
   "head_medium_tail_split",
+  "image_to_float",
   "HFR_PROTOCOLS",
   "HfrRecord",
   "protocol_files",
@@ -143,6 +144,7 @@ __all__ = [
   "parse_reid_name",
   "prefetch_iterator",
   "random_horizontal_flip",
+  "resize_image",
   "read_cifar10_batch",
   "read_idx",
   "read_image_list",

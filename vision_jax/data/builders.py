@@ -72,6 +72,14 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   INSTALL_HINT: str = ""
   NESTED_DIRS: Sequence[str] = ()
 
+  def dataset_info(self, features, **kwargs) -> tfds.core.DatasetInfo:
+    """This builder's ``DatasetInfo``: ``features`` (a dict or ``FeaturesDict``) and ``kwargs``
+    (``description``, ``homepage``, ``supervised_keys``), with shuffling disabled so that the
+    examples keep the order of the raw files (eval protocols and pair lists index into it)."""
+    if not isinstance(features, tfds.features.FeaturesDict):
+      features = tfds.features.FeaturesDict(features)
+    return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True, **kwargs)
+
   @classmethod
   def resolve_manual_dir(cls, dl_manager=None) -> str:
     explicit = None
@@ -150,17 +158,13 @@ class VjFashionMnist(ManualDirBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTALL_HINT
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
+    return self.dataset_info(
+      {
+        "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+        "label": tfds.features.ClassLabel(names=FASHION_MNIST_CLASSES),
+      },
       description="Fashion-MNIST: 28x28 grayscale images of 10 clothing classes.",
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-          "label": tfds.features.ClassLabel(names=FASHION_MNIST_CLASSES),
-        }
-      ),
       supervised_keys=("image", "label"),
-      disable_shuffling=True,
       homepage="https://github.com/zalandoresearch/fashion-mnist",
     )
 

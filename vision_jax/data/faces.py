@@ -35,16 +35,12 @@ class VjIdentityFolder(ManualDirBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTALL_HINT
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-          "label": np.int64,
-          "identity": tfds.features.Text(),
-        }
-      ),
-      disable_shuffling=True,
+    return self.dataset_info(
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "label": np.int64,
+        "identity": tfds.features.Text(),
+      }
     )
 
   def _split_generators(self, dl_manager):

@@ -149,11 +149,7 @@ class _FixedSizeBuilder(ManualDirBuilder, skip_registration=True):
 
   def _info(self):
     shape = (self.SIZE, self.SIZE, self.CHANNELS)
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=_features(tfds.features.Tensor(shape=shape, dtype=np.uint8)),
-      disable_shuffling=True,
-    )
+    return self.dataset_info(_features(tfds.features.Tensor(shape=shape, dtype=np.uint8)))
 
 
 class VjMiniImagenet(_FixedSizeBuilder):
@@ -201,7 +197,7 @@ class VjCubFewshot(ManualDirBuilder):
 
   def _info(self):
     img = tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")
-    return tfds.core.DatasetInfo(builder=self, features=_features(img), disable_shuffling=True)
+    return self.dataset_info(_features(img))
 
   def _split_generators(self, dl_manager):
     d = self.manual_path(dl_manager)

@@ -71,16 +71,12 @@ class VjCifar10(ManualDirBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTALL_HINT
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
-          "label": tfds.features.ClassLabel(names=CIFAR10_CLASSES),
-        }
-      ),
+    return self.dataset_info(
+      {
+        "image": tfds.features.Tensor(shape=(32, 32, 3), dtype=np.uint8),
+        "label": tfds.features.ClassLabel(names=CIFAR10_CLASSES),
+      },
       supervised_keys=("image", "label"),
-      disable_shuffling=True,
       homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
     )
 
@@ -276,16 +272,12 @@ class VjHashingImageList(ManualDirBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.NUM_LABELS[self.builder_config.name]
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-          "labels": tfds.features.Tensor(shape=(c,), dtype=np.bool_),
-          "path": tfds.features.Text(),
-        }
-      ),
-      disable_shuffling=True,
+    return self.dataset_info(
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "labels": tfds.features.Tensor(shape=(c,), dtype=np.bool_),
+        "path": tfds.features.Text(),
+      }
     )
 
   def _split_generators(self, dl_manager):

@@ -211,19 +211,15 @@ class VjHfr(ManualDirBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = INSTALL_HINT
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
+    return self.dataset_info(
+      {
+        "image": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
+        "label": np.int64,
+        "subject": tfds.features.Text(),
+        "modality": np.int64,
+        "path": tfds.features.Text(),
+      },
       description="Heterogeneous face protocol folds (probe / gallery / train lists).",
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-          "label": np.int64,
-          "subject": tfds.features.Text(),
-          "modality": np.int64,
-          "path": tfds.features.Text(),
-        }
-      ),
-      disable_shuffling=True,
     )
 
   def _split_generators(self, dl_manager):

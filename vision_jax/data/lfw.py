@@ -148,11 +148,9 @@ class VjLfw(ManualDirBuilder):
       }
     else:
       features = {"index1": np.int64, "index2": np.int64, "is_same": np.bool_, "fold": np.int64}
-    return tfds.core.DatasetInfo(
-      builder=self,
+    return self.dataset_info(
+      features,
       description="LFW faces and verification pairs (index pairs into vj_lfw/images).",
-      features=tfds.features.FeaturesDict(features),
-      disable_shuffling=True,
       homepage="http://vis-www.cs.umass.edu/lfw/",
     )
 

@@ -182,25 +182,21 @@ class VjM2fpa(ManualDirBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     text = tfds.features.Text()
-    return tfds.core.DatasetInfo(
-      builder=self,
+    return self.dataset_info(
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "label": np.int64,
+        "subject": text,
+        "attribute": text,
+        "expression": text,
+        "illumination": text,
+        "layer": np.int64,
+        "camera": np.int64,
+        "yaw": np.float32,
+        "pitch": np.float32,
+        "path": text,
+      },
       description="M2FPA multi-yaw multi-pitch faces with subject, condition and camera fields.",
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-          "label": np.int64,
-          "subject": text,
-          "attribute": text,
-          "expression": text,
-          "illumination": text,
-          "layer": np.int64,
-          "camera": np.int64,
-          "yaw": np.float32,
-          "pitch": np.float32,
-          "path": text,
-        }
-      ),
-      disable_shuffling=True,
       homepage="https://arxiv.org/abs/1904.00168",
     )
 

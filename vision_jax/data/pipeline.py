@@ -311,13 +311,6 @@ def materialize(source: Sequence[Example], *, chunk: int = 4096) -> ArraySource:
   return ArraySource({k: np.concatenate(v) for k, v in parts.items()})
 
 
-def random_horizontal_flip(example: Example, rng: np.random.Generator) -> Example:
-  """``transform`` for ``train_dataset``: flips ``example["image"]`` ``[H, W, C]`` with p = 0.5."""
-  if rng.random() < 0.5:
-    example = dict(example, image=example["image"][:, ::-1])
-  return example
-
-
 class MappedSource(Sequence):
   """``source`` with a deterministic ``fn(example) -> example`` applied on every read.
 

@@ -86,18 +86,14 @@ class _ReidBuilder(ManualDirBuilder, skip_registration=True):
   NUM_CAMERAS = 0
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-          "pid": np.int64,
-          "camid": np.int64,
-          "label": np.int64,
-          "filename": tfds.features.Text(),
-        }
-      ),
-      disable_shuffling=True,
+    return self.dataset_info(
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "pid": np.int64,
+        "camid": np.int64,
+        "label": np.int64,
+        "filename": tfds.features.Text(),
+      }
     )
 
   def _split_generators(self, dl_manager):

@@ -164,11 +164,9 @@ class VjWiderFace(ManualDirBuilder):
       "boxes": tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
     }
     feats.update({k: tfds.features.Tensor(shape=(None,), dtype=np.int32) for k in FLAG_NAMES})
-    return tfds.core.DatasetInfo(
-      builder=self,
+    return self.dataset_info(
+      feats,
       description="WIDER FACE face boxes with blur/expression/illumination/invalid/occlusion/pose.",
-      features=tfds.features.FeaturesDict(feats),
-      disable_shuffling=True,
       homepage="http://shuoyang1213.me/WIDERFACE/",
     )
 

@@ -10,7 +10,8 @@ with ``masked(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8 (mod 2^32)`` and C
 
 Protobuf messages are parsed with the ``Example`` / ``SequenceExample`` classes TFDS ships
 (``tensorflow_datasets.proto.tf_example_pb2``, wire-compatible with ``tf.train.*``); CRC-32C is
-``tensorboardX.crc32c`` (native when the ``crc32c`` package is installed, else a table loop).
+``tensorboardX.crc32c``, native through the ``crc32c`` package (in the ``data`` extra; without it
+tensorboardX falls back to a pure-Python table loop: 297 ms vs 0.05 ms per 256 KiB here).
 
 * Frame level (``SequenceExample``): context ``id`` (bytes) and ``labels`` (int64 list); feature
   lists ``rgb`` (one bytes entry of 1024 uint8 per second) and ``audio`` (128 uint8 per second),

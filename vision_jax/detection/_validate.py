@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from vision_jax.losses._validate import check_scalar, is_concrete
+from vision_jax.losses._validate import check_scalar
 
-__all__ = ["check_boxes", "check_scalar", "check_shape", "is_concrete"]
+__all__ = ["check_boxes", "check_scalar", "check_shape"]
 
 
 def check_boxes(name: str, x, *, ndim: int = 2) -> tuple[int, ...]:

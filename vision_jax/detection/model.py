@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.models import Conv, ResNet
+from vision_jax.models.layers import check_nhwc
 from vision_jax.models.resnet import BasicBlock, Bottleneck
 
 
@@ -52,8 +53,7 @@ class FPNDetector(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"FPNDetector expects NHWC input [B, H, W, C]; got shape {x.shape}")
+    check_nhwc(x, "FPNDetector")
     h = x.shape[1]
     _, inter = self.backbone(x, train=train)
     stages = {}

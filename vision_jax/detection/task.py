@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vision_jax.data.transforms import image_to_float
 from vision_jax.detection.assign import (
   COMPENSATED,
   IGNORED,
@@ -28,7 +29,7 @@ from vision_jax.detection.boxes import DEFAULT_VARIANCES, decode
 from vision_jax.detection.inference import postprocess, xyxy_to_xywh
 from vision_jax.detection.losses import detection_loss
 from vision_jax.metrics.wider_face import SETTINGS, pixel_iou, wider_face_ap
-from vision_jax.train.classification import image_to_float
+from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
 
 METHODS = ("standard", "hambox")
@@ -115,8 +116,7 @@ def detection_task(
 
   def init(rng, batch):
     variables = model.init(rng, preprocess(batch["image"]), train=False)
-    params = variables["params"]
-    return params, {k: v for k, v in variables.items() if k != "params"}, {}
+    return *split_variables(variables), {}
 
   def loss_fn(params, model_state, extra, batch, rng, step):
     del rng, step

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax.losses._validate import is_concrete
+from vision_jax.utils.arrays import is_concrete
 
 METRICS = ("sqeuclidean", "cosine")
 COSINE_EPS = 1e-8

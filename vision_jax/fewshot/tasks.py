@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 from vision_jax.fewshot.crn import ClassRegularizer, regularized_prototypes
 from vision_jax.fewshot.episodes import EpisodeSampler
 from vision_jax.fewshot.protonet import METRICS, fewshot_accuracy, proto_logits, prototypes
-from vision_jax.train import Task
+from vision_jax.train import Task, split_variables
 
 BATCH_KEYS = ("support", "support_label", "support_class", "query", "query_label", "query_class")
 
@@ -108,8 +108,8 @@ def fewshot_task(
   def init(rng, batch):
     r1, r2 = jax.random.split(rng)
     variables = backbone.init(r1, batch["support"], train=False)
-    params = {"backbone": variables["params"]}
-    model_state = {k: v for k, v in variables.items() if k != "params"}
+    backbone_params, model_state = split_variables(variables)
+    params = {"backbone": backbone_params}
     extra = {}
     if crn is not None:
       emb, _ = backbone.apply(variables, batch["support"], train=False)

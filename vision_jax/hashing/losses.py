@@ -1,9 +1,42 @@
-"""Deep hashing losses: DPSH, CSQ and Deep Momentum Uncertainty Hashing (DMUH).
+r"""Deep hashing losses: DPSH, CSQ and Deep Momentum Uncertainty Hashing (DMUH).
 
 All losses are pure functions of arrays returning **per-example** values ``[B]`` (average them
 yourself), with keyword-only hyperparameters and float32 inside. Hash outputs ``h`` are the
-relaxed codes in ``(-1, 1)`` (``tanh`` of the hash layer, see :class:`vision_jax.hashing.HashNetwork`); binary codes
-are ``sign(h)``.
+relaxed codes in ``(-1, 1)`` (``tanh`` of the hash layer, see
+:class:`vision_jax.hashing.HashNetwork`); binary codes are :math:`b = \mathrm{sign}(h)`.
+
+DMUH trains the hashing network :math:`\theta` against a momentum network :math:`\tilde\theta`
+(the same module with EMA weights, :func:`vision_jax.train.ema_update`, run in inference mode)
+and weights every bit and image by how much the two disagree:
+
+.. math::
+  \tilde\theta \leftarrow m\,\tilde\theta + (1 - m)\,\theta, \qquad
+  u_{ik} = |h_{ik} - \tilde h_{ik}|, \qquad U_i = \frac1L \sum_k u_{ik}, \qquad
+  a_{ik} = 1 + \beta\, u_{ik}, \qquad b_i = 1 + \gamma\, U_i,
+
+.. math::
+  \ell_i = b_i \,\frac1L \sum_k a_{ik} \Big[\mathrm{BCE}\big(\tfrac{h_{ik}+1}{2},
+    \tfrac{c_{ik}+1}{2}\big) + \lambda (|h_{ik}| - 1)^2\Big]
+
+with :math:`c_i` the CSQ hash centre of image :math:`i`'s label(s) and :math:`a, b` constants
+(stop-gradient). The baselines are the :math:`u = 0` cases: CSQ (:func:`csq_loss`, the bracket
+averaged over bits) and DPSH (:func:`dpsh_loss`, with :math:`\Theta_{ij} = \frac12 h_i^\top h_j`):
+
+.. math::
+  \ell^{\mathrm{DPSH}}_i = \frac{1}{|\mathcal P_i|} \sum_{j \in \mathcal P_i}
+    \big(\log(1 + e^{\Theta_{ij}}) - s_{ij} \Theta_{ij}\big)
+    + \frac{\eta}{L} \sum_k (h_{ik} - \mathrm{sign}\, h_{ik})^2 .
+
+Choice: only the paper's abstract is public, so the DMUH equations are our reading of it:
+  the discrepancy is taken after ``tanh`` (``discrepancy="squared"`` also offered); the weights
+  are linear in the uncertainty (``bit_weight`` = β, ``image_weight`` = γ, both 1 by default).
+Choice: the image weight scales the whole per-image loss; bit weights scale every per-bit term
+  (for the pairwise base, ``base="pairwise"``, only the quantisation term, since the pairwise
+  likelihood has no per-bit split).
+Choice: the default base is the CSQ centre loss (λ = 1e-4); the DPSH likelihood (η = 0.1) is the
+  alternative.
+Choice: the momentum network runs in inference mode, its BatchNorm statistics blended by the same
+  EMA as its weights (``experiments/dmuh/task.py``).
 
 Labels are int class ids ``[B]`` or multi-hot ``[B, C]``; two images are similar
 (:math:`s_{ij} = 1`) when they share at least one label.
@@ -14,6 +47,14 @@ outside ``[-1, 1]`` for the centre losses, class ids outside ``[0, C)``) eagerly
 rows come out NaN instead — :func:`label_centers` gives a NaN centre for an out-of-range id and
 :func:`csq_loss` / :func:`dmuh_loss` a NaN loss for a row with ``|h| > 1`` — so the train
 loop's non-finite guard stops; rows masked by ``where`` are exempt.
+
+References:
+  Fu, Wang, Wu, Zhang, He. "Deep Momentum Uncertainty Hashing." Pattern Recognition 2022,
+  arXiv:2009.08012.
+  Li, Wang, Kang. "Feature Learning based Deep Supervised Hashing with Pairwise Labels."
+  IJCAI 2016 (DPSH).
+  Yuan, Wang, Wang, Bai, Fu, Yang, Feng. "Central Similarity Quantization for Efficient Image
+  and Video Retrieval." CVPR 2020 (CSQ).
 """
 
 from __future__ import annotations
@@ -29,10 +70,10 @@ from vision_jax.losses._validate import (
   check_finite_rows,
   check_label_range,
   check_scalar,
-  is_concrete,
   poison_bad_labels,
   safe_labels,
 )
+from vision_jax.utils.arrays import is_concrete
 
 _LOG_CLAMP = -100.0  # PyTorch BCELoss clamps log terms at -100; keeps saturated tanh finite.
 
@@ -459,50 +500,6 @@ def csq_loss(
 
 # ----------------------------------------------------------------------------- DMUH
 
-
-def ema_update(ema_params, params, *, momentum: float):
-  r"""Momentum (EMA) update of a parameter pytree: :math:`\tilde\theta \leftarrow m\tilde\theta
-  + (1 - m)\theta`.
-
-  Args:
-    ema_params: pytree of the momentum network.
-    params: pytree of the hashing network (same structure).
-    momentum: m in [0, 1]; 1 keeps the EMA frozen, 0 copies ``params``.
-
-  Returns:
-    The new EMA pytree (same dtypes as ``ema_params``). No gradient flows into it.
-
-  Raises:
-    ValueError: ``momentum`` outside [0, 1] (checked when it is a Python number), or trees of
-      different structure / leaf shapes (the message shows both).
-  """
-  if isinstance(momentum, int | float) and not 0.0 <= momentum <= 1.0:
-    raise ValueError(f"momentum must be in [0, 1], got {momentum}.")
-  s_ema, s_params = jax.tree.structure(ema_params), jax.tree.structure(params)
-  if s_ema != s_params:
-    raise ValueError(
-      f"ema_params and params must have the same tree structure; got ema_params {s_ema} and "
-      f"params {s_params}. Initialise the EMA as a copy of params."
-    )
-  for path, e, p in zip(
-    jax.tree_util.tree_leaves_with_path(ema_params),
-    jax.tree.leaves(ema_params),
-    jax.tree.leaves(params),
-  ):
-    if jnp.shape(e) != jnp.shape(p):
-      raise ValueError(
-        f"ema_params{jax.tree_util.keystr(path[0])} has shape {jnp.shape(e)} but params has "
-        f"{jnp.shape(p)}."
-      )
-  return jax.tree.map(
-    lambda e, p: jax.lax.stop_gradient(
-      (momentum * e.astype(jnp.float32) + (1.0 - momentum) * p.astype(jnp.float32)).astype(e.dtype)
-    ),
-    ema_params,
-    params,
-  )
-
-
 Discrepancy = Literal["abs", "squared"]
 
 
@@ -586,7 +583,7 @@ def dmuh_loss(
   (similarity + quantisation); bit weights scale every per-bit term (both terms for the centre
   base; only the quantisation term for the pairwise base, whose similarity term has no per-bit
   decomposition); the default base is the CSQ centre loss. The EMA momentum lives in
-  :func:`ema_update`.
+  :func:`vision_jax.train.ema_update`.
 
   Args:
     h: hashing-network relaxed codes ``[B, L]`` in (-1, 1).

@@ -1,4 +1,4 @@
-"""Packed binary codes and exact Hamming top-k search (XOR + popcount, jit).
+"""Packed binary codes and exact Hamming top-k search (XOR + popcount, jit or native on CPU).
 
 Bit ``i`` of a code goes to word ``i // w`` at bit position ``i % w`` (least significant bit
 first), so on little-endian hosts ``pack_codes(c, word_bits=8).view(np.uint32)`` equals
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from vision_jax.hashing import native
 from vision_jax.losses._validate import check_finite_rows
 
 SUPPORTED_WORD_BITS = (8, 32)
@@ -172,29 +173,44 @@ def hamming_topk(
   k: int,
   query_chunk: int = 8,
   db_block: int = 65536,
+  backend: str = "auto",
+  num_threads: int | None = None,
+  native_variant: str | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   r"""Exact k nearest database codes in Hamming distance for every query.
 
   .. math:: \mathrm{topk}_b \; -d(q, b), \quad \text{ties broken by smaller database index}
 
-  One jitted program: ``lax.map`` over chunks of ``query_chunk`` queries, each a ``lax.scan``
-  over database blocks of ``db_block`` codes that keeps a running top-k, so the
-  ``[query_chunk, db_block]`` distance block stays in cache (about 1.5-2.5x faster on CPU than
-  one top-k over the whole database).
+  Two implementations with identical results:
+
+  * XLA (GPU/TPU, and CPU without a compiler): one jitted program, ``lax.map`` over chunks of
+    ``query_chunk`` queries, each a ``lax.scan`` over database blocks of ``db_block`` codes that
+    keeps a running top-k, so the ``[query_chunk, db_block]`` distance block stays in cache
+    (about 1.5-2.5x faster on CPU than one top-k over the whole database).
+  * native (CPU): a C++ kernel through the XLA FFI (:mod:`vision_jax.hashing.native`): blocked
+    XOR + popcount with in-kernel top-k, queries split over ``num_threads`` threads, the SIMD
+    variant picked from the CPU's features at run time.
 
   Args:
     query_packed: ``[Q, W]`` uint8/uint32 words (from :func:`pack_codes`).
     db_packed: ``[N, W]`` words, same dtype and word count.
     k: number of neighbours, ``1 <= k <= N``.
-    query_chunk: queries per scan of the database (speed/memory trade-off only).
-    db_block: database codes per block (speed/memory trade-off only; clipped to N).
+    query_chunk: XLA path: queries per scan of the database (speed/memory trade-off only).
+    db_block: XLA path: database codes per block (speed/memory trade-off only; clipped to N).
+    backend: ``"auto"`` (native when the default backend is the CPU and the kernel builds, else
+      XLA), ``"xla"`` or ``"native"`` (CPU only; falls back to XLA with a warning when the kernel
+      cannot be built).
+    num_threads: native path: threads the queries are split over; ``None`` = the cores this
+      process may use (:func:`~vision_jax.hashing.native.default_num_threads`).
+    native_variant: native path: force ``"scalar"``, ``"avx2"`` or ``"avx512"`` (must be in
+      :func:`~vision_jax.hashing.native.supported_variants`); ``None`` = the fastest supported.
 
   Returns:
     ``(distances, indices)``, both int32 ``[Q, k]``, sorted by (distance, index).
 
   Raises:
-    ValueError: code length mismatch, empty database, bad ``k``, ``query_chunk`` or
-      ``db_block``.
+    ValueError: code length mismatch, empty database, bad ``k``, ``query_chunk``, ``db_block``,
+      ``backend``, ``num_threads`` or ``native_variant``; ``backend="native"`` off the CPU.
   """
   q, d = _check_pair(query_packed, db_packed)
   n = d.shape[0]
@@ -205,6 +221,30 @@ def hamming_topk(
       raise ValueError(f"{name} must be a positive int, got {v!r}.")
   if n >= 2**31 - db_block:
     raise ValueError(f"database of {n} codes exceeds int32 indices; shard it.")
+  if backend not in ("auto", "xla", "native"):
+    raise ValueError(f"backend={backend!r} must be 'auto', 'xla' or 'native'.")
+  if num_threads is not None and (
+    isinstance(num_threads, bool)
+    or not isinstance(num_threads, int | np.integer)
+    or num_threads < 1
+  ):
+    raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}.")
+  if native_variant is not None and native_variant not in native.VARIANTS:
+    raise ValueError(f"native_variant={native_variant!r} must be None or one of {native.VARIANTS}.")
+  on_cpu = jax.default_backend() == "cpu"
+  if backend == "native" and not on_cpu:
+    raise ValueError(
+      f"backend='native' runs on the CPU only (default backend is {jax.default_backend()!r}); "
+      "use backend='xla' or 'auto'."
+    )
+  if backend != "xla" and on_cpu and native.available():
+    if native_variant is not None and native_variant not in native.supported_variants():
+      raise ValueError(
+        f"native_variant={native_variant!r} is not supported by this CPU "
+        f"(supported: {native.supported_variants()})."
+      )
+    threads = native.default_num_threads() if num_threads is None else int(num_threads)
+    return native.topk(q, d, k=int(k), num_threads=threads, variant=native_variant)
   return _topk(
     q,
     d,

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vision_jax.utils.arrays import is_concrete
+
 Project = Callable[[jax.Array, object], tuple[jax.Array, object]]
 
 
@@ -101,10 +103,6 @@ def fix_sign(v: jax.Array) -> jax.Array:
   idx = jnp.argmax(jnp.abs(v), axis=-1)
   pivot = jnp.take_along_axis(v, idx[..., None], axis=-1)
   return v * jnp.where(pivot < 0, -1, 1).astype(v.dtype)
-
-
-def is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
 
 
 def check_result(out: LoopOut, *, solver: str, max_iters: int, tol: float, warn: bool) -> None:

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
+from vision_jax.utils.arrays import is_concrete
+
 Operator = Partial
 
 
@@ -38,10 +40,6 @@ def _deflated_matvec(base: Partial, basis: jax.Array, v: jax.Array) -> jax.Array
   v = v - basis.T @ (basis @ v)
   y = base(v)
   return y - basis.T @ (basis @ y)
-
-
-def _is_tracer(x) -> bool:
-  return isinstance(x, jax.core.Tracer)
 
 
 def dense_operator(matrix: jax.typing.ArrayLike) -> Operator:
@@ -82,7 +80,7 @@ def covariance_operator(x: jax.typing.ArrayLike, *, center: bool = False) -> Ope
     )
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)
-  if not _is_tracer(x) and not bool(jnp.all(jnp.isfinite(x))):
+  if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
     raise ValueError(
       f"covariance_operator: x (shape {x.shape}) contains NaN or inf; clean or impute the data"
     )
@@ -219,7 +217,7 @@ def as_operator(
     )
   if not jnp.issubdtype(a.dtype, jnp.floating):
     a = a.astype(jnp.float32)
-  if not _is_tracer(a):
+  if is_concrete(a):
     an = np.asarray(a)
     if not np.all(np.isfinite(an)):
       raise ValueError(f"{name} contains NaN or inf ({int(np.sum(~np.isfinite(an)))} entries)")

@@ -26,10 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-
-def is_concrete(x: Any) -> bool:
-  """True when ``x`` holds a value (not a tracer under jit/grad/vmap)."""
-  return not isinstance(x, jax.core.Tracer)
+from vision_jax.utils.arrays import is_concrete
 
 
 def check_scalar(

@@ -1,8 +1,9 @@
 """IR-Softmax: margin-softmax losses whose class weights are the class centres.
 
 The classifier weight of class j is replaced by the direction of its feature centre
-:math:`c_j`, a non-trainable running mean of L2-normalised features (its own variable
-collection, e.g. ``"class_centers"``, checkpointed with the train state):
+:math:`c_j`, a non-trainable running mean of L2-normalised features (the embedding task keeps
+them in ``TrainState.extra["centers"]``, checkpointed with the train state; no optimiser
+touches them):
 
 .. math::
   \\hat W_j = \\operatorname{sg}\\!\\Big(\\frac{c_j}{\\lVert c_j\\rVert}\\Big), \\qquad

@@ -617,3 +617,21 @@ def make_head(loss: str, **hyperparameters) -> MarginHead:
   if loss not in HEADS:
     raise ValueError(f"loss={loss!r} is unknown; expected one of {sorted(HEADS)}.")
   return HEADS[loss](**hyperparameters)
+
+
+def margin_loss(
+  loss: str, embeddings, weights, labels, *, bias=None, where=None, **hyperparameters
+) -> Array:
+  """The per-example loss of ``HEADS[loss]`` by name, e.g. ``margin_loss("arcface", x, w, y,
+  scale=64.0, margin=0.5)`` equals ``arcface_loss(x, w, y, scale=64.0, margin=0.5)``.
+
+  ``HEADS`` is the one name -> loss registry (the embedding task and the class-parallel head
+  dispatch through it); ``bias`` is ``softmax``'s only.
+
+  Raises:
+    ValueError: unknown ``loss`` (lists the valid names), a ``bias`` for another loss, bad
+      hyperparameters, or the validation errors of the named loss.
+  """
+  if bias is not None and loss != "softmax":
+    raise ValueError(f"bias is an argument of loss='softmax' only; got it with loss={loss!r}.")
+  return _loss(make_head(loss, **hyperparameters), embeddings, weights, labels, where, bias)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.models.conv import Conv
-from vision_jax.models.layers import batch_norm, max_pool
+from vision_jax.models.layers import batch_norm, check_nhwc, max_pool
 
 
 class ConvNet(nn.Module):
@@ -39,8 +39,7 @@ class ConvNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"ConvNet expects NHWC input [B, H, W, C]; got shape {x.shape}")
+    check_nhwc(x, "ConvNet")
     x = x.astype(self.dtype)
     intermediates = {}
     for i, c in enumerate(self.widths):

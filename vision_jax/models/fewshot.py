@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.models.conv import Conv
-from vision_jax.models.layers import batch_norm, global_avg_pool, max_pool
+from vision_jax.models.layers import batch_norm, check_nhwc, global_avg_pool, max_pool
 
 
 def _head(module: nn.Module, emb: jax.Array, inter: dict):
@@ -57,8 +57,7 @@ class Conv4(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"Conv4 expects NHWC input [B, H, W, C]; got shape {x.shape}")
+    check_nhwc(x, "Conv4")
     if x.shape[1] < 2**self.depth or x.shape[2] < 2**self.depth:
       raise ValueError(
         f"Conv4 with depth={self.depth} needs H, W >= {2**self.depth}; got {x.shape}"
@@ -125,8 +124,7 @@ class ResNet12(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"ResNet12 expects NHWC input [B, H, W, C]; got shape {x.shape}")
+    check_nhwc(x, "ResNet12")
     x = x.astype(self.dtype)
     inter = {}
     for i, w in enumerate(self.widths):

@@ -15,6 +15,13 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
+def check_nhwc(x: jax.Array, model: str) -> None:
+  """Raises ValueError unless ``x`` is a 4-d NHWC image batch ``[B, H, W, C]`` (static shape check,
+  safe under jit)."""
+  if x.ndim != 4:
+    raise ValueError(f"{model} expects NHWC input [B, H, W, C]; got shape {x.shape}")
+
+
 def batch_norm(train: bool, dtype: Any, name: str | None = None, zero_scale: bool = False):
   """``nn.BatchNorm`` over the last axis with stats in the ``batch_stats`` collection.
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.models.conv import Conv
-from vision_jax.models.layers import max_feature_map, max_plus_avg_pool, max_pool
+from vision_jax.models.layers import check_nhwc, max_feature_map, max_plus_avg_pool, max_pool
 
 
 class MFMConv(nn.Module):
@@ -105,8 +105,7 @@ class LightCNN9(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"LightCNN9 expects NHWC input [B, H, W, C]; got shape {x.shape}")
+    check_nhwc(x, "LightCNN9")
     x = x.astype(self.dtype)
     x = max_pool(MFMConv(48, 5, 2, self.dtype, self.conv_impl, name="conv1")(x))
     x = max_pool(MFMGroup(96, self.dtype, self.conv_impl, name="group1")(x))
@@ -147,8 +146,7 @@ class LightCNN29v2(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"LightCNN29v2 expects NHWC input [B, H, W, C]; got shape {x.shape}")
+    check_nhwc(x, "LightCNN29v2")
     d, ci = self.dtype, self.conv_impl
     x = x.astype(d)
     x = max_plus_avg_pool(MFMConv(48, 5, 2, d, ci, name="conv1")(x))

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.models.conv import Conv
-from vision_jax.models.layers import batch_norm, global_avg_pool, max_pool
+from vision_jax.models.layers import batch_norm, check_nhwc, global_avg_pool, max_pool
 
 STEMS = ("cifar", "imagenet")
 
@@ -19,21 +19,31 @@ STEMS = ("cifar", "imagenet")
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-class BasicBlock(nn.Module):
-  """Two 3x3 convs with BN; identity or 1x1-conv+BN projection shortcut (expansion 1)."""
+def _conv(dtype, conv_impl, **kwargs):
+  """The bias-free, He-initialised conv every ResNet layer uses."""
+  return functools.partial(
+    Conv, use_bias=False, dtype=dtype, conv_impl=conv_impl, kernel_init=_conv_init, **kwargs
+  )
+
+
+class _Block(nn.Module):
+  """Fields shared by :class:`BasicBlock` and :class:`Bottleneck`."""
 
   features: int
   strides: int = 1
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
   zero_init_residual: bool = False
+
+
+class BasicBlock(_Block):
+  """Two 3x3 convs with BN; identity or 1x1-conv+BN projection shortcut (expansion 1)."""
+
   expansion = 1
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = functools.partial(
-      Conv, use_bias=False, dtype=self.dtype, conv_impl=self.conv_impl, kernel_init=_conv_init
-    )
+    conv = _conv(self.dtype, self.conv_impl)
     y = conv(self.features, (3, 3), (self.strides, self.strides), padding=((1, 1), (1, 1)))(x)
     y = nn.relu(batch_norm(train, self.dtype)(y))
     y = conv(self.features, (3, 3), padding=((1, 1), (1, 1)))(y)
@@ -44,21 +54,14 @@ class BasicBlock(nn.Module):
     return nn.relu(x + y)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
   """1x1 -> 3x3 (stride here, "ResNet v1.5" as torchvision) -> 1x1 x4, BN after each."""
 
-  features: int
-  strides: int = 1
-  dtype: Any = jnp.float32
-  conv_impl: str = "auto"
-  zero_init_residual: bool = False
   expansion = 4
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    conv = functools.partial(
-      Conv, use_bias=False, dtype=self.dtype, conv_impl=self.conv_impl, kernel_init=_conv_init
-    )
+    conv = _conv(self.dtype, self.conv_impl)
     y = conv(self.features, (1, 1), padding="VALID")(x)
     y = nn.relu(batch_norm(train, self.dtype)(y))
     y = conv(self.features, (3, 3), (self.strides, self.strides), padding=((1, 1), (1, 1)))(y)
@@ -109,35 +112,16 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
-    if x.ndim != 4:
-      raise ValueError(f"ResNet expects NHWC input [B, H, W, C]; got shape {x.shape}")
+    check_nhwc(x, "ResNet")
     if self.stem not in STEMS:
       raise ValueError(f"ResNet stem must be one of {STEMS}; got {self.stem!r}")
     w = lambda c: max(1, int(round(c * self.width)))
     x = x.astype(self.dtype)
+    stem_conv = _conv(self.dtype, self.conv_impl, name="stem_conv")
     if self.stem == "cifar":
-      x = Conv(
-        w(64),
-        (3, 3),
-        padding=((1, 1), (1, 1)),
-        use_bias=False,
-        dtype=self.dtype,
-        conv_impl=self.conv_impl,
-        kernel_init=_conv_init,
-        name="stem_conv",
-      )(x)
+      x = stem_conv(w(64), (3, 3), padding=((1, 1), (1, 1)))(x)
     else:
-      x = Conv(
-        w(64),
-        (7, 7),
-        (2, 2),
-        padding=((3, 3), (3, 3)),
-        use_bias=False,
-        dtype=self.dtype,
-        conv_impl=self.conv_impl,
-        kernel_init=_conv_init,
-        name="stem_conv",
-      )(x)
+      x = stem_conv(w(64), (7, 7), (2, 2), padding=((3, 3), (3, 3)))(x)
     x = nn.relu(batch_norm(train, self.dtype, name="stem_bn")(x))
     if self.stem == "imagenet":
       x = max_pool(x, 3, 2, padding=((1, 1), (1, 1)))

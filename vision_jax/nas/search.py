@@ -32,11 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vision_jax.data.transforms import image_to_float
 from vision_jax.nas import supernet as sn
 from vision_jax.nas.elastic import elastic_scale
 from vision_jax.nas.space import SearchSpace
 from vision_jax.train import Task, Update
-from vision_jax.train.classification import image_to_float
+from vision_jax.utils.arrays import masked_mean
 
 
 def temperature(step, *, tau0: float, decay: float, warmup_epochs: int, steps_per_epoch: int):
@@ -118,11 +119,7 @@ def search_task(
   def ce(logits, labels, mask):
     per = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
     acc = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    if mask is None:
-      return jnp.mean(per), jnp.mean(acc)
-    m = mask.astype(jnp.float32)
-    n = jnp.maximum(jnp.sum(m), 1.0)
-    return jnp.sum(per * m) / n, jnp.sum(acc * m) / n
+    return masked_mean(per, mask), masked_mean(acc, mask)
 
   def weight_loss(params, model_state, extra, batch, rng, step):
     x, y, mask = preprocess(batch["image"]), batch["label"], batch.get("mask")

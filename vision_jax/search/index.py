@@ -32,6 +32,7 @@ from jax import lax
 
 from vision_jax.search import native
 from vision_jax.search import quantization as qz
+from vision_jax.utils.native_build import default_num_threads
 
 _FORMAT_VERSION = 1
 
@@ -140,7 +141,9 @@ def _rerank(queries, database, ids, k):
   return jnp.where(jnp.take_along_axis(ok, pos, axis=1), out, -1), s
 
 
-@functools.partial(jax.jit, static_argnames=("k", "leaves_to_search", "reorder", "lut", "simd"))
+@functools.partial(
+  jax.jit, static_argnames=("k", "leaves_to_search", "reorder", "lut", "simd", "num_threads")
+)
 def _search_batch_native(
   queries,
   leaf_centers,
@@ -156,20 +159,23 @@ def _search_batch_native(
   reorder,
   lut,
   simd=True,
+  num_threads=1,
 ):
   """Tree + native ADC/top-R kernel (+ native exact reorder). ``codes``: CSR-sorted ``[n, K]``
   for ``lut="float32"``, packed groups for ``lut="uint8"`` (:mod:`vision_jax.search.native`)."""
   luts = lookup_tables(queries, codebooks)
   bias, leaves = lax.top_k(queries @ leaf_centers.T, leaves_to_search)
-  topn = reorder or k
+  topn, nt = reorder or k, num_threads
   if lut == "uint8":
     ids, s = native.adc_topk_lut16(
-      bias, leaves, luts, codes, offsets, goffsets, perm, topn=topn, simd=simd
+      bias, leaves, luts, codes, offsets, goffsets, perm, topn=topn, simd=simd, num_threads=nt
     )
   else:
-    ids, s = native.adc_topk_f32(bias, leaves, luts, codes, offsets, perm, topn=topn)
+    ids, s = native.adc_topk_f32(
+      bias, leaves, luts, codes, offsets, perm, topn=topn, num_threads=nt
+    )
   if reorder:
-    return native.rerank(queries, database, ids, k=k, simd=simd)
+    return native.rerank(queries, database, ids, k=k, simd=simd, num_threads=nt)
   return ids, s
 
 
@@ -533,6 +539,7 @@ class AVQIndex:
     approx_top_k: bool = False,
     backend: str | None = None,
     native_lut: str = "auto",
+    num_threads: int | None = None,
   ) -> tuple[jax.Array, jax.Array]:
     """Approximate maximum-inner-product search.
 
@@ -554,6 +561,8 @@ class AVQIndex:
         ``K·Δ/2``, see :func:`~vision_jax.search.native.lut16_error_bound`) or ``"auto"``
         (uint8 when ``reorder > 0`` and the index is LUT16, since the returned scores are then
         exact anyway; float32 otherwise).
+      num_threads: native backend: threads each batch's queries are split over (results do not
+        depend on it); ``None`` = the cores this process may use.
 
     Returns:
       ``(ids [nq, k] int32, scores [nq, k] float32)``; scores are exact inner products when
@@ -562,7 +571,8 @@ class AVQIndex:
 
     Raises:
       ValueError: NaN/inf queries, dimension mismatch, k outside [1, n], bad leaves_to_search,
-        reorder, backend or native_lut; ``backend="native"`` on a non-CPU default backend.
+        reorder, backend, native_lut or num_threads; ``backend="native"`` on a non-CPU
+        default backend.
     """
     q = np.asarray(queries)
     if q.ndim == 1:
@@ -597,6 +607,12 @@ class AVQIndex:
       raise ValueError(f"backend={backend!r} must be 'auto', 'xla' or 'native'")
     if native_lut not in ("auto", "float32", "uint8"):
       raise ValueError(f"native_lut={native_lut!r} must be 'auto', 'float32' or 'uint8'")
+    if num_threads is not None and (
+      isinstance(num_threads, bool)
+      or not isinstance(num_threads, int | np.integer)
+      or num_threads < 1
+    ):
+      raise ValueError(f"num_threads={num_threads!r} must be a positive int or None")
     lut16_ok = nc == 16 and nb <= 256
     if native_lut == "uint8" and not lut16_ok:
       raise ValueError(
@@ -622,6 +638,7 @@ class AVQIndex:
         leaves_to_search=int(leaves_to_search),
         reorder=int(reorder),
         lut=lut,
+        num_threads=default_num_threads() if num_threads is None else int(num_threads),
       )
       return self._batched(
         q,

@@ -1,21 +1,21 @@
 """Native CPU ADC kernels for :class:`~vision_jax.search.AVQIndex`, called from jit via the XLA FFI.
 
-The C++ source (``native_adc.cc``, next to this file) is compiled on first use with
-``g++ -O3 -std=c++17 -shared -fPIC -I<jax.ffi.include_dir()>`` into
-``<cache>/native/vj_adc_<hash>.so`` where ``<cache>`` is :func:`default_cache_dir` and the hash
-covers the source, the compiler command and the jaxlib version. The library is written to a
-temporary name and moved into place with an atomic rename, so parallel processes (pytest
-workers) may compile concurrently without seeing a half-written file. Nothing is downloaded.
-If no compiler is found or the build fails, :func:`available` returns ``False``, a warning names
-the reason once, and callers fall back to the pure-XLA search.
+The C++ source (``native_adc.cc``, next to this file) is compiled on first use into
+``<cache>/native/vj_adc_<hash>.so`` (``<cache>`` is :func:`default_cache_dir`) by the shared
+builder :class:`vision_jax.utils.native_build.NativeLibrary`: atomic publish, cached per source,
+compiler and jaxlib version, nothing downloaded. If no compiler is found or the build fails,
+:func:`available` returns ``False``, a warning names the reason once, and callers fall back to
+the pure-XLA search.
 
-Kernels (one query at a time, single thread):
+Kernels (one query at a time; ``num_threads`` splits a batch's queries into contiguous ranges,
+one per thread, each with its own buffers, so results do not depend on it):
 
 * :func:`adc_topk_f32`: float32 LUTs, uint8 codes in leaf order (CSR: ``offsets``), any C ≤ 256.
 * :func:`adc_topk_lut16`: C = 16 and K ≤ 256. LUTs are quantized per query to uint8 with one
   scale Δ = max_k(max_c LUT[k,c] − min_c LUT[k,c]) / 255 and per-block offsets, 4-bit codes are
-  packed 32 points per group, and an AVX2 byte shuffle does 32 lookups per instruction (scalar
-  fallback computes the same integers). The estimate is ``bias + Σ_k min_k + Δ·Σ_k q[k, code_k]``
+  packed 32 points per group, and a byte shuffle does the lookups: 64 per instruction with
+  AVX-512BW, 32 with AVX2, picked at run time (:func:`lut16_variant`); the scalar fallback
+  computes the same integers. The estimate is ``bias + Σ_k min_k + Δ·Σ_k q[k, code_k]``
   and differs from the float ADC score by at most ``K·Δ/2`` (:func:`lut16_error_bound`) plus
   float rounding.
 * :func:`rerank`: exact ``⟨q, x⟩`` of each query's candidate ids and their top k (AVX2+FMA dot
@@ -32,63 +32,29 @@ remaining slots hold id ``-1`` and score ``-inf``. Selection keeps one uint64 ke
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.search.data import default_cache_dir
+from vision_jax.utils.native_build import CPU_VARIANTS, NativeLibrary, variant_code
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native_adc.cc")
-_TARGETS = ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank")
-_lock = threading.Lock()
-_state: dict = {}
-
-
-def _compile_command(cxx: str, src: str, out: str) -> list[str]:
-  return [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-I", jax.ffi.include_dir(), src, "-o", out]
+_LIB = NativeLibrary(
+  "vj_adc",
+  "vision_jax.search",
+  SOURCE,
+  ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank"),
+  cache_dir=default_cache_dir,
+  flags=("-pthread",),
+)
 
 
 def library_path() -> str:
   """Where the compiled kernel library lives (``<cache>/native/vj_adc_<hash>.so``)."""
-  import jaxlib
-
-  cxx = os.environ.get("CXX", "g++")
-  with open(SOURCE, "rb") as f:
-    h = hashlib.sha256(f.read())
-  h.update(" ".join(_compile_command(cxx, "SRC", "OUT")).encode())
-  h.update(jaxlib.__version__.encode())
-  return os.path.join(default_cache_dir(), "native", f"vj_adc_{h.hexdigest()[:16]}.so")
-
-
-def _build() -> str:
-  path = library_path()
-  if os.path.exists(path):
-    return path
-  cxx = os.environ.get("CXX", "g++")
-  if shutil.which(cxx) is None:
-    raise RuntimeError(f"no C++ compiler: {cxx!r} not found on PATH (set $CXX or install g++)")
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
-  os.close(fd)
-  try:
-    proc = subprocess.run(
-      _compile_command(cxx, SOURCE, tmp), capture_output=True, text=True, timeout=300
-    )
-    if proc.returncode != 0:
-      raise RuntimeError(f"{cxx} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    os.replace(tmp, path)  # atomic: concurrent builders each publish a complete file
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return path
+  return _LIB.library_path()
 
 
 def available() -> bool:
@@ -97,31 +63,34 @@ def available() -> bool:
   Returns ``False`` (with one warning naming the reason) when that fails; the env var
   ``VISION_JAX_NATIVE=0`` disables the native kernels without a warning.
   """
-  with _lock:
-    if "ok" in _state:
-      return _state["ok"]
-    if os.environ.get("VISION_JAX_NATIVE", "1") == "0":
-      _state.update(ok=False, reason="disabled by VISION_JAX_NATIVE=0")
-      return False
-    try:
-      lib = ctypes.cdll.LoadLibrary(_build())
-      for name in _TARGETS:
-        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
-      _state.update(ok=True, lib=lib, reason="")
-    except Exception as e:  # noqa: BLE001 — any build/load failure means "use the XLA path"
-      _state.update(ok=False, reason=f"{type(e).__name__}: {e}")
-      warnings.warn(
-        f"vision_jax.search native kernels unavailable ({_state['reason']}); "
-        "falling back to the XLA search path",
-        RuntimeWarning,
-        stacklevel=2,
-      )
-    return _state["ok"]
+  return _LIB.available()
 
 
 def unavailable_reason() -> str:
   """Why :func:`available` returned ``False`` (empty if it did not, or was not called)."""
-  return _state.get("reason", "")
+  return _LIB.unavailable_reason()
+
+
+def supported_variants() -> tuple[str, ...]:
+  """SIMD variants (:data:`~vision_jax.utils.native_build.CPU_VARIANTS`) this CPU runs, slowest
+  first; ``"avx512"`` needs AVX-512BW here."""
+  f = _LIB.lib.vj_adc_supported
+  f.restype, f.argtypes = ctypes.c_int64, [ctypes.c_int64]
+  return tuple(v for v in CPU_VARIANTS if f(variant_code(v)))
+
+
+def lut16_variant() -> str:
+  """The variant the LUT16 kernel runs with ``simd=True`` on this CPU."""
+  f = _LIB.lib.vj_adc_lut16_variant
+  f.restype = ctypes.c_int64
+  return CPU_VARIANTS[f() - 1]
+
+
+def _simd_code(simd) -> np.int64:
+  """``True`` → the CPU's best (0), ``False`` → scalar, or a :data:`CPU_VARIANTS` name."""
+  if isinstance(simd, bool | np.bool_):
+    return np.int64(0 if simd else variant_code("scalar"))
+  return np.int64(variant_code(simd))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,7 +158,7 @@ def _call(target: str, b: int, r: int):
   return jax.ffi.ffi_call(target, out, vmap_method="sequential")
 
 
-def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
+def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int, num_threads=1):
   """Top-``topn`` float-LUT ADC candidates over the probed leaves.
 
   Args:
@@ -197,6 +166,7 @@ def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
     luts: ``[b, K, C]`` float32; sorted_codes ``[n, K]`` uint8, offsets ``[nl+1]``, perm ``[n]``
       from :func:`csr_layout`.
     topn: candidates kept per query.
+    num_threads: threads the batch's queries are split over.
 
   Returns:
     ``(ids [b, topn] int32, scores [b, topn] float32)``, best first, ``-1`` / ``-inf`` padded.
@@ -212,14 +182,18 @@ def adc_topk_f32(bias, leaves, luts, sorted_codes, offsets, perm, *, topn: int):
     sorted_codes,
     offsets,
     perm,
+    num_threads=np.int64(num_threads),
   )
 
 
-def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn: int, simd=True):
+def adc_topk_lut16(
+  bias, leaves, luts, packed, offsets, goffsets, perm, *, topn: int, simd=True, num_threads=1
+):
   """Like :func:`adc_topk_f32` with uint8-quantized LUTs over packed 4-bit codes.
 
-  ``packed, goffsets`` come from :func:`pack_lut16`; ``simd=False`` forces the scalar loop
-  (same integers, same results). Scores are estimates within :func:`lut16_error_bound`.
+  ``packed, goffsets`` come from :func:`pack_lut16`; ``simd=False`` forces the scalar loop and
+  ``simd="avx2"`` / ``"avx512"`` a SIMD variant (same integers, same results; the kernel fails
+  when the CPU lacks it). Scores are estimates within :func:`lut16_error_bound`.
   """
   b = bias.shape[0]
   return _call("vj_adc_topk_lut16", b, topn)(
@@ -230,11 +204,12 @@ def adc_topk_lut16(bias, leaves, luts, packed, offsets, goffsets, perm, *, topn:
     offsets,
     goffsets,
     perm,
-    simd=np.int64(bool(simd)),
+    variant=_simd_code(simd),
+    num_threads=np.int64(num_threads),
   )
 
 
-def rerank(queries, database, ids, *, k: int, simd: bool = True):
+def rerank(queries, database, ids, *, k: int, simd: bool = True, num_threads: int = 1):
   """Exact re-ranking: top ``k`` of ``⟨q, database[id]⟩`` over candidate ``ids [b, R]``.
 
   ``-1`` ids are skipped; ties go to the earlier candidate. Returns ``(ids [b, k], scores)``,
@@ -244,5 +219,6 @@ def rerank(queries, database, ids, *, k: int, simd: bool = True):
     queries.astype(jnp.float32),
     database.astype(jnp.float32),
     ids.astype(jnp.int32),
-    simd=np.int64(bool(simd)),
+    variant=_simd_code(simd),
+    num_threads=np.int64(num_threads),
   )

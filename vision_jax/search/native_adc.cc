@@ -6,13 +6,17 @@
 // product quantization fast scan", VLDB 2015 and Guo et al., ScaNN (ICML 2020): 4-bit codes of
 // 32 points packed per block so one byte shuffle does 32 table lookups.
 //
-// Three handlers, all single-threaded, one query at a time:
+// Three handlers, one query at a time, the batch's queries split over `num_threads` threads
+// (contiguous ranges; each thread has its own selection buffers, so results do not depend on it):
 //   vj_adc_topk_f32   : float32 LUTs, one uint8 code per (point, block), any C <= 256.
 //   vj_adc_topk_lut16 : C = 16, LUTs quantized per query to uint8 with one scale (so integer sums
 //                       are comparable across blocks), 4-bit codes packed 32 points per group,
-//                       AVX2 _mm256_shuffle_epi8 accumulate (scalar fallback gives the same
-//                       integers, hence the same results).
+//                       byte-shuffle accumulate: AVX-512BW (two block pairs per 512-bit
+//                       shuffle) or AVX2 (one pair per 256-bit shuffle), picked at run time;
+//                       the scalar fallback gives the same integers, hence the same results.
 //   vj_rerank         : exact <q, x> over candidate ids and their top k (AVX2+FMA dot products).
+// The `variant` attribute (vision_jax/utils/native_cpu.h) forces scalar / avx2 / avx512 or, at 0,
+// lets the CPU's features decide.
 // All keep the best R candidates per query (ties: earlier probe position wins, like lax.top_k)
 // and write them best-first; missing slots get id -1 and score -inf.
 
@@ -25,7 +29,11 @@
 #include <string>
 #include <vector>
 
+#include "native_cpu.h"
+
+#ifdef VJ_X86
 #include <immintrin.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -136,7 +144,8 @@ ffi::Error CheckCommon(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
 ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
                       ffi::Buffer<ffi::F32> luts, ffi::Buffer<ffi::U8> codes,
                       ffi::Buffer<ffi::S32> offsets, ffi::Buffer<ffi::S32> perm,
-                      ffi::ResultBuffer<ffi::S32> out_ids, ffi::ResultBuffer<ffi::F32> out_scores) {
+                      ffi::ResultBuffer<ffi::S32> out_ids, ffi::ResultBuffer<ffi::F32> out_scores,
+                      int64_t num_threads) {
   int64_t b, np, nl;
   ffi::Error err = CheckCommon(bias, leaves, offsets, perm, &b, &np, &nl);
   if (err.failure()) return err;
@@ -156,34 +165,36 @@ ffi::Error AdcTopkF32(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
   const int32_t* pm = perm.typed_data();
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
-  TopR top(r);
-  ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
-  for (int64_t q = 0; q < b; ++q) {
-    top.Reset();
-    const float* lut = lut_all + q * nb * nc;
-    int64_t seq = 0;
-    for (int64_t l = 0; l < np; ++l) {
-      const int32_t leaf = lv[q * np + l];
-      const float base = bs[q * np + l];
-      map.start[l] = seq;
-      map.delta[l] = off[leaf] - seq;
-      for (int32_t pos = off[leaf]; pos < off[leaf + 1]; ++pos, ++seq) {
-        const uint8_t* c = cp + static_cast<int64_t>(pos) * nb;
-        // Four independent partial sums: one add chain would bound this loop by FP-add latency.
-        float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
-        int64_t k = 0;
-        for (; k + 4 <= nb; k += 4) {
-          a0 += lut[k * nc + c[k]];
-          a1 += lut[(k + 1) * nc + c[k + 1]];
-          a2 += lut[(k + 2) * nc + c[k + 2]];
-          a3 += lut[(k + 3) * nc + c[k + 3]];
+  vj::ParallelFor(b, num_threads, 1, [&](int64_t q0, int64_t q1) {
+    TopR top(r);
+    ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
+    for (int64_t q = q0; q < q1; ++q) {
+      top.Reset();
+      const float* lut = lut_all + q * nb * nc;
+      int64_t seq = 0;
+      for (int64_t l = 0; l < np; ++l) {
+        const int32_t leaf = lv[q * np + l];
+        const float base = bs[q * np + l];
+        map.start[l] = seq;
+        map.delta[l] = off[leaf] - seq;
+        for (int32_t pos = off[leaf]; pos < off[leaf + 1]; ++pos, ++seq) {
+          const uint8_t* c = cp + static_cast<int64_t>(pos) * nb;
+          // Four independent partial sums: one add chain would bound this loop by FP-add latency.
+          float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+          int64_t k = 0;
+          for (; k + 4 <= nb; k += 4) {
+            a0 += lut[k * nc + c[k]];
+            a1 += lut[(k + 1) * nc + c[k + 1]];
+            a2 += lut[(k + 2) * nc + c[k + 2]];
+            a3 += lut[(k + 3) * nc + c[k + 3]];
+          }
+          for (; k < nb; ++k) a0 += lut[k * nc + c[k]];
+          top.Push(((a0 + a1) + (a2 + a3)) + base, seq);
         }
-        for (; k < nb; ++k) a0 += lut[k * nc + c[k]];
-        top.Push(((a0 + a1) + (a2 + a3)) + base, seq);
       }
+      top.Write(map, oi + q * r, os + q * r);
     }
-    top.Write(map, oi + q * r, os + q * r);
-  }
+  });
   return ffi::Error::Success();
 }
 
@@ -221,27 +232,11 @@ uint32_t GroupSumsScalar(const uint8_t* grp, const uint8_t* qlut, int64_t npairs
   return mask;
 }
 
-__attribute__((target("avx2"))) uint32_t GroupSumsAvx2(const uint8_t* grp, const uint8_t* qlut,
-                                                       int64_t npairs, uint32_t tint,
-                                                       uint16_t (*sums)[8]) {
-  const __m256i lo_mask = _mm256_set1_epi8(0x0f);
-  const __m256i byte_mask = _mm256_set1_epi16(0x00ff);
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (int64_t p = 0; p < npairs; ++p) {
-    // lane 0: block 2p, lane 1: block 2p+1 (both for the table and the codes).
-    const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qlut + p * 32));
-    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(grp + p * 32));
-    const __m256i lo = _mm256_and_si256(c, lo_mask);
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), lo_mask);
-    const __m256i rl = _mm256_shuffle_epi8(t, lo);  // points 0..15
-    const __m256i rh = _mm256_shuffle_epi8(t, hi);  // points 16..31
-    // Widen to 16 bits by even/odd byte (K * 255 <= 65535 is checked by the caller).
-    a0 = _mm256_add_epi16(a0, _mm256_and_si256(rl, byte_mask));
-    a1 = _mm256_add_epi16(a1, _mm256_srli_epi16(rl, 8));
-    a2 = _mm256_add_epi16(a2, _mm256_and_si256(rh, byte_mask));
-    a3 = _mm256_add_epi16(a3, _mm256_srli_epi16(rh, 8));
-  }
-  const __m256i accs[4] = {a0, a1, a2, a3};
+#ifdef VJ_X86
+// Folds the two 128-bit lanes of the AVX2 accumulators, stores the sums and returns the mask.
+__attribute__((target("avx2"))) inline uint32_t FinishGroupAvx2(const __m256i* accs,
+                                                                uint32_t tint,
+                                                                uint16_t (*sums)[8]) {
   const __m128i thr = _mm_set1_epi16(static_cast<int16_t>(static_cast<uint16_t>(tint)));
   __m128i ge[4];
   for (int j = 0; j < 4; ++j) {
@@ -255,11 +250,71 @@ __attribute__((target("avx2"))) uint32_t GroupSumsAvx2(const uint8_t* grp, const
   return m01 | (m23 << 16);
 }
 
+// One block pair into the four 16-bit accumulators (even/odd bytes of the low and high nibbles'
+// lookups; K * 255 <= 65535 is checked by the caller).
+__attribute__((target("avx2"))) inline void AccumulatePairAvx2(const uint8_t* t8,
+                                                               const uint8_t* c8, __m256i* a) {
+  const __m256i lo_mask = _mm256_set1_epi8(0x0f);
+  const __m256i byte_mask = _mm256_set1_epi16(0x00ff);
+  // lane 0: block 2p, lane 1: block 2p+1 (both for the table and the codes).
+  const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t8));
+  const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c8));
+  const __m256i lo = _mm256_and_si256(c, lo_mask);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(c, 4), lo_mask);
+  const __m256i rl = _mm256_shuffle_epi8(t, lo);  // points 0..15
+  const __m256i rh = _mm256_shuffle_epi8(t, hi);  // points 16..31
+  a[0] = _mm256_add_epi16(a[0], _mm256_and_si256(rl, byte_mask));
+  a[1] = _mm256_add_epi16(a[1], _mm256_srli_epi16(rl, 8));
+  a[2] = _mm256_add_epi16(a[2], _mm256_and_si256(rh, byte_mask));
+  a[3] = _mm256_add_epi16(a[3], _mm256_srli_epi16(rh, 8));
+}
+
+__attribute__((target("avx2"))) uint32_t GroupSumsAvx2(const uint8_t* grp, const uint8_t* qlut,
+                                                       int64_t npairs, uint32_t tint,
+                                                       uint16_t (*sums)[8]) {
+  __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                  _mm256_setzero_si256()};
+  for (int64_t p = 0; p < npairs; ++p) AccumulatePairAvx2(qlut + p * 32, grp + p * 32, a);
+  return FinishGroupAvx2(a, tint, sums);
+}
+
+// Two block pairs per 512-bit shuffle (the 128-bit lanes are blocks 2p .. 2p+3); the upper half
+// of each accumulator is added onto the lower one, giving the AVX2 accumulators' layout.
+__attribute__((target("avx512f,avx512bw,avx2"))) uint32_t GroupSumsAvx512(
+    const uint8_t* grp, const uint8_t* qlut, int64_t npairs, uint32_t tint,
+    uint16_t (*sums)[8]) {
+  const __m512i lo_mask = _mm512_set1_epi8(0x0f);
+  const __m512i byte_mask = _mm512_set1_epi16(0x00ff);
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t p = 0;
+  for (; p + 2 <= npairs; p += 2) {
+    const __m512i t = _mm512_loadu_si512(qlut + p * 32);
+    const __m512i c = _mm512_loadu_si512(grp + p * 32);
+    const __m512i lo = _mm512_and_si512(c, lo_mask);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(c, 4), lo_mask);
+    const __m512i rl = _mm512_shuffle_epi8(t, lo);
+    const __m512i rh = _mm512_shuffle_epi8(t, hi);
+    a0 = _mm512_add_epi16(a0, _mm512_and_si512(rl, byte_mask));
+    a1 = _mm512_add_epi16(a1, _mm512_srli_epi16(rl, 8));
+    a2 = _mm512_add_epi16(a2, _mm512_and_si512(rh, byte_mask));
+    a3 = _mm512_add_epi16(a3, _mm512_srli_epi16(rh, 8));
+  }
+  const __m512i wide[4] = {a0, a1, a2, a3};
+  __m256i a[4];
+  for (int j = 0; j < 4; ++j) {
+    a[j] = _mm256_add_epi16(_mm512_castsi512_si256(wide[j]), _mm512_extracti64x4_epi64(wide[j], 1));
+  }
+  if (p < npairs) AccumulatePairAvx2(qlut + p * 32, grp + p * 32, a);  // odd pair count
+  return FinishGroupAvx2(a, tint, sums);
+}
+#endif  // VJ_X86
+
 ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves,
                         ffi::Buffer<ffi::F32> luts, ffi::Buffer<ffi::U8> packed,
                         ffi::Buffer<ffi::S32> offsets, ffi::Buffer<ffi::S32> goffsets,
                         ffi::Buffer<ffi::S32> perm, ffi::ResultBuffer<ffi::S32> out_ids,
-                        ffi::ResultBuffer<ffi::F32> out_scores, int64_t simd) {
+                        ffi::ResultBuffer<ffi::F32> out_scores, int64_t variant,
+                        int64_t num_threads) {
   int64_t b, np, nl;
   ffi::Error err = CheckCommon(bias, leaves, offsets, perm, &b, &np, &nl);
   if (err.failure()) return err;
@@ -277,7 +332,17 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
   if (static_cast<int64_t>(goffsets.element_count()) != nl + 1) {
     return ffi::Error::InvalidArgument("goffsets must have num_leaves + 1 entries");
   }
-  const bool use_avx2 = simd != 0 && __builtin_cpu_supports("avx2");
+  const int64_t requested = variant;
+  variant = vj::Resolve(requested, vj::HasAvx512Bw());
+  if (variant < 0) {
+    return ffi::Error::InvalidArgument("adc_topk_lut16: variant " + std::to_string(requested) +
+                                       " is not supported by this CPU");
+  }
+  auto group_sums = GroupSumsScalar;
+#ifdef VJ_X86
+  if (variant == vj::kAvx2) group_sums = GroupSumsAvx2;
+  if (variant == vj::kAvx512) group_sums = GroupSumsAvx512;
+#endif
   const int64_t r = out_ids->dimensions()[1];
   const float* bs = bias.typed_data();
   const int32_t* lv = leaves.typed_data();
@@ -288,68 +353,69 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
   const int32_t* pm = perm.typed_data();
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
-  std::vector<uint8_t> qlut(npairs * 32, 0);
-  std::vector<float> mins(nb);
-  alignas(16) uint16_t sums[4][8];
-  TopR top(r);
-  ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
-  for (int64_t q = 0; q < b; ++q) {
-    top.Reset();
-    const float* lut = lut_all + q * nb * 16;
-    // One scale for all blocks so integer sums are comparable: delta = max_k range_k / 255.
-    float delta = 0.f, summin = 0.f;
-    for (int64_t k = 0; k < nb; ++k) {
-      float mn = lut[k * 16], mx = mn;
-      for (int c = 1; c < 16; ++c) {
-        mn = std::min(mn, lut[k * 16 + c]);
-        mx = std::max(mx, lut[k * 16 + c]);
+  vj::ParallelFor(b, num_threads, 1, [&](int64_t q0, int64_t q1) {
+    std::vector<uint8_t> qlut(npairs * 32, 0);
+    std::vector<float> mins(nb);
+    alignas(16) uint16_t sums[4][8];
+    TopR top(r);
+    ProbeMap map{std::vector<int64_t>(np), std::vector<int64_t>(np), pm};
+    for (int64_t q = q0; q < q1; ++q) {
+      top.Reset();
+      const float* lut = lut_all + q * nb * 16;
+      // One scale for all blocks so integer sums are comparable: delta = max_k range_k / 255.
+      float delta = 0.f, summin = 0.f;
+      for (int64_t k = 0; k < nb; ++k) {
+        float mn = lut[k * 16], mx = mn;
+        for (int c = 1; c < 16; ++c) {
+          mn = std::min(mn, lut[k * 16 + c]);
+          mx = std::max(mx, lut[k * 16 + c]);
+        }
+        mins[k] = mn;
+        summin += mn;
+        delta = std::max(delta, mx - mn);
       }
-      mins[k] = mn;
-      summin += mn;
-      delta = std::max(delta, mx - mn);
-    }
-    delta = delta > 0.f ? delta / 255.f : 1.f;
-    const float inv = 1.f / delta;
-    for (int64_t k = 0; k < nb; ++k) {
-      for (int c = 0; c < 16; ++c) {
-        // Round half up (the argument is >= 0); clamp guards the top entry against rounding.
-        const float v = (lut[k * 16 + c] - mins[k]) * inv + 0.5f;
-        qlut[k * 16 + c] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)));
+      delta = delta > 0.f ? delta / 255.f : 1.f;
+      const float inv = 1.f / delta;
+      for (int64_t k = 0; k < nb; ++k) {
+        for (int c = 0; c < 16; ++c) {
+          // Round half up (the argument is >= 0); clamp guards the top entry against rounding.
+          const float v = (lut[k * 16 + c] - mins[k]) * inv + 0.5f;
+          qlut[k * 16 + c] = static_cast<uint8_t>(std::min(255.f, std::max(0.f, v)));
+        }
       }
-    }
-    int64_t seq = 0;
-    for (int64_t l = 0; l < np; ++l) {
-      const int32_t leaf = lv[q * np + l];
-      const float base = bs[q * np + l] + summin;
-      const int32_t size = off[leaf + 1] - off[leaf];
-      map.start[l] = seq;
-      map.delta[l] = off[leaf] - seq;
-      for (int32_t g = goff[leaf], j0 = 0; g < goff[leaf + 1]; ++g, j0 += 32) {
-        const uint8_t* grp = pk + static_cast<int64_t>(g) * npairs * 32;
-        const int32_t cnt = std::min(32, size - j0);
-        const float thr = top.Threshold();
-        // Integer pre-filter, loose by > 1 unit so it never drops a point the float test keeps.
-        const double t = std::floor((static_cast<double>(thr) - base) / delta) - 2.0;
-        if (t > 65535.0) {
+      int64_t seq = 0;
+      for (int64_t l = 0; l < np; ++l) {
+        const int32_t leaf = lv[q * np + l];
+        const float base = bs[q * np + l] + summin;
+        const int32_t size = off[leaf + 1] - off[leaf];
+        map.start[l] = seq;
+        map.delta[l] = off[leaf] - seq;
+        for (int32_t g = goff[leaf], j0 = 0; g < goff[leaf + 1]; ++g, j0 += 32) {
+          const uint8_t* grp = pk + static_cast<int64_t>(g) * npairs * 32;
+          const int32_t cnt = std::min(32, size - j0);
+          const float thr = top.Threshold();
+          // Integer pre-filter, loose by > 1 unit so it never drops a point the float test keeps.
+          const double t = std::floor((static_cast<double>(thr) - base) / delta) - 2.0;
+          if (t > 65535.0) {
+            seq += cnt;
+            continue;
+          }
+          const uint32_t tint = t > 0.0 ? static_cast<uint32_t>(t) : 0u;
+          uint32_t mask = group_sums(grp, qlut.data(), npairs, tint, sums);
+          while (mask) {
+            const int bit = __builtin_ctz(mask);
+            mask &= mask - 1;
+            const int32_t i = PointOf(bit);
+            if (i >= cnt) continue;
+            const float s = base + delta * static_cast<float>(sums[bit >> 3][bit & 7]);
+            if (s >= thr) top.Push(s, seq + i);
+          }
           seq += cnt;
-          continue;
         }
-        const uint32_t tint = t > 0.0 ? static_cast<uint32_t>(t) : 0u;
-        uint32_t mask = use_avx2 ? GroupSumsAvx2(grp, qlut.data(), npairs, tint, sums)
-                                 : GroupSumsScalar(grp, qlut.data(), npairs, tint, sums);
-        while (mask) {
-          const int bit = __builtin_ctz(mask);
-          mask &= mask - 1;
-          const int32_t i = PointOf(bit);
-          if (i >= cnt) continue;
-          const float s = base + delta * static_cast<float>(sums[bit >> 3][bit & 7]);
-          if (s >= thr) top.Push(s, seq + i);
-        }
-        seq += cnt;
       }
+      top.Write(map, oi + q * r, os + q * r);
     }
-    top.Write(map, oi + q * r, os + q * r);
-  }
+  });
   return ffi::Error::Success();
 }
 
@@ -367,6 +433,7 @@ float DotScalar(const float* a, const float* b, int64_t d) {
   return s;
 }
 
+#ifdef VJ_X86
 __attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int64_t d) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -385,10 +452,12 @@ __attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b
   for (; i < d; ++i) s += a[i] * b[i];
   return s;
 }
+#endif  // VJ_X86
 
 ffi::Error Rerank(ffi::Buffer<ffi::F32> queries, ffi::Buffer<ffi::F32> database,
                   ffi::Buffer<ffi::S32> cand, ffi::ResultBuffer<ffi::S32> out_ids,
-                  ffi::ResultBuffer<ffi::F32> out_scores, int64_t simd) {
+                  ffi::ResultBuffer<ffi::F32> out_scores, int64_t variant,
+                  int64_t num_threads) {
   auto qd = queries.dimensions();
   auto dd = database.dimensions();
   auto cd = cand.dimensions();
@@ -397,28 +466,39 @@ ffi::Error Rerank(ffi::Buffer<ffi::F32> queries, ffi::Buffer<ffi::F32> database,
   }
   const int64_t b = qd[0], d = qd[1], n = dd[0], r = cd[1];
   const int64_t k = out_ids->dimensions()[1];
-  const bool use_avx2 =
-      simd != 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // The dot products have one AVX2+FMA form; "avx512" runs it too (the gather is the bound).
+  const int64_t resolved = vj::Resolve(variant, vj::HasAvx512Bw());
+  if (resolved < 0) {
+    return ffi::Error::InvalidArgument("rerank: variant " + std::to_string(variant) +
+                                       " is not supported by this CPU");
+  }
+  auto dot = DotScalar;
+#ifdef VJ_X86
+  if (resolved != vj::kScalar) dot = DotAvx2;
+#endif
   const float* qp = queries.typed_data();
   const float* xp = database.typed_data();
   const int32_t* ip = cand.typed_data();
   int32_t* oi = out_ids->typed_data();
   float* os = out_scores->typed_data();
-  TopR top(k);
-  std::vector<int32_t> row_ids(r);
-  for (int64_t q = 0; q < b; ++q) {
-    top.Reset();
-    for (int64_t j = 0; j < r; ++j) {
-      const int32_t id = ip[q * r + j];
-      if (id < 0) continue;
-      if (id >= n) return ffi::Error::InvalidArgument("rerank: id out of range");
-      const float* x = xp + static_cast<int64_t>(id) * d;
-      const float s = use_avx2 ? DotAvx2(qp + q * d, x, d) : DotScalar(qp + q * d, x, d);
-      row_ids[j] = id;
-      top.Push(s, j);
-    }
-    top.Write([&](int64_t j) { return row_ids[j]; }, oi + q * k, os + q * k);
+  for (int64_t j = 0; j < b * r; ++j) {
+    if (ip[j] >= n) return ffi::Error::InvalidArgument("rerank: id out of range");
   }
+  vj::ParallelFor(b, num_threads, 1, [&](int64_t q0, int64_t q1) {
+    TopR top(k);
+    std::vector<int32_t> row_ids(r);
+    for (int64_t q = q0; q < q1; ++q) {
+      top.Reset();
+      for (int64_t j = 0; j < r; ++j) {
+        const int32_t id = ip[q * r + j];
+        if (id < 0) continue;
+        const float* x = xp + static_cast<int64_t>(id) * d;
+        row_ids[j] = id;
+        top.Push(dot(qp + q * d, x, d), j);
+      }
+      top.Write([&](int64_t j) { return row_ids[j]; }, oi + q * k, os + q * k);
+    }
+  });
   return ffi::Error::Success();
 }
 
@@ -433,7 +513,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_f32, AdcTopkF32,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // offsets [nl + 1]
                                   .Arg<ffi::Buffer<ffi::S32>>()  // perm [n]
                                   .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, R]
-                                  .Ret<ffi::Buffer<ffi::F32>>());  // scores [b, R]
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // scores [b, R]
+                                  .Attr<int64_t>("num_threads"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_lut16, AdcTopkLut16,
                               ffi::Ffi::Bind()
@@ -446,7 +527,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_adc_topk_lut16, AdcTopkLut16,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // perm [n]
                                   .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, R]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // scores [b, R]
-                                  .Attr<int64_t>("simd"));
+                                  .Attr<int64_t>("variant")
+                                  .Attr<int64_t>("num_threads"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_rerank, Rerank,
                               ffi::Ffi::Bind()
@@ -455,4 +537,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(vj_rerank, Rerank,
                                   .Arg<ffi::Buffer<ffi::S32>>()  // candidate ids [b, R]
                                   .Ret<ffi::Buffer<ffi::S32>>()  // ids [b, k]
                                   .Ret<ffi::Buffer<ffi::F32>>()  // exact scores [b, k]
-                                  .Attr<int64_t>("simd"));
+                                  .Attr<int64_t>("variant")
+                                  .Attr<int64_t>("num_threads"));
+
+extern "C" int64_t vj_adc_lut16_variant() { return vj::Resolve(vj::kAuto, vj::HasAvx512Bw()); }
+extern "C" int64_t vj_adc_supported(int64_t variant) {
+  return vj::Supported(variant, vj::HasAvx512Bw()) ? 1 : 0;
+}

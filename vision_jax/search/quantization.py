@@ -1,16 +1,53 @@
-"""Score-aware (anisotropic) quantization: η, the loss, anisotropic k-means and product quantization.
+r"""Score-aware (anisotropic) quantization: η, the loss, anisotropic k-means and product quantization.
 
-Notation follows Guo et al. (2020). A datapoint ``x`` is quantized to ``x̃``; the residual
-``r = x − x̃`` splits into ``r∥ = (⟨r, x⟩/‖x‖²) x`` (parallel to the *datapoint*) and
-``r⊥ = r − r∥``. The score-aware loss for ``w(t) = 1[t ≥ T]`` and queries uniform on the unit
-sphere is ``h∥‖r∥‖² + h⊥‖r⊥‖²`` (Theorem 3.2). Everything here is normalised by ``h⊥`` so the loss
-is ``η‖r∥‖² + ‖r⊥‖²`` with ``η = h∥/h⊥ ≥ 1``; ``η = 1`` is the plain reconstruction loss, so
-ordinary k-means / PQ is the η=1 special case of the same code path.
+Notation follows Guo et al. (2020). A datapoint :math:`x` is quantized to :math:`\tilde x`; the
+residual :math:`r = x - \tilde x` splits into a part parallel to the *datapoint* and the rest:
 
-Under residual quantization (a partition leaf centre ``c`` is subtracted first) the vector being
-quantized is the *target* ``t = x − c`` while the parallel direction stays ``x̂ = x/‖x‖`` of the
-original datapoint, as in ScaNN. Functions therefore take ``targets`` and ``directions`` separately;
-``directions`` defaults to the normalised targets.
+.. math::
+  r_\parallel = \frac{\langle r, x\rangle}{\lVert x\rVert^2}\, x, \qquad
+  r_\perp = r - r_\parallel .
+
+For a score weight :math:`w(t)` and queries :math:`q` uniform on the unit sphere, the
+score-aware loss is (Theorem 3.2)
+
+.. math::
+  \ell(x, \tilde x) = \mathbb E_q\big[w(\langle q, x\rangle)\,
+    \langle q, x - \tilde x\rangle^2\big]
+  = h_\parallel \lVert r_\parallel\rVert^2 + h_\perp \lVert r_\perp\rVert^2 ,
+
+and for :math:`w(t) = \mathbb 1[t \ge T]` the ratio :math:`\eta = h_\parallel / h_\perp` tends to
+(Theorem 3.4; the exact finite-:math:`d` integral is :func:`anisotropic_eta` with ``exact=True``)
+
+.. math::
+  \eta = (d - 1)\, \frac{T^2 / \lVert x\rVert^2}{1 - T^2 / \lVert x\rVert^2} .
+
+Everything here is normalised by :math:`h_\perp`, so the loss is
+:math:`\eta \lVert r_\parallel\rVert^2 + \lVert r_\perp\rVert^2 = (\eta - 1)\langle r, \hat x\rangle^2
++ \lVert r\rVert^2` (:func:`anisotropic_cost`), with :math:`\eta = 1` the plain reconstruction
+loss: ordinary k-means / PQ is the :math:`\eta = 1` case of the same code path. Anisotropic
+k-means alternates the assignment :math:`\arg\min_j \ell(x_i, c_j)` with the closed-form centre
+(:func:`anisotropic_centroids`)
+
+.. math::
+  c_j = \Big(\sum_{i \in j} I + (\eta_i - 1)\, \hat x_i \hat x_i^\top\Big)^{-1}
+    \sum_{i \in j} \big(t_i + (\eta_i - 1)\, \hat x_i \langle \hat x_i, t_i\rangle\big),
+
+and product quantization writes :math:`\tilde x = [C_1[i_1]; \dots; C_K[i_K]]`, one codeword per
+block, with the codes chosen to minimise the same loss (:func:`pq_encode_anisotropic`).
+
+Under residual quantization (a partition leaf centre :math:`c` is subtracted first) the vector
+being quantized is the *target* :math:`t = x - c` while the parallel direction stays
+:math:`\hat x = x / \lVert x\rVert` of the original datapoint, as in ScaNN. Functions therefore
+take ``targets`` and ``directions`` separately; ``directions`` defaults to the normalised targets.
+
+Choice: η is clamped to η ≥ 1 (Theorem 3.3 proves :math:`h_\parallel \ge h_\perp`; the
+  asymptotic formula dips below 1 for small T), so T = 0 is the reconstruction loss.
+Choice: like stock ScaNN, PQ codebooks are trained with the reconstruction loss by default
+  (:func:`train_pq_codebooks` with η = 1); the score-aware loss enters through the encoding
+  (coordinate descent over blocks, ScaNN's) and the optional codebook update.
+Choice: the codebook update (:func:`pq_update_codebooks_blockwise`) sweeps exact per-block
+  least-squares solves, the same fixed point as the paper's joint solve
+  (:func:`pq_update_codebooks_joint`, kept for small problems).
 
 References:
   Ruiqi Guo, Philip Sun, Erik Lindgren, Quan Geng, David Simcha, Felix Chern, Sanjiv Kumar.
@@ -27,16 +64,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from vision_jax.utils.arrays import is_concrete
+
 _EPS = 1e-12
 
 # Gauss-Legendre nodes/weights on [0, 1] for the exact (finite-d) η integrals.
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(512)
 _GL_X = ((_GL_X + 1.0) / 2.0).astype(np.float64)
 _GL_W = (_GL_W / 2.0).astype(np.float64)
-
-
-def _is_concrete(x) -> bool:
-  return not isinstance(x, jax.core.Tracer)
 
 
 def normalize_rows(x: jax.Array, eps: float = _EPS) -> jax.Array:
@@ -82,7 +117,7 @@ def anisotropic_eta(threshold, sq_norm, dim, *, exact: bool = False) -> jax.Arra
     Guo et al., "Accelerating Large-Scale Inference with Anisotropic Vector Quantization",
     ICML 2020, arXiv:1908.10396 (Theorems 3.2–3.4).
   """
-  if _is_concrete(threshold) and _is_concrete(sq_norm) and _is_concrete(dim):
+  if is_concrete(threshold) and is_concrete(sq_norm) and is_concrete(dim):
     t = np.asarray(threshold, np.float64)
     s = np.asarray(sq_norm, np.float64)
     if np.any(~np.isfinite(t)) or np.any(t < 0):
@@ -128,7 +163,7 @@ def _eta_per_point(
   if eta is not None:
     e = jnp.broadcast_to(jnp.asarray(eta, jnp.float32), (n,))
     return e
-  if _is_concrete(threshold) and float(np.asarray(threshold)) == 0.0:
+  if is_concrete(threshold) and float(np.asarray(threshold)) == 0.0:
     return jnp.ones((n,), jnp.float32)
   sq = jnp.sum(jnp.square(jnp.asarray(directions_source, jnp.float32)), axis=-1)
   return anisotropic_eta(threshold, sq, d, exact=exact)

@@ -1,6 +1,7 @@
 """The shared, sharded train loop (one jit'd step, orbax checkpoints, resumable)."""
 
 from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
+from vision_jax.train.ema import ema_update
 from vision_jax.train.loop import NonFiniteError, evaluate, setup_runtime, train_and_evaluate
 from vision_jax.train.mesh import (
   DATA,
@@ -12,7 +13,7 @@ from vision_jax.train.mesh import (
 )
 from vision_jax.train.optim import make_optimizer, make_schedule
 from vision_jax.train.preemption import Preempted
-from vision_jax.train.state import TrainState
+from vision_jax.train.state import TrainState, split_variables
 from vision_jax.train.step import (
   Task,
   Update,
@@ -41,6 +42,7 @@ __all__ = [
   "batch_sharding",
   "batch_shardings",
   "create_train_state",
+  "ema_update",
   "evaluate",
   "make_eval_step",
   "make_mesh",
@@ -54,6 +56,7 @@ __all__ = [
   "replicated",
   "run_sweep",
   "setup_runtime",
+  "split_variables",
   "state_shardings",
   "to_global_batch",
   "train_and_evaluate",

@@ -14,19 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vision_jax.data.transforms import image_to_float
+from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
-
-
-def image_to_float(image: jax.Array, mean: float = 0.5, std: float = 0.5) -> jax.Array:
-  """uint8 ``[B,H,W,C]`` -> float32 ``(x/255 - mean)/std`` (done on device: 4x less host->device)."""
-  return (image.astype(jnp.float32) / 255.0 - mean) / std
-
-
-def _masked_mean(x, mask):
-  if mask is None:
-    return jnp.mean(x)
-  m = mask.astype(x.dtype)
-  return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
+from vision_jax.utils.arrays import masked_mean
 
 
 def classification_task(
@@ -43,9 +34,7 @@ def classification_task(
 
   def init(rng, batch):
     variables = model.init(rng, preprocess(batch["image"]), train=False)
-    params = variables["params"]
-    model_state = {k: v for k, v in variables.items() if k != "params"}
-    return params, model_state, {}
+    return *split_variables(variables), {}
 
   def loss_fn(params, model_state, extra, batch, rng, step):
     del step
@@ -60,8 +49,8 @@ def classification_task(
     onehot = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
     per_ex = optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
     mask = batch.get("mask")
-    loss = _masked_mean(per_ex, mask)
-    acc = _masked_mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32), mask)
+    loss = masked_mean(per_ex, mask)
+    acc = masked_mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32), mask)
     return loss, {
       "model_state": dict(new_state),
       "extra": extra,

@@ -33,10 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax import losses as L
-from vision_jax.train.classification import image_to_float
+from vision_jax.data.transforms import image_to_float
+from vision_jax.losses.margin import HEADS
+from vision_jax.train.state import split_variables
 from vision_jax.train.step import Task
+from vision_jax.utils.arrays import masked_mean
 
-LOSSES = ("softmax", "normface", "a_softmax", "am_softmax", "arcface")
+LOSSES = tuple(HEADS)  # the loss names of the one registry, vision_jax.losses.margin.HEADS
 
 
 class EmbeddingNet(nn.Module):
@@ -54,19 +57,9 @@ class EmbeddingNet(nn.Module):
 
 def _loss_value(loss: str, z, w, labels, *, bias, where, step, kw: dict[str, Any]):
   kw = dict(kw)
-  if loss == "softmax":
-    return L.softmax_loss(z, w, labels, bias=bias, where=where)
-  if loss == "normface":
-    return L.normface_loss(z, w, labels, where=where, **kw)
   if loss == "a_softmax":
-    sched = kw.pop("lambda_schedule", {})
-    lam = L.sphereface_lambda(step, **sched)
-    return L.a_softmax_loss(z, w, labels, lambda_=lam, where=where, **kw)
-  if loss == "am_softmax":
-    return L.am_softmax_loss(z, w, labels, where=where, **kw)
-  if loss == "arcface":
-    return L.arcface_loss(z, w, labels, where=where, **kw)
-  raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+    kw["lambda_"] = L.sphereface_lambda(step, **kw.pop("lambda_schedule", {}))
+  return L.margin_loss(loss, z, w, labels, bias=bias, where=where, **kw)
 
 
 def margin_softmax_task(
@@ -111,12 +104,12 @@ def margin_softmax_task(
   def init(rng, batch):
     r1, r2, r3 = jax.random.split(rng, 3)
     variables = net.init(r1, preprocess(batch["image"]), train=False)
-    params = {"net": variables["params"]}
+    net_params, model_state = split_variables(variables)
+    params = {"net": net_params}
     if not ir:
       params["head"] = {"w": 0.05 * jax.random.normal(r2, (num_classes, embed_dim), jnp.float32)}
       if loss == "softmax":
         params["head"]["b"] = jnp.zeros((num_classes,), jnp.float32)
-    model_state = {k: v for k, v in variables.items() if k != "params"}
     centers = L.l2_normalize(jax.random.normal(r3, (num_classes, embed_dim), jnp.float32))
     return params, model_state, {"centers": centers}
 
@@ -137,8 +130,7 @@ def margin_softmax_task(
     where = batch.get("mask")
     w, b = weights(params, extra)
     per_ex = _loss_value(loss, z, w, labels, bias=b, where=where, step=step, kw=kw)
-    denom = jnp.sum(where) if where is not None else per_ex.shape[0]
-    total = jnp.sum(per_ex) / jnp.maximum(denom, 1)
+    total = masked_mean(per_ex, where)
     mu = L.ir_center_momentum(step, momentum=center_momentum, warmup_steps=center_warmup_steps)
     centers = L.update_class_centers(
       extra["centers"], jax.lax.stop_gradient(z), labels, momentum=mu, where=where

@@ -31,3 +31,16 @@ class TrainState:
   opt_state: Any
   rng: jax.Array
   extra: Any = flax.struct.field(default_factory=dict)
+
+
+def split_variables(variables: Any) -> tuple[Any, dict[str, Any]]:
+  """Splits flax ``variables`` into ``(params, model_state)``, the two fields of a TrainState.
+
+  ``model_state`` holds every non-``params`` collection (``batch_stats``, ...); ``{}`` when there
+  is none. ``{"params": params, **model_state}`` rebuilds the variables for ``apply``.
+
+  Example:
+    >>> split_variables({"params": {"w": 1}, "batch_stats": {"mean": 0}})
+    ({'w': 1}, {'batch_stats': {'mean': 0}})
+  """
+  return variables["params"], {k: v for k, v in variables.items() if k != "params"}

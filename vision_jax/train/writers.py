@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from vision_jax.utils.plotting import pyplot, save_figure
+
 
 class MetricWriter:
   """Appends ``{"step": s, "split": ..., **scalars}`` rows to ``workdir/metrics.jsonl`` and
@@ -100,15 +102,6 @@ def _keys(rows, suffix):
   return sorted({k for r in rows for k in r if k == suffix or k.endswith("/" + suffix)})
 
 
-def _pyplot():
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  return plt
-
-
 def curve_panels(rows, keys=None) -> tuple[list[tuple[str, str]], list[str]]:
   """What :func:`plot_curves` draws: ``([(metric, title), ...], eval metrics measured once)``."""
   train = [r for r in rows if r.get("split") == "train"]
@@ -146,7 +139,7 @@ def plot_curves(
   evals = [r for r in rows if r.get("split") == "eval"]
   if not train and not evals:
     return None
-  plt = _pyplot()
+  plt = pyplot()
   panels, once = curve_panels(rows, keys)
   curves = [k for k, t in panels if t.startswith("eval ")]
   n = max(len(panels), 1)
@@ -182,11 +175,7 @@ def plot_curves(
     last = {k: y[-1] if len(y := _series(evals, k)[1]) else float("nan") for k in once}
     text = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
     fig.suptitle(f"final eval: {text}", fontsize=9)
-  fig.tight_layout()
-  out = out or os.path.join(workdir, "curves.png")
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return save_figure(fig, out or os.path.join(workdir, "curves.png"))
 
 
 def plot_comparison(
@@ -227,7 +216,7 @@ def plot_comparison(
     return None
   shared = set.intersection(*(set(v) for v in finals.values())) if finals else set()
   names = [k for k in (metrics or sorted(shared)) if k in shared and _is_result(k)]
-  plt = _pyplot()
+  plt = pyplot()
   n = 1 + len(names)
   fig, axes = plt.subplots(1, n, figsize=(max(4.6 * n, 6), 3.8), squeeze=False)
   ax = axes[0, 0]
@@ -252,7 +241,4 @@ def plot_comparison(
     ax.grid(alpha=0.3, axis="x")
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return save_figure(fig, out)

@@ -23,7 +23,6 @@ from vision_jax.video.model import (
   MultiLabelHead,
   NodeConv,
   fuse_features,
-  masked_mean,
   video_model,
 )
 from vision_jax.video.task import frame_mask, param_count, video_classification_task
@@ -44,7 +43,6 @@ __all__ = [
   "fuse_features",
   "knn_adjacency",
   "knn_topk",
-  "masked_mean",
   "param_count",
   "propagate_dense",
   "propagate_knn",

@@ -41,6 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vision_jax.utils.arrays import masked_mean
 from vision_jax.video import graph as graph_lib
 
 POOLINGS = ("avg", "attention")
@@ -76,12 +77,6 @@ def _inputs(features, mask, keys):
     raise ValueError(f"mask must be [B, T] = {x.shape[:2]}; got {mask.shape}")
   mask = mask.astype(bool)
   return x * _mask_f(mask), mask
-
-
-def masked_mean(x: jax.Array, mask: jax.Array, axis: int = 1) -> jax.Array:
-  """Mean of ``x [..., N, D]`` over valid nodes ``mask [..., N]`` (0 where none are valid)."""
-  m = mask.astype(jnp.float32)[..., None]
-  return jnp.sum(x * m, axis=axis) / jnp.maximum(jnp.sum(m, axis=axis), 1.0)
 
 
 def _windows(x, mask, size):
@@ -245,7 +240,7 @@ class DCGN(nn.Module):
         h = nn.LayerNorm(name=f"ln{lvl}")(h)
       h = nn.relu(h) * _mask_f(mask)
       h, mask = GraphPool(int(p), self.pooling, name=f"pool{lvl}")(h, mask)
-    v = masked_mean(h, mask)
+    v = masked_mean(h, mask, axis=1)
     if self.readout == "meanmax":
       v = jnp.concatenate([v, jnp.max(jnp.where(mask[..., None], h, 0.0), axis=1)], axis=-1)
     v = nn.Dropout(self.dropout, deterministic=not train)(v)
@@ -270,7 +265,7 @@ class MeanPoolModel(nn.Module):
   @nn.compact
   def __call__(self, features, mask, *, train: bool = False):
     x, mask = _inputs(features, mask, self.feature_keys)
-    v = masked_mean(x, mask)
+    v = masked_mean(x, mask, axis=1)
     for i, w in enumerate(self.hidden):
       v = nn.relu(nn.Dense(int(w), name=f"fc{i}")(v))
     v = nn.Dropout(self.dropout, deterministic=not train)(v)
