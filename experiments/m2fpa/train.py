@@ -13,11 +13,12 @@ from experiments.dvg_face.train import _stage, stage_config
 from experiments.m2fpa import data as md
 from vision_jax import data as vdata
 from vision_jax import frontalization as fr
+from vision_jax.data.transforms import image_to_float
 from vision_jax.hfr import identity_embedding, load_params, to_float
 from vision_jax.metrics.pose_bins import PoseRank1, pooled_rank1, rank1_per_pose, rank1_table
 from vision_jax.models import get_model
 from vision_jax.train import SweepRun, run_sweep
-from vision_jax.train.classification import classification_task, image_to_float
+from vision_jax.train.classification import classification_task
 from vision_jax.train.writers import plot_comparison
 from vision_jax.utils import save_json
 

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 
 from vision_jax.hfr.losses import cosine, d_nonsaturating, g_nonsaturating, l1
 from vision_jax.losses._validate import check_scalar
-from vision_jax.train.classification import _masked_mean
+from vision_jax.utils.arrays import masked_mean
 
 ADVERSARIAL = ("nonsaturating", "hinge")
 
@@ -94,13 +94,13 @@ def g_adversarial(fake_logits: jax.Array, kind: str = "nonsaturating") -> jax.Ar
 def region_d_loss(real, fake, present, kind: str = "nonsaturating") -> jax.Array:
   """``Σ_r mean_{P_r} d(ℓ_r(y), ℓ_r(ŷ))`` for region logits ``[R, B]`` and ``present [R, B]``."""
   per = d_adversarial(real, fake, kind)
-  return sum(_masked_mean(per[r], present[r]) for r in range(per.shape[0]))
+  return jnp.sum(masked_mean(per, present, axis=1))
 
 
 def region_g_loss(fake, present, kind: str = "nonsaturating") -> jax.Array:
   """``Σ_r mean_{P_r} g(ℓ_r(ŷ))`` for region logits ``[R, B]`` and ``present [R, B]``."""
   per = g_adversarial(fake, kind)
-  return sum(_masked_mean(per[r], present[r]) for r in range(per.shape[0]))
+  return jnp.sum(masked_mean(per, present, axis=1))
 
 
 def identity_distance(f_fake: jax.Array, f_real: jax.Array) -> jax.Array:
