@@ -30,8 +30,8 @@ CPU shared (load average 13 -> 8 on 2 cores; 14.0 min of CPU time), i.e. roughly
 an idle 2-core machine. Add ``--compilation_cache=DIR`` so the seeds share compiled steps.
 
 Presets:
-  smoke    tiny sizes, a few steps per stage, one device (run by tests; compile-bound: 133 s
-           in the test suite at load average 6-7 on 2 shared cores)
+  smoke    tiny sizes, a few steps per stage, one device (run by tests; compile-bound: 130-160 s
+           in the test suite at load average 6-9 on 2 shared cores)
   default  the embedded setting above
   paper    M2FPA at 128 px (GPU): --config.paper.root=/data/M2FPA (the image tree of
            `vision_jax.data.m2fpa`, with camera_poses.csv) and --config.paper.parsing_dir=DIR

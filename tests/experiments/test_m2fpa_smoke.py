@@ -15,7 +15,7 @@ from experiments.m2fpa import train
 from vision_jax.metrics.pose_bins import pooled_rank1
 
 
-def test_smoke_preset_runs(tmp_path, compile_cache):
+def test_smoke_preset_runs(tmp_path):
   out = entry.main(["--preset=smoke", f"--workdir={tmp_path}"])
   assert set(out["methods"]) == {"raw", "baseline", "parsing"}
   poses = np.asarray(out["poses"])
