@@ -98,6 +98,25 @@ def save_params(path: str, params) -> None:
     f.write(flax.serialization.msgpack_serialize(jax.device_get(flax.core.unfreeze(params))))
 
 
+def read_msgpack(path: str, desc: str):
+  """The flax-msgpack tree in ``path``; ``desc`` names the file in errors (``"... checkpoint
+  'x.msgpack'"``, ``"gen.checkpoint='x.msgpack'"``).
+
+  Raises:
+    FileNotFoundError: ``path`` does not exist.
+    ValueError: not a msgpack file.
+  """
+  import os
+
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{desc} does not exist")
+  with open(path, "rb") as f:
+    try:
+      return flax.serialization.msgpack_restore(f.read())
+    except Exception as e:  # noqa: BLE001 - any decode failure is a bad file
+      raise ValueError(f"{desc} is not a flax msgpack params file: {e}") from e
+
+
 def load_params(path: str, model: nn.Module, example: jax.Array, *, what: str, ignore=()):
   """Reads a flax-msgpack params tree (optionally under a ``"params"`` key) and checks it against
   ``model.init(..., example, train=False)``; top-level keys in ``ignore`` (e.g. a classifier
@@ -107,15 +126,7 @@ def load_params(path: str, model: nn.Module, example: jax.Array, *, what: str, i
     FileNotFoundError: ``path`` does not exist.
     ValueError: not a msgpack params file, or the wrong architecture (`check_params_like`).
   """
-  import os
-
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{what} checkpoint {path!r} does not exist")
-  with open(path, "rb") as f:
-    try:
-      tree = flax.serialization.msgpack_restore(f.read())
-    except Exception as e:  # noqa: BLE001 - any decode failure is a bad file
-      raise ValueError(f"{what} checkpoint {path!r} is not a flax msgpack params file: {e}") from e
+  tree = read_msgpack(path, f"{what} checkpoint {path!r}")
   if isinstance(tree, Mapping) and set(tree) == {"params"}:
     tree = tree["params"]
   if not isinstance(tree, Mapping):
@@ -438,6 +449,7 @@ __all__ = [
   "identity_embedding",
   "load_params",
   "make_pair_sampler",
+  "read_msgpack",
   "recognition_task",
   "sample_identities",
   "sampler_task",

@@ -1,0 +1,125 @@
+"""The M2FPA experiment: the smoke preset end to end through the launcher, the embedded data, and
+the M2FPA-tree reader with its errors (on a generated fixture tree)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.m2fpa import __main__ as entry
+from experiments.m2fpa import config as mc
+from experiments.m2fpa import data as md
+from experiments.m2fpa import train
+from vision_jax.metrics.pose_bins import pooled_rank1
+
+
+def test_smoke_preset_runs(tmp_path):
+  out = entry.main(["--preset=smoke", f"--workdir={tmp_path}"])
+  assert set(out["methods"]) == {"raw", "baseline", "parsing"}
+  poses = np.asarray(out["poses"])
+  for m in out["methods"].values():
+    mean = m["mean"]
+    res = train.result_from_metrics(mean, poses)
+    # the pooled numbers agree with the per-pose ones (every pose has the same probe count)
+    assert mean["rank1_large_yaw"] == pytest.approx(pooled_rank1(res, lambda y, p: abs(y) >= 60))
+    assert mean["rank1_all"] == pytest.approx(np.nanmean(res.rank1))
+    assert 0.0 <= mean["l1"] <= 1.0
+  with open(tmp_path / "parsing" / "seed0" / "summary.json") as f:
+    summary = json.load(f)
+  assert summary["eval"] == out["methods"]["parsing"]["seeds"][0]
+  assert {"d/parsing_loss", "g/parsing_adv"} <= set(summary["final_train"])
+  with open(tmp_path / "baseline" / "seed0" / "summary.json") as f:
+    assert "g/parsing_adv" not in json.load(f)["final_train"]
+  for png in ("rank1_heatmap.png", "frontalization_grid.png", "comparison.png"):
+    assert os.path.getsize(tmp_path / png) > 0
+  assert out["grid_rows"] == ["probe", "baseline", "parsing", "ground truth"]
+  table = train.format_table(out)
+  assert "| G + global D + parsing-guided D (M2FPA) |" in table and "| raw probes" in table
+
+
+def test_embedded_data_is_subject_disjoint_and_paired():
+  cfg = mc.get_config("smoke")
+  d = md.embedded_data(cfg)
+  n_poses = 5
+  k, n_test = d["num_train_ids"], cfg.data.num_test
+  assert k == cfg.data.num_identities - n_test
+  assert d["gan"]["image"].shape == (k * n_poses, 16, 16, 1)
+  assert d["probe"]["image"].shape[0] == n_test * (n_poses - 1)  # every pose but the frontal one
+  assert not np.any((d["poses"][:, 0] == 0) & (d["poses"][:, 1] == 0))
+  # the frontal ground truth of a probe is its gallery image
+  for i in range(len(d["probe"]["label"])):
+    np.testing.assert_array_equal(
+      d["probe"]["frontal"][i], d["gallery"]["image"][d["probe"]["label"][i]]
+    )
+  # the (0, 0) pose of a train identity is its frontal target
+  np.testing.assert_array_equal(d["gan"]["image"][0], d["gan"]["frontal"][0])
+  assert d["recog"]["label"].max() == k - 1
+  with pytest.raises(ValueError, match="data.poses: item '10:x'"):
+    md.parse_pairs("0:0,10:x", key="data.poses", width=2)
+
+
+def _tree(root, parsing_dir=None, extra=()):
+  rng = np.random.default_rng(0)
+  root.mkdir(parents=True)
+  (root / "camera_poses.csv").write_text("# layer,camera,yaw,pitch\n4,7,0,0\n4,6,30,0\n4,5,-60,0\n")
+  for s in ("001", "002", "003", "004"):
+    d = root / "Train" / s / "White" / "Neutral"
+    d.mkdir(parents=True)
+    for cam in (5, 6, 7):
+      Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(d / f"a4-{cam}.png")
+    if parsing_dir is not None and s != "004":
+      p = parsing_dir / "Train" / s / "White" / "Neutral"
+      p.mkdir(parents=True)
+      Image.fromarray(rng.integers(0, 6, (20, 20), dtype=np.uint8)).save(p / "a4-7.png")
+  for rel in extra:
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / rel)
+
+
+def _paper_cfg(root, parsing_dir="", poses="data"):
+  cfg = mc.get_config("smoke")
+  cfg.setting = "m2fpa"
+  cfg.data.poses = poses
+  cfg.data.num_test = 2
+  cfg.paper.root = str(root)
+  cfg.paper.parsing_dir = str(parsing_dir)
+  return cfg
+
+
+def test_m2fpa_tree_pairs_probes_with_their_frontal_image(tmp_path):
+  root = tmp_path / "m2fpa"
+  _tree(root)
+  d = md.m2fpa_tree_data(_paper_cfg(root), need_parsing=False)
+  assert d["gan"]["image"].shape == (2 * 3, 16, 16, 1) and d["num_train_ids"] == 2
+  assert d["probe"]["image"].shape[0] == 2 * 2 and d["gallery"]["image"].shape[0] == 2
+  assert sorted(map(tuple, d["poses"].tolist())) == [(-60.0, 0.0), (30.0, 0.0)]
+  for i, lab in enumerate(d["probe"]["label"]):
+    np.testing.assert_array_equal(d["probe"]["frontal"][i], d["gallery"]["image"][lab])
+
+
+def test_m2fpa_tree_bad_input_names_the_file(tmp_path):
+  root = tmp_path / "m2fpa"
+  _tree(root, extra=("Train/001/White/Neutral/frontal.png",))
+  with pytest.raises(ValueError, match=r"'frontal.png'.*does not parse"):
+    md.m2fpa_tree_data(_paper_cfg(root), need_parsing=False)
+  os.remove(root / "Train/001/White/Neutral/frontal.png")
+  with pytest.raises(
+    ValueError, match=r"a4-5.png.*pose \(yaw=-60.0, pitch=0.0\) is not in the pose set.*data.poses"
+  ):
+    md.m2fpa_tree_data(_paper_cfg(root, poses="0:0,30:0"), need_parsing=False)
+
+
+def test_m2fpa_tree_missing_parsing_map_is_named(tmp_path):
+  root, parsing = tmp_path / "m2fpa", tmp_path / "parsing"
+  _tree(root, parsing_dir=parsing)  # subject 004 has no parsing map
+  cfg = _paper_cfg(root, parsing)
+  d = md.m2fpa_tree_data(cfg, need_parsing=True)  # seed 0: 004 is a test subject
+  assert d["gan"]["frontal_parsing"].shape == (6, 16, 16) and d["gan"]["frontal_parsing"].max() < 6
+  os.remove(parsing / "Train/001/White/Neutral/a4-7.png")  # 001 is a train subject
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"missing parsing map .*Train/001/White/Neutral/a4-7.png.*paper.parsing_dir",
+  ):
+    md.m2fpa_tree_data(cfg, need_parsing=True)
+  assert md.m2fpa_tree_data(cfg, need_parsing=False)["gan"]["image"].shape[0] == 6  # baseline only
