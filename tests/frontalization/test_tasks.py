@@ -78,7 +78,9 @@ def test_d_then_g_in_one_step_matches_hand_applied_sgd():
     parsing = sum(jnp.sum(per[r] * pres[r]) / jnp.maximum(jnp.sum(pres[r]), 1) for r in range(3))
     return jnp.mean(sp(-rg) + sp(fg)) + parsing
 
-  disc1 = jax.tree.map(lambda a, g: a - lr * g, p0["disc"], jax.grad(d_loss)(p0["disc"]))
+  # jitted (one program each) rather than op by op: same math, seconds instead of a minute
+  d_val, d_grad = jax.jit(jax.value_and_grad(d_loss))(p0["disc"])
+  disc1 = jax.tree.map(lambda a, g: a - lr * g, p0["disc"], d_grad)
 
   def g_loss(g_params):
     yh = gen.apply({"params": g_params}, x)
@@ -98,14 +100,15 @@ def test_d_then_g_in_one_step_matches_hand_applied_sgd():
       + w.tv * jnp.mean(tv) + w.sym * jnp.mean(jnp.abs(yh - yh[:, :, ::-1]))
     )  # fmt: skip
 
-  gen1 = jax.tree.map(lambda a, g: a - lr * g, p0["gen"], jax.grad(g_loss)(p0["gen"]))
+  g_val, g_grad = jax.jit(jax.value_and_grad(g_loss))(p0["gen"])
+  gen1 = jax.tree.map(lambda a, g: a - lr * g, p0["gen"], g_grad)
   close = lambda a, b: np.testing.assert_allclose(
     np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-6
   )  # noqa: E731
   jax.tree.map(close, p1["disc"], disc1)
   jax.tree.map(close, p1["gen"], gen1)
-  np.testing.assert_allclose(float(metrics["d/loss"]), float(d_loss(p0["disc"])), rtol=1e-4)
-  np.testing.assert_allclose(float(metrics["g/loss"]), float(g_loss(p0["gen"])), rtol=1e-4)
+  np.testing.assert_allclose(float(metrics["d/loss"]), float(d_val), rtol=1e-4)
+  np.testing.assert_allclose(float(metrics["g/loss"]), float(g_val), rtol=1e-4)
   assert {
     "g/pixel",
     "g/identity",
