@@ -180,9 +180,10 @@ def test_chunked_backward_matmuls_and_no_dw_for_stop_gradient_weights():
 
 
 def test_auto_chunk_size_rule_and_validation():
-  assert _chunked.auto_chunk_size(512, 1_000_000) == 8192
+  assert _chunked.auto_chunk_size(512, 1_000_003) == 8192  # prime C: the target size
+  assert _chunked.auto_chunk_size(512, 1_000_000) == 8000  # largest 8k divisor in [4096, 8192]
   assert _chunked.auto_chunk_size(512, 2 * 8192) is None  # small head: unchunked
-  assert _chunked.auto_chunk_size(100_000, 10**6) == 512  # floor of the rule
+  assert _chunked.auto_chunk_size(100_000, 10**6 + 3) == 512  # floor of the rule
   assert _chunked.resolve_chunk_size(50, 8, 40) is None  # >= C: unchunked
   assert _chunked.resolve_chunk_size(7, 8, 40) == 7
   x, w, y = _data()

@@ -62,14 +62,22 @@ BLOCK_ELEMENTS = 1 << 22
 def auto_chunk_size(batch: int, num_classes: int) -> int | None:
   """The class block size ``K`` chosen when ``chunk_size`` is not given; None means unchunked.
 
-  Choice: ``K = max(512, 128 floor(2^22 / (128 B)))`` (a ``[B, K]`` float32 block is at most
-  16 MiB, so the few per-block temporaries stay under ~3 % of ``dW`` at ``C = 10^6``, ``D = 512``,
-  while each block's matmul is still large enough to run at full speed; 8,192 at ``B = 512``),
-  and no chunking when ``C <= 2K``: there the ``[B, C]`` scores are small and the unchunked head,
-  which stores them and so needs three matmuls instead of four, is faster.
+  Choice: a target ``K_0 = max(512, 128 floor(2^22 / (128 B)))`` (a ``[B, K]`` float32 block is
+  at most 16 MiB, so the few per-block temporaries stay under ~3 % of ``dW`` at ``C = 10^6``,
+  ``D = 512``, while each block's matmul is still large enough to run at full speed; 8,192 at
+  ``B = 512``); then the largest multiple of 8 in ``[K_0 / 2, K_0]`` that divides ``C`` if there
+  is one (the blocks' ``dW`` rows then stack into ``dW`` without a ``[C, D]`` accumulator: 8,000
+  at ``C = 10^6``), else ``K_0``. No chunking when ``C <= 2 K_0``: there the ``[B, C]`` scores are
+  small and the unchunked head, which stores them and so needs three matmuls instead of four, is
+  faster.
   """
-  k = max(512, (BLOCK_ELEMENTS // max(int(batch), 1)) // 128 * 128)
-  return None if num_classes <= 2 * k else k
+  k0 = max(512, (BLOCK_ELEMENTS // max(int(batch), 1)) // 128 * 128)
+  if num_classes <= 2 * k0:
+    return None
+  for k in range(k0, k0 // 2 - 1, -8):
+    if num_classes % k == 0:
+      return k
+  return k0
 
 
 def resolve_chunk_size(chunk_size, batch: int, num_classes: int) -> int | None:
@@ -221,10 +229,13 @@ def nontarget_lse(xh, w, b, labels, a, offset, *, normalize: bool, chunk: int):
     ct_zy = _zero_if_symbolic(cts[1], lse)
     ref = jnp.where(lse > -jnp.inf, lse, 0.0)
     ga = ct_lse * a
+    # K | C: each block's dW rows are a scan output and the stacked blocks are dW (no [C, D]
+    # zeros, no read-modify-write); else they are added into a loop-carried dW.
+    stacked = num_classes % k == 0
     carry = {}
     if "xh" in need:
       carry["xh"] = jnp.zeros_like(xh)
-    if "w" in need:
+    if "w" in need and not stacked:
       carry["w"] = jnp.zeros_like(w)
     if "b" in need and not normalize:
       carry["b"] = jnp.zeros_like(b)
@@ -241,21 +252,26 @@ def nontarget_lse(xh, w, b, labels, a, offset, *, normalize: bool, chunk: int):
       dr = dz * n[None, :] if normalize else dz
       if "xh" in acc:
         acc["xh"] = acc["xh"] + dr @ w_blk
-      if "w" in acc:
+      g = None
+      if "w" in need:
         g = dr.T @ xh
         if normalize:
           u = jnp.where(sq > NORM_EPS, jnp.square(n) * jnp.sum(dz * z, axis=0), 0.0)
           g = g - u[:, None] * w_blk
+      if "w" in acc:
         old = lax.dynamic_slice_in_dim(acc["w"], start, k, 0)
         acc["w"] = lax.dynamic_update_slice_in_dim(acc["w"], old + g, start, 0)
+        g = None
       if "b" in acc:
         old = lax.dynamic_slice_in_dim(acc["b"], start, k, 0)
         acc["b"] = lax.dynamic_update_slice_in_dim(acc["b"], old + jnp.sum(dz, axis=0), start, 0)
-      return acc, None
+      return acc, g
 
-    if carry:
+    if carry or "w" in need:
       carry = _vary_like(carry, xh, w, b, labels, a, offset, ct_lse, ct_zy)
-      carry, _ = lax.scan(body, carry, jnp.arange(num_blocks, dtype=jnp.int32))
+      carry, dw_blocks = lax.scan(body, carry, jnp.arange(num_blocks, dtype=jnp.int32))
+      if dw_blocks is not None:
+        carry["w"] = dw_blocks.reshape(w.shape)
     # Inside shard_map an input used by every shard (x on the model axis) sums its cotangents.
     return (
       _sum_to(carry.get("xh"), xh),
