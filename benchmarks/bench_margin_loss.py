@@ -331,17 +331,24 @@ def _worker_cmd(framework, kind, args, classes):
   ]
 
 
-def _limit_memory(gib):
+def _limit_memory(gib, to_available: bool):
   """Caps this worker's address space (``--worker_mem_limit_gib``; 0 = no cap).
 
-  A worker that needs more then fails with an allocation error (reported in its row) instead of
-  pushing a shared machine out of memory.
+  With ``to_available`` (PML's workers, whose step at C = 1M needs ~10 GB) the cap is also
+  lowered to what the machine has available when the worker starts (its current size +
+  ``MemAvailable`` - 512 MiB), so that on a shared machine a worker that needs more fails with an
+  allocation error (reported in its row) instead of pushing the machine out of memory.
   """
-  if gib > 0:
-    import resource
+  if gib <= 0:
+    return
+  import resource
 
-    limit = int(gib * 2**30)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+  limit = int(gib * 2**30)
+  with open("/proc/meminfo") as f:
+    avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+  if to_available:
+    limit = min(limit, _rss_bytes("VmSize") + avail - 2**29)
+  resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def _spawn(framework, kind, args, classes):
@@ -402,7 +409,7 @@ def main():
   args = p.parse_args()
 
   if args.worker:
-    _limit_memory(args.worker_mem_limit_gib)
+    _limit_memory(args.worker_mem_limit_gib, to_available=args.worker.startswith("torch:"))
     _pin_threads(args.threads)
     if args.allocator == "tuned":
       from vision_jax.utils.host_memory import keep_freed_host_memory
