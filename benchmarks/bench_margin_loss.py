@@ -198,6 +198,9 @@ def worker_jax(kind, batch, dim, classes, iters, threads=0, chunk_size=None):
     out["peak_bytes"] = int(stats.get("peak_bytes_in_use", -1)) - int(stats0.get("bytes_in_use", 0))
   else:
     out["peak_bytes"] = max(peak_first, _rss_bytes("VmHWM") - base) if reset_ok else -1
+    # Both parts of the max: freed-but-retained allocator memory moves them in opposite ways.
+    out["peak_first_step_bytes"] = peak_first if reset_ok else -1
+    out["peak_timed_steps_bytes"] = _rss_bytes("VmHWM") - base if reset_ok else -1
   out["device"] = f"{dev.device_kind} ({dev.platform})"
   return out
 
