@@ -209,6 +209,46 @@ def worker_jax(kind, batch, dim, classes, iters, threads=0, chunk_size=None):
   return out
 
 
+def worker_floor(kind, batch, dim, classes, iters, chunk_size=None):
+  """Our ``kind`` loss step vs the bare matmul, alternated step by step in one process.
+
+  On a loaded machine the floor measured in another process at another time is not comparable;
+  here both see the same load. Returns both medians and ``ratio_to_3_matmuls``.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from vision_jax import losses as L
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(batch, dim)).astype(np.float32))
+  w = jnp.asarray(_class_weights(rng, classes, dim))
+  y = jnp.asarray(rng.integers(0, classes, size=batch).astype(np.int32))
+  loss = {"am_softmax": L.am_softmax_loss, "arcface": L.arcface_loss}[kind]
+  kw = {"margin": 0.35} if kind == "am_softmax" else {"margin": math.radians(MARGIN_DEG)}
+  step = jax.jit(
+    jax.value_and_grad(
+      lambda x, w, y: jnp.mean(loss(x, w, y, scale=64.0, chunk_size=chunk_size, **kw)), (0, 1)
+    )
+  )
+  matmul = jax.jit(lambda x, w: x @ w.T)
+  fns = {"matmul": lambda: matmul(x, w), "loss": lambda: step(x, w, y)}
+  times = {"matmul": [], "loss": []}
+  for i in range(iters + 2):
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn())
+      if i >= 2:  # two warm-ups (compilation, first-touch page faults)
+        times[name].append(time.perf_counter() - t0)
+  med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+  return {
+    "matmul_median_s": med["matmul"],
+    "loss_median_s": med["loss"],
+    "ratio_to_3_matmuls": med["loss"] / (3 * med["matmul"]),
+    "times": times,
+  }
+
+
 def worker_torch(kind, batch, dim, classes, iters, threads=0):
   import torch
   from pytorch_metric_learning import losses as pml
@@ -412,6 +452,12 @@ def main():
     default=0.0,
     help="cap each worker's address space (RLIMIT_AS); 0 = no cap",
   )
+  p.add_argument(
+    "--floor_check",
+    action="store_true",
+    help="also time our AM-Softmax step against the bare matmul alternated in one process "
+    "(the same load for both), per C",
+  )
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   args = p.parse_args()
 
@@ -424,7 +470,10 @@ def main():
       keep_freed_host_memory()
     framework, kind, classes = args.worker.split(":")
     classes = int(classes)
-    if framework == "jax":
+    if framework == "floor":
+      chunk = {-1: None, 0: classes}.get(args.chunk_size, args.chunk_size)
+      res = worker_floor(kind, args.batch, args.dim, classes, args.iters, chunk)
+    elif framework == "jax":
       chunk = {-1: None, 0: classes}.get(args.chunk_size, args.chunk_size)
       res = worker_jax(kind, args.batch, args.dim, classes, args.iters, args.threads, chunk)
     else:
@@ -453,6 +502,15 @@ def main():
       f"[{jmm.get('device')}]   torch {tmm.get('median_s', float('nan')) * 1e3:.1f} ms "
       f"[{tmm.get('device')}, {tmm.get('threads')} threads]"
     )
+    if args.floor_check:
+      fl = _spawn("floor", "am_softmax", args, classes)
+      if "error" in fl:
+        print(f"floor check: error: {fl['error']}")
+      else:
+        print(
+          f"floor check (one process, alternated): am_softmax {fl['loss_median_s'] * 1e3:.1f} ms"
+          f" vs matmul {fl['matmul_median_s'] * 1e3:.1f} ms: /3mm {fl['ratio_to_3_matmuls']:.2f}"
+        )
     print(
       f"{'ours':>14} {'PML':>8} | {'ours ms':>8} {'PML ms':>8} {'ratio':>6} | "
       f"{'floor MiB':>9} {'ours MiB':>8} {'PML MiB':>8} {'ratio':>6} {'/floor':>6} | "
