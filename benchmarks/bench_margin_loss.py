@@ -25,7 +25,7 @@ printed as a cross-check. On GPU, JAX reports ``peak_bytes_in_use`` and torch (i
 torch and PML are not dependencies of vision_jax; put them on ``PYTHONPATH`` for this script
 (without them the PML columns show an error and ours still run).
 
-Run (CPU; C = 1M takes ~10 GB for PML's worker and minutes per row)::
+Run (CPU; at C = 1M PML's worker needs several GB beyond ours, and each row takes minutes)::
 
   .venv/bin/python benchmarks/bench_margin_loss.py --iters=7                      # all cores
   .venv/bin/python benchmarks/bench_margin_loss.py --iters=7 --threads=1          # 1 core each
@@ -381,7 +381,7 @@ def _worker_cmd(framework, kind, args, classes):
 def _limit_memory(gib, to_available: bool):
   """Caps this worker's address space (``--worker_mem_limit_gib``; 0 = no cap).
 
-  With ``to_available`` (PML's workers, whose step at C = 1M needs ~10 GB) the cap is also
+  With ``to_available`` (PML's workers, several 2 GB tensors per step at C = 1M) the cap is also
   lowered to what the machine has available when the worker starts (its current size +
   ``MemAvailable`` - 512 MiB), so that on a shared machine a worker that needs more fails with an
   allocation error (reported in its row) instead of pushing the machine out of memory.
@@ -444,7 +444,7 @@ def main():
     type=int,
     default=200_000,
     help="rows up to this C run the two libraries' workers side by side with interleaved "
-    "timed steps; larger rows run them one after the other (PML's step at C=1M needs ~10 GB)",
+    "timed steps; larger rows run them one after the other (their peaks would add up)",
   )
   p.add_argument(
     "--worker_mem_limit_gib",
