@@ -2,16 +2,19 @@
 
 Weights (plain FC weights or IR class centres) are ``[C, D]`` arrays sharded as
 ``P("model", None)``: each device holds ``C / n_model`` classes, so a head of ≥ 1M classes fits.
-Per device (``jax.shard_map``) we compute the local scores ``[B, C/n]``; the target score is
-``psum``-ed from the shard that owns the label; the softmax normaliser is a cross-shard
-logsumexp
+Per device (``jax.shard_map``) the class-chunked kernel of the dense heads
+(``_chunked.nontarget_lse``) gives the local non-target log-sum-exp :math:`L_k` and target
+score (nonzero only on the shard that owns the label, then ``psum``-ed); the softmax normaliser
+is a cross-shard log-sum-exp with the target logit :math:`t`
 
 .. math::
-  \\log\\sum_j e^{f_j} = M + \\log \\sum_{\\text{shards } k} \\sum_{j \\in k} e^{f_j - M}, \\qquad
-  M = \\operatorname{pmax}_k \\max_{j\\in k} f_j,
+  \\log\\Big(e^{t} + \\sum_{\\text{shards } k} e^{L_k}\\Big)
+  = M + \\log\\Big(e^{t - M} + \\sum_k e^{L_k - M}\\Big), \\qquad
+  M = \\max(t, \\operatorname{pmax}_k L_k),
 
-so no device ever holds the full ``[B, C]`` logits. Gradients flow through ``psum`` (JAX
-transposes it), so ``jax.grad`` of the sharded loss equals that of the dense one.
+so no device ever holds the full ``[B, C]`` logits, nor (chunked) even its own ``[B, C/n]``.
+Gradients flow through ``psum`` (JAX transposes it) into the kernel's ``custom_vjp``, so
+``jax.grad`` of the sharded loss equals that of the dense one.
 Centre updates (``class_parallel_update_centers``) touch only the local shard.
 
 References:
@@ -27,6 +30,7 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from vision_jax.losses import _chunked
 from vision_jax.losses import ir_softmax as _ir
 from vision_jax.losses import margin as _m
 from vision_jax.losses._validate import check_scalar, poison_bad_labels, validate_head_inputs
@@ -72,6 +76,7 @@ def class_parallel_loss(
   where=None,
   model_axis: str = "model",
   data_axis: str | None = "data",
+  chunk_size: int | None = None,
   **hyperparameters,
 ) -> Array:
   """Per-example margin-softmax loss with the classes sharded over ``model_axis``.
@@ -91,6 +96,9 @@ def class_parallel_loss(
     where: optional ``[batch]`` bool padding mask.
     model_axis: mesh axis that shards the classes. data_axis: mesh axis that shards the batch
       (None: batch replicated).
+    chunk_size: class block size of each shard's kernel (``_chunked.nontarget_lse``), None for
+      ``_chunked.auto_chunk_size(B / n_data, C / n_model)``; unchunked, a shard's kernel is one
+      block of ``C / n_model`` classes.
     **hyperparameters: keyword arguments of that loss (``scale``, ``margin``, ``lambda_``, ...).
 
   Returns:
@@ -105,24 +113,37 @@ def class_parallel_loss(
   head = _m.make_head(loss, **hyperparameters)
   x, w, labels, where, label_ok = _m._prepare(embeddings, weights, labels, where, bias)
   _check_mesh(mesh, x.shape[0], w.shape[0], model_axis, data_axis)
-  has_where, has_bias = where is not None, bias is not None
+  has_where = where is not None
   if where is None:
     where = jnp.ones(x.shape[:1], bool)
   if bias is None:
     bias = jnp.zeros(w.shape[:1], jnp.float32)
   bias = jnp.asarray(bias, jnp.float32)
 
+  n_model = _axis_size(mesh, model_axis)
+  c_local = w.shape[0] // n_model
+  chunk = _chunked.resolve_chunk_size(
+    chunk_size, x.shape[0] // _axis_size(mesh, data_axis), c_local
+  )
+
   def per_shard(x, w, labels, where, bias):
-    c_local = w.shape[0]
     offset = lax.axis_index(model_axis) * c_local
-    z, xnorm = _m.head_scores(head, x, w, bias if has_bias else None)
-    is_target, z_y_local = _m.target_scores(z, labels, offset)
+    xnorm = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1), _m.NORM_EPS))
+    xh = _m.l2_normalize(x) if head.normalize else x
+    lse, z_y_local = _chunked.nontarget_lse(
+      xh,
+      w,
+      bias,
+      labels,
+      head.scale_fn(xnorm),
+      offset,
+      normalize=head.normalize,
+      chunk=c_local if chunk is None else chunk,
+    )
     z_y = lax.psum(z_y_local, model_axis)
     target = head.target_fn(z_y, xnorm)
-    logits = jnp.where(is_target, target[:, None], head.scale_fn(xnorm)[:, None] * z)
-    local_max = lax.stop_gradient(jnp.max(logits, axis=1))
-    m = lax.pmax(local_max, model_axis)
-    sum_exp = lax.psum(jnp.sum(jnp.exp(logits - m[:, None]), axis=1), model_axis)
+    m = jnp.maximum(lax.stop_gradient(target), lax.pmax(lax.stop_gradient(lse), model_axis))
+    sum_exp = lax.psum(jnp.exp(lse - m), model_axis) + jnp.exp(target - m)
     out = jnp.log(sum_exp) + m - target
     if has_where:
       out = jnp.where(where, out, 0.0)
@@ -152,9 +173,10 @@ def class_parallel_update_centers(
 ) -> Array:
   """``update_class_centers`` with the centres sharded over ``model_axis``.
 
-  Each device sums the (normalised) features of the batch rows whose label falls in its own
-  class range (``psum`` over ``data_axis`` when the batch is sharded) and updates only its
-  local ``[C / n_model, D]`` block; the result keeps the ``P(model_axis, None)`` sharding.
+  Each device gathers the batch (``all_gather`` over ``data_axis`` when it is sharded), sums
+  the (normalised) features of the rows whose label falls in its own class range and rewrites
+  only those rows of its local ``[C / n_model, D]`` block; the result keeps the
+  ``P(model_axis, None)`` sharding.
 
   Args:
     centers: ``[num_classes, dim]`` sharded ``P(model_axis, None)``.
@@ -174,10 +196,10 @@ def class_parallel_update_centers(
   def per_shard(c, x, labels, where, mu):
     c_local = c.shape[0]
     offset = lax.axis_index(model_axis) * c_local
-    sums, counts = _ir.class_sums(x, labels, c_local, where=where, class_offset=offset)
-    if data_axis is not None:
-      sums, counts = lax.psum((sums, counts), data_axis)
-    return _ir.ema_centers(c, sums, counts, mu)
+    if data_axis is not None:  # the whole batch ([B, D], small) instead of psum-ing [C/n, D]
+      x, labels, where = lax.all_gather((x, labels, where), data_axis, tiled=True, to="invarying")
+    ids, sums, counts = _ir.batch_class_sums(x, labels, c_local, where=where, class_offset=offset)
+    return _ir.scatter_ema_centers(c, ids, sums, counts, mu)
 
   fn = jax.shard_map(
     per_shard,

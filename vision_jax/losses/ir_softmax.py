@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vision_jax.losses import _chunked
 from vision_jax.losses import margin as _m
 from vision_jax.losses._validate import check_scalar, validate_head_inputs
 
@@ -81,31 +82,52 @@ def ir_center_momentum(step, *, momentum: float, warmup_steps: int = 0) -> Array
   return mu * jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / float(warmup_steps))
 
 
-def class_sums(embeddings, labels, num_classes: int, *, where=None, class_offset=0):
-  """Per-class sums of L2-normalised features ``[C, D]`` and counts ``[C]`` (float32).
+def batch_class_sums(embeddings, labels, num_classes: int, *, where=None, class_offset=0):
+  """Sums of L2-normalised features per class present in the batch: ``O(B D)``, never ``[C, D]``.
 
-  Labels outside ``[class_offset, class_offset + num_classes)`` are dropped, so a class-parallel
-  shard sums only its own classes.
+  The batch is sorted by label and reduced into at most ``B`` segments, one per distinct class.
+
+  Args:
+    embeddings: ``[B, D]``. labels: ``[B]`` int (global ids). num_classes: ``C`` (local count).
+    where: optional ``[B]`` bool mask; False rows are dropped.
+    class_offset: global id of local class 0; labels outside
+      ``[class_offset, class_offset + C)`` are dropped (a class-parallel shard sums only its own).
+
+  Returns:
+    ``ids [B]`` int32 local class of each segment (``C`` for unused segments), ``sums [B, D]``
+    and ``counts [B]`` float32.
   """
   x = _m.l2_normalize(jnp.asarray(embeddings, jnp.float32))
-  keep = jnp.ones(x.shape[:1], jnp.float32)
-  if where is not None:
-    keep = jnp.asarray(where, bool).astype(jnp.float32)
-    x = jnp.where(keep[:, None] > 0, x, 0.0)
-  local = jnp.asarray(labels) - class_offset
-  local = jnp.where((local >= 0) & (local < num_classes), local, num_classes)  # -> dropped
-  sums = jax.ops.segment_sum(x, local, num_segments=num_classes)
-  counts = jax.ops.segment_sum(keep, local, num_segments=num_classes)
-  return sums, counts
+  keep = jnp.ones(x.shape[:1], bool) if where is None else jnp.asarray(where, bool)
+  local = jnp.asarray(labels).astype(jnp.int32) - class_offset
+  keep = keep & (local >= 0) & (local < num_classes)
+  local = jnp.where(keep, local, num_classes)  # dropped rows sort last, into class C
+  order = jnp.argsort(local)
+  sorted_ids = local[order]
+  first = jnp.concatenate([jnp.ones((1,), bool), sorted_ids[1:] != sorted_ids[:-1]])
+  seg = jnp.cumsum(first) - 1
+  batch = x.shape[0]
+  keep_sorted = keep[order].astype(jnp.float32)
+  sums = jax.ops.segment_sum(x[order] * keep_sorted[:, None], seg, num_segments=batch)
+  counts = jax.ops.segment_sum(keep_sorted, seg, num_segments=batch)
+  ids = jnp.full((batch,), num_classes, jnp.int32).at[seg].set(sorted_ids)
+  ids = jnp.where(counts > 0, ids, num_classes)
+  return ids, sums, counts
 
 
-def ema_centers(centers, sums, counts, momentum):
-  """``mu c + (1 - mu) sums / counts`` where ``counts > 0``; other rows unchanged."""
+def scatter_ema_centers(centers, ids, sums, counts, momentum):
+  """``c_j <- mu c_j + (1 - mu) sums / counts`` for the rows ``ids`` (``ids == C``: no row).
+
+  Only the at most ``B`` touched rows are computed; the result is a copy of ``centers`` with
+  those rows replaced (in place when ``centers`` is donated), so the update needs no ``[C, D]``
+  temporary besides its output.
+  """
   centers = jnp.asarray(centers)
-  mean = sums / jnp.maximum(counts, 1.0)[:, None]
+  num_classes = centers.shape[0]
   mu = jnp.asarray(momentum, jnp.float32)
-  new = mu * centers.astype(jnp.float32) + (1.0 - mu) * mean
-  return jnp.where((counts > 0)[:, None], new, centers.astype(jnp.float32)).astype(centers.dtype)
+  old = jnp.take(centers, jnp.minimum(ids, num_classes - 1), axis=0).astype(jnp.float32)
+  rows = mu * old + (1.0 - mu) * sums / jnp.maximum(counts, 1.0)[:, None]
+  return centers.at[ids].set(rows.astype(centers.dtype), mode="drop", unique_indices=True)
 
 
 def update_class_centers(centers, embeddings, labels, *, momentum, where=None) -> Array:
@@ -136,18 +158,33 @@ def update_class_centers(centers, embeddings, labels, *, momentum, where=None) -
   measures how concentrated the class is); only their direction is used as a weight. The
   update is the mean over the class's batch samples, not a per-sample sequential EMA, so it is
   independent of batch order. Call it after computing the loss of the same batch (the loss sees
-  centres that do not yet contain the current samples).
+  centres that do not yet contain the current samples). Only the rows of classes in the batch
+  are computed (``batch_class_sums``), so the only ``[C, D]`` buffer is the output; donate
+  ``centers`` to the jitted step to update them in place.
   """
   validate_head_inputs(embeddings, centers, labels, where=where)
   check_scalar("momentum", momentum, low=0.0, high=1.0, fix="Typical: 0.9-0.99.")
   num_classes = jnp.shape(centers)[0]
   labels = jnp.asarray(labels)
-  sums, counts = class_sums(embeddings, labels, num_classes, where=where)
-  return ema_centers(centers, sums, counts, momentum)
+  ids, sums, counts = batch_class_sums(embeddings, labels, num_classes, where=where)
+  return scatter_ema_centers(centers, ids, sums, counts, momentum)
+
+
+def _head_weights(embeddings, centers, chunk_size):
+  """``ir_weights(centers)``, or the stop-gradient raw centres when the head is chunked.
+
+  Every IR head is a cosine head, which normalises its weights itself; chunked, it does so per
+  block, so passing the raw centres avoids a normalised ``[C, D]`` copy (the cosines agree to
+  float32 rounding).
+  """
+  chunk = _chunked.resolve_chunk_size(chunk_size, jnp.shape(embeddings)[0], jnp.shape(centers)[0])
+  if chunk is None:
+    return ir_weights(centers)
+  return lax.stop_gradient(jnp.asarray(centers, jnp.float32))
 
 
 def ir_a_softmax_loss(
-  embeddings, centers, labels, *, margin: int = 4, lambda_=0.0, where=None
+  embeddings, centers, labels, *, margin: int = 4, lambda_=0.0, where=None, chunk_size=None
 ) -> Array:
   """IR-A-Softmax: ``a_softmax_loss`` with weights ``ir_weights(centers)``.
 
@@ -157,7 +194,7 @@ def ir_a_softmax_loss(
 
   Args:
     embeddings: ``[batch, dim]``. centers: ``[num_classes, dim]`` (no gradient flows into them).
-    labels: ``[batch]`` int. margin, lambda_, where: as in ``a_softmax_loss``.
+    labels: ``[batch]`` int. margin, lambda_, where, chunk_size: as in ``a_softmax_loss``.
 
   Returns:
     ``[batch]`` float32 losses.
@@ -167,12 +204,18 @@ def ir_a_softmax_loss(
     arXiv:2011.11155.
   """
   return _m.a_softmax_loss(
-    embeddings, ir_weights(centers), labels, margin=margin, lambda_=lambda_, where=where
+    embeddings,
+    _head_weights(embeddings, centers, chunk_size),
+    labels,
+    margin=margin,
+    lambda_=lambda_,
+    where=where,
+    chunk_size=chunk_size,
   )
 
 
 def ir_am_softmax_loss(
-  embeddings, centers, labels, *, scale=30.0, margin=0.35, where=None
+  embeddings, centers, labels, *, scale=30.0, margin=0.35, where=None, chunk_size=None
 ) -> Array:
   """IR-AM-Softmax: ``am_softmax_loss`` with weights ``ir_weights(centers)``.
 
@@ -185,7 +228,13 @@ def ir_am_softmax_loss(
     arXiv:2011.11155.
   """
   return _m.am_softmax_loss(
-    embeddings, ir_weights(centers), labels, scale=scale, margin=margin, where=where
+    embeddings,
+    _head_weights(embeddings, centers, chunk_size),
+    labels,
+    scale=scale,
+    margin=margin,
+    where=where,
+    chunk_size=chunk_size,
   )
 
 
@@ -199,6 +248,7 @@ def ir_arcface_loss(
   easy_margin=False,
   gradient: str = "exact",
   where=None,
+  chunk_size=None,
 ) -> Array:
   """IR-ArcFace (ours, not in the paper): ``arcface_loss`` with weights ``ir_weights(centers)``.
 
@@ -207,13 +257,14 @@ def ir_arcface_loss(
   """
   return _m.arcface_loss(
     embeddings,
-    ir_weights(centers),
+    _head_weights(embeddings, centers, chunk_size),
     labels,
     scale=scale,
     margin=margin,
     easy_margin=easy_margin,
     gradient=gradient,
     where=where,
+    chunk_size=chunk_size,
   )
 
 

@@ -2,7 +2,9 @@
 
 All public losses take ``(embeddings [B, D], weights [C, D], labels [B] int)`` plus keyword-only
 hyperparameters and return the per-example cross-entropy ``[B]`` (float32). Each has a
-``*_logits`` twin returning the margin-adjusted logits ``[B, C]``.
+``*_logits`` twin returning the margin-adjusted logits ``[B, C]``. Large heads are computed in
+blocks of classes (``chunk_size``, chosen automatically), never holding ``[B, C]``: see
+``_chunked.py``.
 
 Bad input: shapes and dtypes are checked always; label range and finiteness eagerly (raising
 ``ValueError`` naming the argument and the first bad index). Under ``jit`` a label outside
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from vision_jax.losses import _chunked
 from vision_jax.losses._validate import (
   check_scalar,
   is_concrete,
@@ -351,8 +354,9 @@ def _margin_xent(target_fn, normalize: bool):
   return xent
 
 
-def _loss(head, embeddings, weights, labels, where, bias=None):
+def _loss(head, embeddings, weights, labels, where, bias=None, chunk_size=None):
   x, w, labels, where, label_ok = _prepare(embeddings, weights, labels, where, bias)
+  chunk = _chunked.resolve_chunk_size(chunk_size, x.shape[0], w.shape[0])
   xnorm = jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=1), NORM_EPS))
   xh = l2_normalize(x) if head.normalize else x
   if bias is None:
@@ -360,7 +364,13 @@ def _loss(head, embeddings, weights, labels, where, bias=None):
   else:
     b = jnp.asarray(bias, jnp.float32)
   a = head.scale_fn(xnorm)
-  loss = _margin_xent(head.target_fn, head.normalize)(xh, w, b, labels.astype(jnp.int32), a, xnorm)
+  labels = labels.astype(jnp.int32)
+  if chunk is None:
+    loss = _margin_xent(head.target_fn, head.normalize)(xh, w, b, labels, a, xnorm)
+  else:
+    lse, z_y = _chunked.nontarget_lse(xh, w, b, labels, a, 0, normalize=head.normalize, chunk=chunk)
+    # log(e^t + sum_{j != y} e^{l_j}) - t, stable for any sign of lse - t.
+    loss = jax.nn.softplus(lse - head.target_fn(z_y, xnorm))
   # [B] select: NaN for out-of-range labels under jit (their gradient contribution is zero).
   loss = poison_bad_labels(loss, label_ok)
   if where is not None:
@@ -375,7 +385,7 @@ def _logits(head, embeddings, weights, labels, where, bias=None):
 # ---------------------------------------------------------------------------------- public ----
 
 
-def softmax_loss(embeddings, weights, labels, *, bias=None, where=None) -> Array:
+def softmax_loss(embeddings, weights, labels, *, bias=None, where=None, chunk_size=None) -> Array:
   """Softmax cross-entropy of a plain fully connected classifier.
 
   .. math::
@@ -388,6 +398,10 @@ def softmax_loss(embeddings, weights, labels, *, bias=None, where=None) -> Array
     bias: optional ``[num_classes]`` bias :math:`b_j`.
     where: optional ``[batch]`` bool mask; False rows (padding) give loss 0 and no gradient,
       and their labels are not validated.
+    chunk_size: classes per block of the class-chunked computation (static int), ``None`` for
+      the automatic choice (``_chunked.auto_chunk_size``: unchunked up to ``C = 2K``, with
+      ``K = 8192`` at ``B = 512``), or ``>= num_classes`` for unchunked. Chunked, the
+      ``[batch, num_classes]`` logits are never stored (see "Memory" below).
 
   Returns:
     ``[batch]`` float32 per-example losses.
@@ -402,12 +416,20 @@ def softmax_loss(embeddings, weights, labels, *, bias=None, where=None) -> Array
   ``where=False`` are exempt. Wrap the loss with ``checked`` to raise instead. The same holds
   for every loss in this module and its ``*_logits`` twin (the row's logits are NaN).
 
+  Memory: unchunked, a step holds the ``[batch, num_classes]`` scores and their softmax (at
+  ``C = 10^6``, ``B = 512``: 2 GiB each, as much as ``dW``). Chunked (``_chunked.py``), the loss
+  scans the classes in blocks with an online log-sum-exp and the backward recomputes each block's
+  scores, so a step holds ``dW`` plus ``O(batch x chunk_size)``, for four ``B x D x C`` matmuls
+  instead of three. The chunked path is reverse-mode only (``custom_vjp``); for ``jax.jvp`` pass
+  ``chunk_size >= num_classes``. Chunked and unchunked agree to float32 rounding (the sums are
+  taken in a different order). The same holds for every loss in this module.
+
   Example:
     >>> import jax.numpy as jnp
     >>> softmax_loss(jnp.ones((2, 3)), jnp.zeros((4, 3)), jnp.array([0, 3])).round(4)
     Array([1.3863, 1.3863], dtype=float32)
   """
-  return _loss(softmax_head(), embeddings, weights, labels, where, bias)
+  return _loss(softmax_head(), embeddings, weights, labels, where, bias, chunk_size)
 
 
 def softmax_logits(embeddings, weights, labels, *, bias=None, where=None) -> Array:
@@ -415,7 +437,7 @@ def softmax_logits(embeddings, weights, labels, *, bias=None, where=None) -> Arr
   return _logits(softmax_head(), embeddings, weights, labels, where, bias)
 
 
-def normface_loss(embeddings, weights, labels, *, scale, where=None) -> Array:
+def normface_loss(embeddings, weights, labels, *, scale, where=None, chunk_size=None) -> Array:
   """NormFace: softmax over scaled cosines between normalised features and weights.
 
   .. math::
@@ -426,6 +448,7 @@ def normface_loss(embeddings, weights, labels, *, scale, where=None) -> Array:
     embeddings: ``[batch, dim]``. weights: ``[num_classes, dim]``. labels: ``[batch]`` int.
     scale: :math:`s > 0` (required; NormFace learns or fixes it, 16-64 are common).
     where: optional ``[batch]`` bool padding mask (False rows give 0).
+    chunk_size: class block size, as in ``softmax_loss`` (None: automatic).
 
   Returns:
     ``[batch]`` float32 losses.
@@ -434,7 +457,7 @@ def normface_loss(embeddings, weights, labels, *, scale, where=None) -> Array:
     F. Wang, X. Xiang, J. Cheng, A. L. Yuille. NormFace: L2 Hypersphere Embedding for Face
     Verification. ACM MM 2017. arXiv:1704.06369.
   """
-  return _loss(normface_head(scale=scale), embeddings, weights, labels, where)
+  return _loss(normface_head(scale=scale), embeddings, weights, labels, where, None, chunk_size)
 
 
 def normface_logits(embeddings, weights, labels, *, scale, where=None) -> Array:
@@ -468,7 +491,7 @@ def sphereface_lambda(step, *, base=1000.0, gamma=0.12, power=1.0, lambda_min=5.
 
 
 def a_softmax_loss(
-  embeddings, weights, labels, *, margin: int = 4, lambda_=0.0, where=None
+  embeddings, weights, labels, *, margin: int = 4, lambda_=0.0, where=None, chunk_size=None
 ) -> Array:
   """A-Softmax (SphereFace): multiplicative angular margin with normalised weights.
 
@@ -489,6 +512,7 @@ def a_softmax_loss(
     margin: integer :math:`m \\in [1, 10]` (static), SphereFace uses 4.
     lambda_: blend weight :math:`\\lambda \\ge 0`; pass ``sphereface_lambda(step)`` to anneal.
     where: optional ``[batch]`` bool padding mask.
+    chunk_size: class block size, as in ``softmax_loss`` (None: automatic).
 
   Returns:
     ``[batch]`` float32 losses.
@@ -500,7 +524,8 @@ def a_softmax_loss(
   Choice: ``lambda_`` defaults to 0 (the pure A-Softmax of the paper); SphereFace's training used
   the annealed λ, which the caller passes explicitly.
   """
-  return _loss(a_softmax_head(margin=margin, lambda_=lambda_), embeddings, weights, labels, where)
+  head = a_softmax_head(margin=margin, lambda_=lambda_)
+  return _loss(head, embeddings, weights, labels, where, None, chunk_size)
 
 
 def a_softmax_logits(
@@ -510,7 +535,9 @@ def a_softmax_logits(
   return _logits(a_softmax_head(margin=margin, lambda_=lambda_), embeddings, weights, labels, where)
 
 
-def am_softmax_loss(embeddings, weights, labels, *, scale=30.0, margin=0.35, where=None) -> Array:
+def am_softmax_loss(
+  embeddings, weights, labels, *, scale=30.0, margin=0.35, where=None, chunk_size=None
+) -> Array:
   """AM-Softmax / CosFace: additive cosine margin on normalised features and weights.
 
   .. math::
@@ -522,6 +549,7 @@ def am_softmax_loss(embeddings, weights, labels, *, scale=30.0, margin=0.35, whe
     scale: :math:`s \\in (0, 10^4]`; AM-Softmax uses 30, CosFace 64.
     margin: :math:`m \\in [0, 1]`; 0.35. With m=0 this is ``normface_loss``.
     where: optional ``[batch]`` bool padding mask.
+    chunk_size: class block size, as in ``softmax_loss`` (None: automatic).
 
   Returns:
     ``[batch]`` float32 losses.
@@ -531,7 +559,8 @@ def am_softmax_loss(embeddings, weights, labels, *, scale=30.0, margin=0.35, whe
     2018. arXiv:1801.05599. H. Wang et al. CosFace: Large Margin Cosine Loss for Deep Face
     Recognition. CVPR 2018. arXiv:1801.09414.
   """
-  return _loss(am_softmax_head(scale=scale, margin=margin), embeddings, weights, labels, where)
+  head = am_softmax_head(scale=scale, margin=margin)
+  return _loss(head, embeddings, weights, labels, where, None, chunk_size)
 
 
 def am_softmax_logits(embeddings, weights, labels, *, scale=30.0, margin=0.35, where=None) -> Array:
@@ -549,6 +578,7 @@ def arcface_loss(
   easy_margin=False,
   gradient: str = "exact",
   where=None,
+  chunk_size=None,
 ) -> Array:
   """ArcFace: additive angular margin with the monotonic fallback.
 
@@ -572,6 +602,7 @@ def arcface_loss(
       face.evoLVe and pytorch-metric-learning) or ``"straight_through"`` (forward φ, backward
       as if the target logit were :math:`s\\cos\\theta`, as current insightface ``arcface_torch``).
     where: optional ``[batch]`` bool padding mask.
+    chunk_size: class block size, as in ``softmax_loss`` (None: automatic).
 
   Returns:
     ``[batch]`` float32 losses.
@@ -584,7 +615,7 @@ def arcface_loss(
   ``mm = sin(π - m)·m``) keeps the target logit monotonic in θ.
   """
   head = arcface_head(scale=scale, margin=margin, easy_margin=easy_margin, gradient=gradient)
-  return _loss(head, embeddings, weights, labels, where)
+  return _loss(head, embeddings, weights, labels, where, None, chunk_size)
 
 
 def arcface_logits(
