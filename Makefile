@@ -36,8 +36,12 @@ demo: venv data
 demo-classification: venv data
 	$(BIN)/python -m experiments.classification --preset=default --workdir=runs/classification/default
 
+# Two pytest-xdist workers (one per core of the CI machine), whole files per worker so module
+# fixtures are built once; each worker needs ~5 GB at its peak. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest -q tests vision_jax --doctest-modules -m 'not slow' --durations=25
+	$(BIN)/python -m pytest -q tests vision_jax --doctest-modules -m 'not slow' --durations=25 \
+	  -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,5 +1,4 @@
-"""Strict test configuration: 8 fake CPU devices, rank promotion raises, one compilation cache,
-XLA:CPU without LLVM optimisation passes.
+"""Strict test configuration: 8 fake CPU devices, rank promotion raises, one compilation cache.
 
 The device count must be set before JAX initialises its backends, so this runs at import time of
 the conftest (pytest imports it before any test module).
@@ -21,14 +20,6 @@ import tempfile
 os.environ.setdefault("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
-# Tests are dominated by XLA:CPU compilation of small programs, and LLVM's optimisation passes
-# are most of it (a ConvNet's init: 10.4 s -> 1.3 s, its train step 5.3 s -> 3.4 s). Programs
-# compiled without them compute the same IEEE operations, more slowly; assertions never depend
-# on the last bits. VISION_JAX_TEST_XLA_OPT=1 keeps XLA's default optimisation level.
-if os.environ.get("VISION_JAX_TEST_XLA_OPT", "") != "1" and (
-  "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]
-):
-  os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
