@@ -43,13 +43,19 @@ def _register_array_handler() -> None:
   global _ARRAY_HANDLER_REGISTERED
   if _ARRAY_HANDLER_REGISTERED:
     return
-  ocp.type_handlers.register_type_handler(
-    jax.Array,
-    ocp.type_handlers.ArrayHandler(
-      min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_SLICE_BYTES
-    ),
-    override=True,
-  )
+  absl_logger = logging.getLogger("absl")  # orbax warns about every override; this one is ours
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    ocp.type_handlers.register_type_handler(
+      jax.Array,
+      ocp.type_handlers.ArrayHandler(
+        min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_SLICE_BYTES
+      ),
+      override=True,
+    )
+  finally:
+    absl_logger.setLevel(level)
   _ARRAY_HANDLER_REGISTERED = True
 
 
