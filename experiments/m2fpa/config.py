@@ -25,13 +25,12 @@ Hardware / expected (default): 2-core x86 CPU. Measured (docs/m2fpa.md, 2026-12-
 Rank-1 at |yaw| >= 60 over 3 seeds 0.688 ± 0.031 with the parsing-guided D, 0.680 ± 0.017
 without it, 0.425 for the raw probes (|yaw| <= 30: 0.725 / 0.733 / 0.558). Expect each method
 within ± 0.05 of these; the two GAN rows agree within their seed std, so the paper's claim (the
-parsing D helps at large poses) is not confirmed at this budget. Wall time 33.4 min with the
-CPU shared (load average 13 -> 8 on 2 cores; 14.0 min of CPU time), i.e. roughly 10-15 min on
-an idle 2-core machine. Add ``--compilation_cache=DIR`` so the seeds share compiled steps.
+parsing D helps at large poses) is not confirmed at this budget. Wall time 8.0 min on an idle
+2-core machine (12.7 CPU-min); add ``--compilation_cache=DIR`` so the seeds share compiled steps.
 
 Presets:
-  smoke    tiny sizes, a few steps per stage, one device (run by tests; compile-bound: 130-160 s
-           in the test suite at load average 6-9 on 2 shared cores)
+  smoke    tiny sizes, a few steps per stage, one device (run by tests; compile-bound: 72 s in
+           the test suite on 2 cores)
   default  the embedded setting above
   paper    M2FPA at 128 px (GPU): --config.paper.root=/data/M2FPA (the image tree of
            `vision_jax.data.m2fpa`, with camera_poses.csv) and --config.paper.parsing_dir=DIR
