@@ -20,9 +20,9 @@ Hardware / expected (default): 2-core x86 CPU. Measured (one seed, docs/dcgn.md)
 DCGN 0.172, mean-pool 0.141, LSTM 0.107, DCGN on shuffled frames 0.147; chance 0.021, bag
 oracles 0.135 (6 present classes) / 0.334 (4 event classes known). Expected: the same within
 +-0.02 GAP for the same seed and package versions (bitwise identical on this machine), with
-DCGN > mean-pool > LSTM and DCGN(original) > DCGN(shuffled). Wall time 17.2 min with the
-machine at load 18-22 (3.7 CPU-minutes, so an estimated 4-6 min on an idle 2-core host; the frame CNN is
-cached in the workdir and finished runs are skipped on re-run). With
+DCGN > mean-pool > LSTM and DCGN(original) > DCGN(shuffled). Wall time 2.4 min on an idle
+2-core machine, frame CNN included (it is cached in the workdir and finished runs are skipped on
+re-run). With
 ``--config.dcgn.adjacency=knn`` (k = 16): GAP@20 0.315 original / 0.156 shuffled (+-0.02).
 
 Presets:

@@ -90,7 +90,8 @@ def test_ranked_masks_keep_largest_depthwise_l1():
   base, curve = table.dense(TINY)
   task = search_task(TINY, base, curve, target_ms=0.1, steps_per_epoch=1, warmup_epochs=0)
   batch = {"image": jnp.zeros((2, 8, 8, 1), jnp.uint8), "label": jnp.zeros((2,), jnp.int32)}
-  params, _, extra = task.init(jax.random.PRNGKey(0), {"train": batch, "val": batch})
+  # jitted: the supernet's init op by op compiles every primitive separately
+  params, _, extra = jax.jit(task.init)(jax.random.PRNGKey(0), {"train": batch, "val": batch})
   widths = np.asarray(extra["widths"]).copy()
   widths[1, 3] = 10
   masks = ranked_masks(TINY, params["net"], widths)
