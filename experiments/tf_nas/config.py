@@ -98,6 +98,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       inner=3,
       isolated=True,  # single-threaded XLA in a fresh subprocess
       num_random_archs=4,  # table error is also checked on random architectures
+      # Choice: scale the table to whole nets, fitted on this many other random nets (0 = the
+      # code's plain per-block sum); see vision_jax.nas.calibrate_table
+      calibrate_archs=4,
     )
   )
   # targets: absolute ms (targets_ms) or fractions of the reachable [min, max] predicted range
@@ -168,6 +171,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.lut.inner = 1
     cfg.lut.isolated = False
     cfg.lut.num_random_archs = 0
+    cfg.lut.calibrate_archs = 0
     cfg.target_fractions = (0.5,)
     cfg.search.epochs = 2
     cfg.search.warmup_epochs = 1
@@ -217,3 +221,38 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.retrain.optim.lr = 0.2
     cfg.retrain.optim.warmup_steps = 5 * (102170 + 25550) // 512
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid data / table / target / search settings before the table is timed.
+
+  (The shared trainer checks ``optim``, ``optim_arch``, ``train`` and ``mesh``; the search space
+  is checked by ``SearchSpace.from_config``.)
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  from vision_jax.utils.config_checks import check_number, check_numbers, config_error
+
+  for key in ("batch_size", "num_widths", "rounds", "inner"):
+    check_number(cfg, f"lut.{key}", low=1, integer=True)
+  for key in ("warmup", "num_random_archs", "calibrate_archs"):
+    check_number(cfg, f"lut.{key}", low=0, integer=True)
+  if cfg.targets_ms:
+    check_numbers(cfg, "targets_ms", low=0, low_open=True)
+  else:
+    check_numbers(cfg, "target_fractions", low=0, high=1)
+  for key in ("epochs", "steps_per_epoch", "arch_every"):
+    check_number(cfg, f"search.{key}", low=1, integer=True)
+  warm = check_number(cfg, "search.warmup_epochs", low=0, integer=True)
+  if warm >= cfg.search.epochs:
+    raise config_error(
+      "search.warmup_epochs", warm, f"an integer below search.epochs={cfg.search.epochs}"
+    )
+  check_number(cfg, "search.lat_weight", low=0)
+  check_number(cfg, "search.tau0", low=0, low_open=True)
+  check_number(cfg, "search.tau_decay", low=0, high=1, low_open=True)
+  for key in ("steps", "batch_size", "eval_batch_size"):
+    check_number(cfg, f"retrain.{key}", low=1, integer=True)
+  check_number(cfg, "retrain.dropout", low=0, high=1, high_open=True)
+  check_number(cfg, "retrain.label_smoothing", low=0, high=1, high_open=True)

@@ -12,18 +12,17 @@ import numpy as np
 from vision_jax import data as vdata
 from vision_jax.data.idx import read_idx
 from vision_jax.nas import (
-  OPS,
   SearchSpace,
-  arch_from_choices,
   cached_table,
+  calibrate_table,
   count_flops,
   count_params,
   derived_net,
   measure_nets,
   parse_arch,
+  random_archs,
   search_task,
 )
-from vision_jax.nas.supernet import width_bounds
 from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
 from vision_jax.train.classification import classification_task
 from vision_jax.utils.runinfo import save_json
@@ -169,19 +168,6 @@ def _protocol(cfg) -> dict:
   )  # fmt: skip
 
 
-def random_archs(space: SearchSpace, n: int, seed: int) -> list[dict]:
-  """``n`` uniformly random architectures (op, depth and width per block) of ``space``."""
-  rng = np.random.default_rng(seed)
-  lo, hi = width_bounds(space)
-  out = []
-  for _ in range(n):
-    ops = rng.integers(0, len(OPS), space.num_blocks)
-    depths = [int(rng.integers(1, st.max_blocks + 1)) for st in space.stages]
-    widths = rng.integers(lo, hi + 1)
-    out.append(arch_from_choices(space, ops, depths, widths))
-  return out
-
-
 def _sub_cfg(cfg, *, num_steps, optim, **extra_sections):
   c = ml_collections.ConfigDict()
   c.seed = cfg.seed
@@ -278,6 +264,24 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
   )
 
 
+def calibration(cfg, table, space, workdir):
+  """``(table, fit)``: the table scaled to whole nets (``lut.calibrate_archs`` random nets, other
+  than the check's), cached in ``<workdir>/calibration.json``; ``(table, {})`` when off."""
+  n = int(cfg.lut.calibrate_archs)
+  if n <= 0:
+    return table, {}
+  path = os.path.join(workdir, "calibration.json")
+  archs = random_archs(space, n, int(cfg.seed) + 11)
+  if os.path.exists(path):
+    with open(path) as f:
+      fit = json.load(f)
+    cal, _ = calibrate_table(table, archs, fit["measured_ms"])
+    return cal, fit
+  cal, fit = calibrate_table(table, archs, **_protocol(cfg))
+  save_json(path, fit)
+  return cal, fit
+
+
 def table_check(cfg, table, space) -> dict:
   """The table's prediction vs the measured latency of random architectures."""
   n = int(cfg.lut.num_random_archs)
@@ -328,6 +332,7 @@ def run(cfg, workdir, *, progress=False):
   cache = cfg.lut.cache_dir or os.path.join(workdir, "lut")
   t0 = time.time()
   table, lut_path = cached_table(space, cache, num_widths=int(cfg.lut.num_widths), **_protocol(cfg))
+  table, fit = calibration(cfg, table, space, workdir)
   lut_s = time.time() - t0
   table.save(os.path.join(workdir, "lut.json"))
   lo, hi = table.reachable(space)
@@ -341,7 +346,7 @@ def run(cfg, workdir, *, progress=False):
   targets = _targets(cfg, table, space)
   print(
     f"tf_nas: table {lut_path} ({len(table.blocks)} configurations, batch {table.batch_size}, "
-    f"{table.threads}-threaded, {table.device}); reachable {lo:.3f}..{hi:.3f} ms; targets "
+    f"{table.threads}-threaded, {table.device}; scale {table.scale:.3f}); reachable {lo:.3f}..{hi:.3f} ms; targets "
     + ", ".join(f"{t:.3f}" for t in targets)
   )
 
@@ -371,6 +376,8 @@ def run(cfg, workdir, *, progress=False):
       threads=table.threads,
       configurations=len(table.blocks),
       spread=table.spread,
+      scale=table.scale,
+      calibration=fit,
       base_ms=table.base_ms,
       dispatch_ms=table.dispatch_ms,
       reachable_ms=[lo, hi],
@@ -403,7 +410,8 @@ def format_table(cfg, results) -> str:
   rows.append("")
   rows.append(
     f"table: {t['configurations']} configurations on {t['device']}, batch {t['batch_size']}, "
-    f"median block spread {100 * t['spread'].get('block_median', 0):.0f} %"
+    f"median block spread {100 * t['spread'].get('block_median', 0):.0f} %, "
+    f"scale {t.get('scale', 1.0):.3f}"
     + (
       f"; random-arch error mean {100 * c['mean_abs_rel_error']:.1f} % / max "
       f"{100 * c['max_abs_rel_error']:.1f} % over {len(c['rel_error'])} nets"

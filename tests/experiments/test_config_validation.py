@@ -6,7 +6,7 @@ import pytest
 
 from vision_jax.utils import ConfigError, load_config, parse_launch_args
 
-SLUGS = ("avq", "classification", "dmuh", "ir_softmax", "lrpea")
+SLUGS = ("avq", "classification", "dmuh", "ir_softmax", "lrpea", "tf_nas")
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -15,7 +15,7 @@ def test_presets_pass_validation(slug, preset):
   load_config(slug, preset)
 
 
-@pytest.mark.parametrize("slug", ["classification", "dmuh", "ir_softmax", "lrpea"])
+@pytest.mark.parametrize("slug", ["classification", "dmuh", "ir_softmax", "lrpea", "tf_nas"])
 def test_paper_presets_pass_validation(slug):
   load_config(slug, "paper")
 
@@ -89,6 +89,18 @@ _CASES = [
   ("avq", {"data.source": "glove"}, r"--config.data.source='glove'"),
   ("avq", {"codebook_update": "lloyd"}, r"--config.codebook_update='lloyd'"),
   ("avq", {"k": "0"}, r"--config.k=0"),
+  # tf_nas: table protocol, targets, search schedule, retrain
+  ("tf_nas", {"lut.calibrate_archs": "-1"}, r"--config.lut.calibrate_archs=-1.*\[0, inf\)"),
+  ("tf_nas", {"lut.rounds": "0"}, r"--config.lut.rounds=0"),
+  ("tf_nas", {"target_fractions": "(0.5, 1.5)"}, r"--config.target_fractions=.*element 1 is 1.5"),
+  ("tf_nas", {"targets_ms": "(2.0, -1.0)"}, r"--config.targets_ms=.*element 1 is -1.0"),
+  (
+    "tf_nas",
+    {"search.warmup_epochs": "2"},
+    r"--config.search.warmup_epochs=2.*below search.epochs=2",
+  ),
+  ("tf_nas", {"search.tau_decay": "1.5"}, r"--config.search.tau_decay=1.5"),
+  ("tf_nas", {"retrain.dropout": "1.0"}, r"--config.retrain.dropout=1.0"),
 ]
 
 

@@ -152,3 +152,59 @@ def test_cached_table_measures_once(tmp_path, monkeypatch):
 def test_measure_table_bad_arguments():
   with pytest.raises(ValueError, match="batch_size=0 must be an int >= 1"):
     measure_table(ONE, batch_size=0)
+
+
+def test_calibration_scales_every_prediction_by_the_median_ratio(tmp_path):
+  table = synthetic_table()
+  archs = lat_lib.random_archs(TINY, 5, seed=3)
+  raw = [table.predict(a) for a in archs]
+  factors = [1.2, 1.5, 1.3, 1.9, 1.4]  # median 1.4
+  cal, fit = lat_lib.calibrate_table(table, archs, [f * p for f, p in zip(factors, raw)])
+  assert fit["scale"] == pytest.approx(1.4, rel=1e-9) and cal.scale == fit["scale"]
+  assert fit["ratios"] == pytest.approx(factors, rel=1e-9)
+  assert table.scale == 1.0  # the input table is not modified
+  other = lat_lib.random_archs(TINY, 3, seed=4)
+  for a in other:  # every prediction, the dense curve and the reachable range scale alike
+    assert cal.predict(a) == pytest.approx(1.4 * table.predict(a), rel=1e-6)
+  b0, c0 = table.dense(TINY)
+  b1, c1 = cal.dense(TINY)
+  assert b1 == pytest.approx(1.4 * b0, rel=1e-6)
+  np.testing.assert_allclose(c1, 1.4 * c0, rtol=1e-6)
+  np.testing.assert_allclose(
+    cal.reachable(TINY), 1.4 * np.asarray(table.reachable(TINY)), rtol=1e-6
+  )
+  # a second calibration fits against the raw sum, not the already scaled table
+  cal2, fit2 = lat_lib.calibrate_table(cal, archs, [f * p for f, p in zip(factors, raw)])
+  assert fit2["scale"] == pytest.approx(1.4, rel=1e-9)
+  # the scale survives save / load; a table file without the field loads with scale 1
+  path = str(tmp_path / "lut.json")
+  cal.save(path)
+  assert LatencyTable.load(path, device=table.device).scale == pytest.approx(1.4)
+  d = json.load(open(path))
+  d.pop("scale")
+  json.dump(d, open(path, "w"))
+  assert LatencyTable.load(path, device=table.device).scale == 1.0
+
+
+def test_calibration_bad_input():
+  table = synthetic_table()
+  archs = lat_lib.random_archs(TINY, 2, seed=0)
+  with pytest.raises(ValueError, match="archs is empty"):
+    lat_lib.calibrate_table(table, [], [])
+  with pytest.raises(ValueError, match="1 measured times for 2 architectures"):
+    lat_lib.calibrate_table(table, archs, [1.0])
+  with pytest.raises(ValueError, match=r"measured_ms\[1\]=nan must be finite"):
+    lat_lib.calibrate_table(table, archs, [1.0, float("nan")])
+  with pytest.raises(ValueError, match="scale=-1.0 must be a finite number > 0"):
+    table.with_scale(-1.0)
+  with pytest.raises(ValueError, match="n=-1 must be an int"):
+    lat_lib.random_archs(TINY, -1, seed=0)
+
+
+def test_random_archs_are_valid_and_seeded():
+  a, b = lat_lib.random_archs(TINY, 4, seed=1), lat_lib.random_archs(TINY, 4, seed=1)
+  assert a == b and len(a) == 4
+  assert lat_lib.random_archs(TINY, 4, seed=2) != a
+  table = synthetic_table()
+  for arch in a:
+    assert table.predict(arch) > 0

@@ -11,9 +11,11 @@ from vision_jax.nas.elastic import elastic_scale
 from vision_jax.nas.latency import (
   LatencyTable,
   cached_table,
+  calibrate_table,
   device_identity,
   measure_nets,
   measure_table,
+  random_archs,
   time_interleaved,
 )
 from vision_jax.nas.layers import DepthwiseConv, DerivedNet, MBConv, derived_net, search_norm
@@ -52,6 +54,7 @@ __all__ = [
   "arch_from_choices",
   "bi_sample",
   "cached_table",
+  "calibrate_table",
   "count_flops",
   "count_params",
   "derived_net",
@@ -64,6 +67,7 @@ __all__ = [
   "measure_nets",
   "measure_table",
   "paper_space",
+  "random_archs",
   "parse_arch",
   "parse_op",
   "ranked_masks",

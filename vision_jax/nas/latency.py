@@ -23,6 +23,21 @@ intra_op_parallelism_threads=1``, the code's ``OMP/MKL threads = 1``), measured 
 subprocess so that the caller's device flags (e.g. 8 fake test devices) do not leak in; on a GPU
 the code's table is per batch of 32 (``batch_size`` is stored with every table).
 
+Calibration. A whole net is one XLA program, timed as one call; the table sums blocks timed one
+call each. Where the two disagree systematically (on the 2-core CPU of docs/tf_nas.md whole
+nets ran 1.3-1.6x the per-block sum), :func:`calibrate_table` times ``K`` random whole nets of
+the space with the same protocol and scales every entry by one factor,
+
+.. math::
+   s = \\operatorname{median}_k \\; t_\\mathrm{net}(a_k) / \\widehat{\\mathrm{LAT}}(a_k),
+   \\qquad \\widehat{\\mathrm{LAT}}_s = s \\cdot \\widehat{\\mathrm{LAT}},
+
+so the differentiable latency stays a sum over blocks (``scale`` is stored with the table).
+Choice: one multiplicative factor (not an affine fit): with a handful of calibration nets it has
+the fewest free parameters, and it keeps ``LAT(alpha, beta)`` linear in the table. The code uses
+the plain sum (``scale = 1``); the check of the table's error uses other random nets than the
+calibration.
+
 Tables are cached per device identity (platform, device kind, CPU model) and refuse to load on
 another device.
 """
@@ -142,6 +157,8 @@ class LatencyTable:
     blocks: ``{key: {"widths": [...], "ms": [...], "spread": [...]}}`` raw medians.
     spread: ``{"stem", "head", "dispatch"}`` relative IQRs.
     meta: rounds, warm-up, date, seconds taken.
+    scale: factor applied to every prediction (1 = the plain per-block sum; see
+      :func:`calibrate_table`).
   """
 
   device: str
@@ -153,12 +170,13 @@ class LatencyTable:
   blocks: dict[str, dict[str, list[float]]]
   spread: dict[str, float]
   meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+  scale: float = 1.0
 
   # --------------------------------------------------------------- prediction
   @property
   def base_ms(self) -> float:
-    """Stem + head of the whole-net call: ``(t_stem - d) + (t_head - d) + d``."""
-    return self.stem_ms + self.head_ms - self.dispatch_ms
+    """Stem + head of the whole-net call: ``s * ((t_stem - d) + (t_head - d) + d)``."""
+    return self.scale * (self.stem_ms + self.head_ms - self.dispatch_ms)
 
   def block_ms(self, key: str, mid: int, *, where: str = "block") -> float:
     """Interpolated latency (net of dispatch) of ``key`` at mid width ``mid``.
@@ -179,7 +197,13 @@ class LatencyTable:
         f"{where}: mid width {mid} of {key!r} is outside the table's measured widths "
         f"[{w[0]}, {w[-1]}]"
       )
-    return float(np.interp(mid, w, e["ms"])) - self.dispatch_ms
+    return self.scale * (float(np.interp(mid, w, e["ms"])) - self.dispatch_ms)
+
+  def with_scale(self, scale: float, **meta) -> LatencyTable:
+    """A copy with ``scale`` (and ``meta`` entries added); the raw entries are unchanged."""
+    if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale > 0):
+      raise ValueError(f"LatencyTable.with_scale: scale={scale!r} must be a finite number > 0")
+    return dataclasses.replace(self, scale=float(scale), meta={**self.meta, **meta})
 
   def predict(self, arch: Mapping[str, Any]) -> float:
     """Predicted latency (ms) of a parsed architecture's derived net."""
@@ -208,7 +232,9 @@ class LatencyTable:
         self.block_ms(key, hi, where=f"slot {s.index} op {name}")
         e = self.blocks[key]
         ws = np.arange(lo, hi + 1)
-        curve[s.index, o, lo : hi + 1] = np.interp(ws, e["widths"], e["ms"]) - self.dispatch_ms
+        curve[s.index, o, lo : hi + 1] = self.scale * (
+          np.interp(ws, e["widths"], e["ms"]) - self.dispatch_ms
+        )
     return self.base_ms, curve
 
   def reachable(self, space: SearchSpace) -> tuple[float, float]:
@@ -270,7 +296,7 @@ class LatencyTable:
       except json.JSONDecodeError as e:
         raise ValueError(f"latency table {path}: not valid JSON ({e})") from None
     fields = [f.name for f in dataclasses.fields(cls)]
-    missing = [k for k in fields if k not in d and k != "meta"]
+    missing = [k for k in fields if k not in d and k not in ("meta", "scale")]
     if missing:
       raise ValueError(f"latency table {path}: missing field(s) {missing}")
     table = cls(**{k: d[k] for k in fields if k in d})
@@ -514,6 +540,69 @@ def measure_nets(
   req = dict(batch_size=batch_size, warmup=warmup, rounds=rounds, inner=inner, nets=archs)
   r = _measure(req, isolated)["results"]
   return [tuple(r[f"net{i}"]) for i in range(len(archs))]
+
+
+def random_archs(space: SearchSpace, n: int, seed: int) -> list[dict]:
+  """``n`` uniformly random architectures (op, depth and width per block) of ``space``."""
+  from vision_jax.nas.space import arch_from_choices
+  from vision_jax.nas.supernet import width_bounds
+
+  if not isinstance(n, int) or n < 0:
+    raise ValueError(f"random_archs: n={n!r} must be an int >= 0")
+  rng = np.random.default_rng(seed)
+  lo, hi = width_bounds(space)
+  out = []
+  for _ in range(n):
+    ops = rng.integers(0, len(OPS), space.num_blocks)
+    depths = [int(rng.integers(1, st.max_blocks + 1)) for st in space.stages]
+    widths = rng.integers(lo, hi + 1)
+    out.append(arch_from_choices(space, ops, depths, widths))
+  return out
+
+
+def calibrate_table(
+  table: LatencyTable,
+  archs: Sequence[Mapping[str, Any]],
+  measured_ms: Sequence[float] | None = None,
+  **measure_kw,
+) -> tuple[LatencyTable, dict[str, Any]]:
+  """Scales ``table`` so that it predicts whole nets: ``s = median(t_net / LAT)`` over ``archs``.
+
+  Args:
+    table: a measured table (its own ``scale`` is ignored: the fit is against the raw sum).
+    archs: parsed architectures of the table's space (e.g. :func:`random_archs`).
+    measured_ms: their measured latencies; ``None`` times them with :func:`measure_nets`
+      (``measure_kw``: the table's protocol).
+
+  Returns:
+    ``(calibrated table, fit)`` with ``fit = {"scale", "ratios", "predicted_raw_ms",
+    "measured_ms", "measured_spread"}``.
+
+  Raises:
+    ValueError: no architectures, or measured times that are not finite and positive.
+  """
+  if len(archs) == 0:
+    raise ValueError("calibrate_table: archs is empty; pass at least one architecture")
+  spreads = [float("nan")] * len(archs)
+  if measured_ms is None:
+    meas = measure_nets(archs, **measure_kw)
+    measured_ms, spreads = [m for m, _ in meas], [sp for _, sp in meas]
+  if len(measured_ms) != len(archs):
+    raise ValueError(
+      f"calibrate_table: {len(measured_ms)} measured times for {len(archs)} architectures"
+    )
+  raw = table.with_scale(1.0)
+  pred = [raw.predict(a) for a in archs]
+  for i, m in enumerate(measured_ms):
+    if not (np.isfinite(m) and m > 0):
+      raise ValueError(f"calibrate_table: measured_ms[{i}]={m!r} must be finite and > 0")
+  ratios = [float(m) / p for m, p in zip(measured_ms, pred)]
+  s = float(np.median(ratios))
+  fit = dict(
+    scale=s, ratios=ratios, predicted_raw_ms=pred,
+    measured_ms=[float(m) for m in measured_ms], measured_spread=spreads,
+  )  # fmt: skip
+  return table.with_scale(s, calibration=dict(scale=s, num_archs=len(archs))), fit
 
 
 def cached_table(space: SearchSpace, cache_dir: str, **measure_kw) -> tuple[LatencyTable, str]:
