@@ -127,3 +127,55 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   if "fractions" not in cfg.data:
     cfg.data.fractions = (0.6, 0.15, 0.25)
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid method / data / episode / CRN settings before any data is built.
+
+  (The shared trainer checks ``optim``, ``train`` and ``mesh``; the episode sampler checks the
+  counts against each split's classes once the data exists.)
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  from vision_jax.fewshot import METRICS
+  from vision_jax.utils.config_checks import (
+    check_choice,
+    check_choices,
+    check_number,
+    check_numbers,
+    config_error,
+  )
+
+  check_choices(cfg, "methods", ("protonet", "crn"))
+  check_choice(cfg, "data.name", ("embedded", "miniimagenet", "cub", "omniglot"))
+  check_number(cfg, "data.image_size", low=4, integer=True)
+  check_choice(cfg, "data.channels", (1, 3))
+  check_number(cfg, "data.per_class", low=2, integer=True)
+  check_number(cfg, "data.num_glyph_classes", low=0, integer=True)
+  check_number(cfg, "data.photo_grid", low=1, integer=True)
+  fr = check_numbers(cfg, "data.fractions", low=0, high=1, low_open=True)
+  if len(fr) != 3 or sum(fr) > 1 + 1e-9:
+    raise config_error("data.fractions", fr, "three fractions (base, val, novel) summing to <= 1")
+  check_choice(cfg, "model.name", ("conv4", "resnet12"))
+  if cfg.model.name == "conv4":
+    check_number(cfg, "model.width", low=1, integer=True)
+  else:
+    check_numbers(cfg, "model.widths", low=1, integer=True)
+  for sec in ("episode", "eval"):
+    check_number(cfg, f"{sec}.ways", low=2, integer=True)
+    check_number(cfg, f"{sec}.queries", low=1, integer=True)
+  check_number(cfg, "episode.shots", low=1, integer=True)
+  check_numbers(cfg, "eval.shots", low=1, integer=True)
+  check_number(cfg, "eval.episodes", low=1, integer=True)
+  check_number(cfg, "eval.val_episodes", low=0, integer=True)
+  check_number(cfg, "eval.seed", integer=True)
+  check_numbers(cfg, "eval.crn_test_mix", low=0, high=1, allow_empty=True)
+  check_choice(cfg, "protonet.metric", METRICS)
+  check_number(cfg, "protonet.scale", low=0, low_open=True)
+  for key in ("base_weight", "recon_weight"):
+    check_number(cfg, f"crn.{key}", low=0)
+  check_number(cfg, "crn.mix", low=0, high=1)
+  check_number(cfg, "crn.memory_momentum", low=0, high=1)
+  check_number(cfg, "crn.hidden", low=1, integer=True)
+  check_number(cfg, "crn.scale_init", low=0, low_open=True)

@@ -6,7 +6,7 @@ import pytest
 
 from vision_jax.utils import ConfigError, load_config, parse_launch_args
 
-SLUGS = ("avq", "classification", "dmuh", "ir_softmax", "lrpea", "tf_nas")
+SLUGS = ("avq", "classification", "crn", "dmuh", "ir_softmax", "lrpea", "tf_nas")
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -15,7 +15,7 @@ def test_presets_pass_validation(slug, preset):
   load_config(slug, preset)
 
 
-@pytest.mark.parametrize("slug", ["classification", "dmuh", "ir_softmax", "lrpea", "tf_nas"])
+@pytest.mark.parametrize("slug", ["classification", "crn", "dmuh", "ir_softmax", "lrpea", "tf_nas"])
 def test_paper_presets_pass_validation(slug):
   load_config(slug, "paper")
 
@@ -89,6 +89,15 @@ _CASES = [
   ("avq", {"data.source": "glove"}, r"--config.data.source='glove'"),
   ("avq", {"codebook_update": "lloyd"}, r"--config.codebook_update='lloyd'"),
   ("avq", {"k": "0"}, r"--config.k=0"),
+  # crn: methods, metric, episode counts, CRN weights, split fractions
+  ("crn", {"methods": "protonet,maml"}, r"--config.methods='protonet,maml'.*unknown: 'maml'"),
+  ("crn", {"protonet.metric": "l1"}, r"--config.protonet.metric='l1'.*'sqeuclidean', 'cosine'"),
+  ("crn", {"episode.ways": "1"}, r"--config.episode.ways=1.*\[2, inf\)"),
+  ("crn", {"eval.shots": "(1, 0)"}, r"--config.eval.shots=\(1, 0\).*element 1 is 0"),
+  ("crn", {"crn.mix": "1.5"}, r"--config.crn.mix=1.5"),
+  ("crn", {"crn.base_weight": "-1"}, r"--config.crn.base_weight=-1.0"),
+  ("crn", {"data.fractions": "(0.6, 0.3, 0.3)"}, r"--config.data.fractions=.*summing to <= 1"),
+  ("crn", {"data.name": "tiered"}, r"--config.data.name='tiered'"),
   # tf_nas: table protocol, targets, search schedule, retrain
   ("tf_nas", {"lut.calibrate_archs": "-1"}, r"--config.lut.calibrate_archs=-1.*\[0, inf\)"),
   ("tf_nas", {"lut.rounds": "0"}, r"--config.lut.rounds=0"),
