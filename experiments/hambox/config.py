@@ -166,3 +166,70 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.test.scales = (0.5, 1.0, 1.5)
     cfg.test.flip = True
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid method / data / model / detection settings before any data is built.
+
+  (The shared trainer checks ``optim``, ``train`` and ``mesh``.)
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  from vision_jax.utils.config_checks import (
+    check_choice,
+    check_choices,
+    check_number,
+    check_numbers,
+    config_error,
+  )
+
+  def check_range(key, low, integer):
+    v = check_numbers(cfg, key, low=low, integer=integer)
+    if len(v) != 2 or v[0] > v[1]:
+      raise config_error(key, v, "an inclusive range (low, high) with low <= high")
+
+  check_choices(cfg, "methods", ("standard", "hambox"))
+  name = check_choice(cfg, "data.name", ("scenes", "wider_face"))
+  if name == "scenes":
+    check_number(cfg, "data.canvas", low=16, integer=True)
+    for key in ("num_train", "num_test", "max_faces"):
+      check_number(cfg, f"data.{key}", low=1, integer=True)
+    check_range("data.faces_per_image", 0, True)
+    check_range("data.distractors_per_image", 0, True)
+    check_range("data.face_size", 1, True)
+    check_range("data.contrast", 0, False)
+    for key in ("easy_size", "medium_size"):
+      check_number(cfg, f"data.{key}", low=1)
+    for key in ("face_blur", "noise"):
+      check_number(cfg, f"data.{key}", low=0)
+  else:
+    for key in ("train_size", "eval_size"):
+      check_number(cfg, f"data.{key}", low=32, integer=True)
+  for key in ("global_batch_size", "eval_batch_size"):
+    check_number(cfg, f"data.{key}", low=1, integer=True)
+  check_numbers(cfg, "model.stage_sizes", low=1, integer=True)
+  check_choice(cfg, "model.block", ("basic", "bottleneck"))
+  check_number(cfg, "model.width", low=0, low_open=True)
+  strides = check_numbers(cfg, "model.strides", low=1, integer=True)
+  sizes = check_numbers(cfg, "model.sizes", low=0, low_open=True)
+  if len(sizes) != len(strides):
+    raise config_error("model.sizes", sizes, f"one anchor size per stride {strides}")
+  check_number(cfg, "model.anchor_scale", low=0, low_open=True)
+  check_number(cfg, "model.channels", low=1, integer=True)
+  check_number(cfg, "model.head_depth", low=0, integer=True)
+  check_number(cfg, "model.prior_prob", low=0, high=1, low_open=True, high_open=True)
+  d = cfg.detection
+  check_number(cfg, "detection.t1", low=0, high=1)
+  check_number(cfg, "detection.t2", low=d.t1, high=1)
+  check_number(cfg, "detection.k", low=1, integer=True)
+  check_number(cfg, "detection.alpha", low=0, high=1)
+  for key in ("gamma", "box_weight"):
+    check_number(cfg, f"detection.{key}", low=0)
+  check_number(cfg, "detection.beta", low=0, low_open=True)
+  for key in ("score_threshold", "nms_threshold", "diagnostic_score"):
+    check_number(cfg, f"detection.{key}", low=0, high=1)
+  for key in ("pre_nms_topk", "max_detections"):
+    check_number(cfg, f"detection.{key}", low=1, integer=True)
+  check_numbers(cfg, "test.scales", low=0, low_open=True)
+  check_number(cfg, "test.num_draw", low=0, integer=True)

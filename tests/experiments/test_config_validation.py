@@ -6,7 +6,7 @@ import pytest
 
 from vision_jax.utils import ConfigError, load_config, parse_launch_args
 
-SLUGS = ("avq", "classification", "crn", "dmuh", "ir_softmax", "lrpea", "tf_nas")
+SLUGS = ("avq", "classification", "crn", "dmuh", "hambox", "ir_softmax", "lrpea", "tf_nas")
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -98,6 +98,13 @@ _CASES = [
   ("crn", {"crn.base_weight": "-1"}, r"--config.crn.base_weight=-1.0"),
   ("crn", {"data.fractions": "(0.6, 0.3, 0.3)"}, r"--config.data.fractions=.*summing to <= 1"),
   ("crn", {"data.name": "tiered"}, r"--config.data.name='tiered'"),
+  # hambox: thresholds, anchors, data ranges
+  ("hambox", {"detection.t2": "0.2"}, r"--config.detection.t2=0.2.*\[0.35, 1\]"),
+  ("hambox", {"model.sizes": "(16,)"}, r"--config.model.sizes=\(16,\).*one anchor size per stride"),
+  ("hambox", {"methods": "standard,retina"}, r"--config.methods=.*unknown: 'retina'"),
+  ("hambox", {"data.faces_per_image": "(5, 2)"}, r"--config.data.faces_per_image=\(5, 2\)"),
+  ("hambox", {"detection.k": "0"}, r"--config.detection.k=0"),
+  ("hambox", {"test.scales": "(1.0, 0.0)"}, r"--config.test.scales=.*element 1 is 0.0"),
   # tf_nas: table protocol, targets, search schedule, retrain
   ("tf_nas", {"lut.calibrate_archs": "-1"}, r"--config.lut.calibrate_archs=-1.*\[0, inf\)"),
   ("tf_nas", {"lut.rounds": "0"}, r"--config.lut.rounds=0"),
