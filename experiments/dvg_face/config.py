@@ -181,3 +181,55 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       decay_steps=(7667, 15333, 23000), decay_factor=0.457305051927326,
     )  # fmt: skip
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid method / data / model / stage settings before any data is built.
+
+  (The shared trainer checks each stage's ``optim*``, ``train`` and ``mesh``; the CASIA builder
+  checks ``paper.root`` and the fold lists.)
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  from vision_jax.utils.config_checks import (
+    check_choice,
+    check_choices,
+    check_number,
+    check_numbers,
+  )
+
+  check_choices(cfg, "methods", METHODS)
+  check_choice(cfg, "setting", ("embedded", "casia"))
+  d = "data"
+  check_number(cfg, f"{d}.image_size", low=8, integer=True)
+  check_choice(cfg, f"{d}.modality", ("sketch", "nir"))
+  check_number(cfg, f"{d}.train_fraction", low=0, high=1, low_open=True, high_open=True)
+  check_number(cfg, f"{d}.probe_fraction", low=0, high=1, low_open=True, high_open=True)
+  for key in ("train_views", "test_photos", "test_probes", "num_folds", "eval_batch_size"):
+    check_number(cfg, f"{d}.{key}", low=1, integer=True)
+  check_number(cfg, f"{d}.max_identities", low=0, integer=True)
+  check_choice(cfg, "model.name", ("lightcnn9", "lightcnn29v2"))
+  check_number(cfg, "model.dropout_rate", low=0, high=1, high_open=True)
+  for sec in ("idnet", "sampler", "gen"):
+    check_number(cfg, f"{sec}.num_steps", low=0 if sec == "idnet" else 1, integer=True)
+    check_number(cfg, f"{sec}.batch_size", low=2, integer=True)
+  check_number(cfg, "sampler.noise_dim", low=1, integer=True)
+  check_numbers(cfg, "sampler.hidden", low=1, integer=True)
+  check_number(cfg, "sampler.kl_weight", low=0)
+  check_number(cfg, "gen.width", low=1, integer=True)
+  check_number(cfg, "gen.disc_width", low=1, integer=True)
+  check_numbers(cfg, "gen.style_hidden", low=1, integer=True)
+  for key in ("w_ort", "w_pix", "w_swap", "w_fake", "w_ip", "w_pair", "w_kl", "w_adv"):
+    check_number(cfg, f"gen.{key}", low=0)
+  check_number(cfg, "sample.num_pairs", low=1, integer=True)
+  check_number(cfg, "sample.batch_size", low=1, integer=True)
+  check_number(cfg, "sample.grid_pairs", low=0, integer=True)
+  check_choice(cfg, "sample.attributes", ("real", "noise"))
+  for key in ("stage1_steps", "stage2_steps"):
+    check_number(cfg, f"recog.{key}", low=0, integer=True)
+  for key in ("batch_size", "fake_batch_size"):
+    check_number(cfg, f"recog.{key}", low=2, integer=True)
+  for key in ("contrastive_weight", "strong_contrastive_weight", "negative_weight"):
+    check_number(cfg, f"recog.{key}", low=0)
+  check_number(cfg, "recog.margin", low=-1, high=1)

@@ -6,7 +6,17 @@ import pytest
 
 from vision_jax.utils import ConfigError, load_config, parse_launch_args
 
-SLUGS = ("avq", "classification", "crn", "dmuh", "hambox", "ir_softmax", "lrpea", "tf_nas")
+SLUGS = (
+  "avq",
+  "classification",
+  "crn",
+  "dmuh",
+  "dvg_face",
+  "hambox",
+  "ir_softmax",
+  "lrpea",
+  "tf_nas",
+)
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -98,6 +108,12 @@ _CASES = [
   ("crn", {"crn.base_weight": "-1"}, r"--config.crn.base_weight=-1.0"),
   ("crn", {"data.fractions": "(0.6, 0.3, 0.3)"}, r"--config.data.fractions=.*summing to <= 1"),
   ("crn", {"data.name": "tiered"}, r"--config.data.name='tiered'"),
+  # dvg_face: methods, modality, loss weights, sampling
+  ("dvg_face", {"methods": "real,fake"}, r"--config.methods='real,fake'.*unknown: 'fake'"),
+  ("dvg_face", {"data.modality": "thermal"}, r"--config.data.modality='thermal'.*'sketch', 'nir'"),
+  ("dvg_face", {"gen.w_pix": "-1"}, r"--config.gen.w_pix=-1.0"),
+  ("dvg_face", {"sample.attributes": "mixed"}, r"--config.sample.attributes='mixed'"),
+  ("dvg_face", {"model.name": "resnet50"}, r"--config.model.name='resnet50'"),
   # hambox: thresholds, anchors, data ranges
   ("hambox", {"detection.t2": "0.2"}, r"--config.detection.t2=0.2.*\[0.35, 1\]"),
   ("hambox", {"model.sizes": "(16,)"}, r"--config.model.sizes=\(16,\).*one anchor size per stride"),
