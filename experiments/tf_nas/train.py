@@ -271,7 +271,7 @@ def calibration(cfg, table, space, workdir):
   if n <= 0:
     return table, {}
   path = os.path.join(workdir, "calibration.json")
-  archs = random_archs(space, n, int(cfg.seed) + 11)
+  archs = random_archs(space, n, int(cfg.seed) + 7)
   if os.path.exists(path):
     with open(path) as f:
       fit = json.load(f)
@@ -287,7 +287,7 @@ def table_check(cfg, table, space) -> dict:
   n = int(cfg.lut.num_random_archs)
   if n <= 0:
     return {}
-  archs = random_archs(space, n, int(cfg.seed) + 7)
+  archs = random_archs(space, n, int(cfg.seed) + 11)
   meas = measure_nets(archs, **_protocol(cfg))
   pred = [table.predict(a) for a in archs]
   err = [p / m - 1.0 for p, (m, _) in zip(pred, meas)]
