@@ -191,6 +191,7 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
     space, base, curve, target_ms=target_ms, steps_per_epoch=int(s.steps_per_epoch),
     warmup_epochs=int(s.warmup_epochs), lat_weight=float(s.lat_weight), tau0=float(s.tau0),
     tau_decay=float(s.tau_decay), arch_every=int(s.arch_every), elastic=bool(s.elastic),
+    dw_impl=str(s.get("dw_impl", "taps")),
   )  # fmt: skip
   b, aug = int(cfg.data.batch_size), train_transform(cfg)
   data = PairedBatches(

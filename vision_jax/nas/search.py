@@ -59,6 +59,7 @@ def search_task(
   tau_decay: float = 0.96,
   arch_every: int = 2,
   elastic: bool = True,
+  dw_impl: str = "taps",
   preprocess: Callable[[jax.Array], jax.Array] = image_to_float,
 ) -> Task:
   """The search Task (see the module docstring).
@@ -73,6 +74,8 @@ def search_task(
     tau0, tau_decay: Gumbel temperature schedule.
     arch_every: the architecture update runs every ``arch_every``-th step.
     elastic: run elasticity scaling after every post-warm-up epoch.
+    dw_impl: the supernet's depthwise convolution, ``"taps"`` or ``"xla"`` (see
+      :class:`~vision_jax.nas.supernet.Supernet`).
     preprocess: uint8 images -> float input.
 
   Returns:
@@ -94,7 +97,9 @@ def search_task(
       f"search_task: curve has shape {curve.shape}; expected ({space.num_blocks}, "
       f"{sn.NUM_OPS}, W + 1) for this search space"
     )
-  net = sn.Supernet(space)
+  if dw_impl not in ("taps", "xla"):
+    raise ValueError(f"search_task: dw_impl={dw_impl!r}; expected 'taps' or 'xla'")
+  net = sn.Supernet(space, dw_impl)
   lo, hi = sn.width_bounds(space)
   curve_j = jnp.asarray(curve, jnp.float32)
   warmup_steps = warmup_epochs * steps_per_epoch
