@@ -21,13 +21,19 @@ preset's 2-block supernet, for a quick check). Timed steps are interleaved (JAX,
 PyTorch, JAX, ...) after warm-up; medians with IQR, the ratio JAX / PyTorch (< 1: JAX faster),
 the thread counts of both sides and the 1-minute load are printed.
 
+``--threads=1`` (default): single-threaded XLA (``--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1``, set before JAX is imported) and ``torch.set_num_threads(1)``;
 ``--threads=0``: XLA's default CPU thread pool (one thread per schedulable core) and torch set
-to the same count; ``--threads=1``: single-threaded XLA (``--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1``, set before JAX is imported) and ``torch.set_num_threads(1)``.
+to the same count. Choice: single-threaded by default, because on a loaded shared CPU torch's
+OpenMP pool stalls (smoke supernet: 0.4-11 s per PyTorch step with 2 threads, 42-90 ms with 1).
+
+Measured (docs/tf_nas.md, "Search-step benchmark"): defaults (reduced space, 32 px, batch 32,
+1 thread each) on a shared 2-core x86 CPU at load 6-10, JAX 4.6-4.9 s vs PyTorch 1.47-1.48 s
+per step, ratio JAX / PyTorch 3.1-3.3; both nets 1,093,230 weight + 63 architecture
+parameters; JAX trace + compile 4-9 min.
 
 torch (and its own dependency sympy, which ``torch.optim`` imports) is not a dependency of
-vision_jax; without it the script times the JAX side only and says so. Measured numbers:
-docs/tf_nas.md, "Search-step benchmark".
+vision_jax; without it the script times the JAX side only and says so.
 """
 
 from __future__ import annotations
@@ -157,7 +163,7 @@ def main(argv=None):
       jax_step()
       ms.append((time.perf_counter() - t0) * 1e3)
     med, q1, q3 = _stats(ms)
-    print(f"JAX search step: {med:.1f} ms (IQR {q1:.1f}-{q3:.1f}), compile {compile_s:.1f} s")
+    print(f"JAX search step: {med:.1f} ms (IQR {q1:.1f}-{q3:.1f}), first step {compile_s:.1f} s")
     print(f"{why}: the official search step was not timed, no ratio.")
     return {"jax_ms": med, "jax_iqr": (q1, q3), "compile_s": compile_s}
 
@@ -182,6 +188,8 @@ def main(argv=None):
     for k, b in batch.items()
   }
   print(f"PyTorch threads: {torch.get_num_threads()} (torch {torch.__version__}, CPU)")
+  if dev.platform != "cpu":
+    print(f"note: JAX runs on {dev.platform}, the PyTorch reference on the CPU: not like for like")
 
   def torch_step():
     tstep(tbatch)
@@ -202,7 +210,7 @@ def main(argv=None):
   print(f"JAX search step (weights + arch):     {jm:8.1f} ms (IQR {jq1:.1f}-{jq3:.1f})")
   print(f"PyTorch search step (weights + arch): {tm:8.1f} ms (IQR {tq1:.1f}-{tq3:.1f})")
   print(f"ratio JAX / PyTorch: {jm / tm:.2f} (< 1: JAX faster); {a.steps} steps per side")
-  print(f"JAX compile: {compile_s:.1f} s; 1-minute load: {load:.2f}")
+  print(f"JAX first step (trace + compile): {compile_s:.1f} s; 1-minute load: {load:.2f}")
   return {
     "jax_ms": jm, "jax_iqr": (jq1, jq3), "torch_ms": tm, "torch_iqr": (tq1, tq3),
     "ratio": jm / tm, "compile_s": compile_s, "threads": jax_threads, "load": load,
