@@ -47,7 +47,7 @@ import optax
 
 from vision_jax.frontalization.model import _lrelu, _Res, _tower, num_levels
 from vision_jax.hfr.model import instance_norm
-from vision_jax.models.conv import Conv
+from vision_jax.models.conv import Conv, lecun_normal_hwio
 
 
 class DrGanGenerator(nn.Module):
@@ -107,7 +107,13 @@ class DrGanGenerator(nn.Module):
     h = nn.Dense(side * side * c0, name="fc_up")(jnp.concatenate(parts, -1))
     h = _lrelu(instance_norm(h.reshape(b, side, side, c0)))
     for i, c in enumerate(reversed([self.width] + widths[:-1])):
-      h = _lrelu(instance_norm(nn.ConvTranspose(c, (2, 2), strides=(2, 2), name=f"up{i}")(h)))
+      h = _lrelu(
+        instance_norm(
+          nn.ConvTranspose(c, (2, 2), strides=(2, 2), kernel_init=lecun_normal_hwio, name=f"up{i}")(
+            h
+          )
+        )
+      )
       h = _lrelu(instance_norm(Conv(c, (3, 3), conv_impl=ci, name=f"dec{i}")(h)))
     out = Conv(self.channels, (3, 3), conv_impl=ci, name="out")(h)
     return jax.nn.sigmoid(out.astype(jnp.float32))
