@@ -29,10 +29,13 @@ without it, 0.425 for the raw probes (|yaw| <= 30: 0.725 / 0.733 / 0.558). Expec
 within ± 0.05 of these; the two GAN rows agree within their seed std, so the paper's claim (the
 parsing D helps at large poses) is not confirmed at this budget. Wall time 8.0 min on an idle
 2-core machine (12.7 CPU-min); add ``--compilation_cache=DIR`` so the seeds share compiled steps.
+The DR-GAN-style variant alone (``--config.methods=drgan --config.seeds='(0,)'``, one seed, 3.6
+CPU-min): 0.586 at |yaw| >= 60 (seed 0 of the two rows above: 0.656 / 0.647).
 
 Presets:
-  smoke    tiny sizes, a few steps per stage, one device (run by tests; compile-bound: 72 s in
-           the test suite on 2 cores)
+  smoke    tiny sizes, a few steps per stage, one device, all three methods (run by tests;
+           compile-bound: about 100 CPU-seconds for tests/experiments/test_m2fpa_smoke.py on
+           2 cores)
   default  the embedded setting above
   paper    M2FPA at 128 px (GPU): --config.paper.root=/data/M2FPA (the image tree of
            `vision_jax.data.m2fpa`, with camera_poses.csv) and --config.paper.parsing_dir=DIR

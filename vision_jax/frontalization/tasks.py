@@ -193,8 +193,10 @@ def frontalization_task(
       lab = batch["label"]
       ids = jnp.concatenate([lab, lab])
       poses = jnp.concatenate([batch["pose_index"], jnp.full_like(lab, frontal_pose)])
-      real = drgan_logits(params, jnp.concatenate([to_float(batch["image"]), y]))
-      fake_id, _ = drgan_logits(params, fake)
+      # one D pass over [probes, frontals, generated]: D has no batch statistics
+      id_l, pose_l = drgan_logits(params, jnp.concatenate([to_float(batch["image"]), y, fake]))
+      n = 2 * lab.shape[0]
+      real, fake_id = (id_l[:n], pose_l[:n]), id_l[n:]
       r = drgan_d_loss(real, fake_id, ids, poses)
       loss = loss + r
       metrics.update(drgan_loss=r, real_id_acc=jnp.mean(jnp.argmax(real[0], -1) == ids),
