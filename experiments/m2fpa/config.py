@@ -15,8 +15,10 @@ seed one frontalization GAN (`vision_jax.frontalization.frontalization_task`: D 
 one jitted step, ``cfg.gen.optim`` for G and ``cfg.gen.optim_d`` for D) through the sweep
 harness; (4) Rank-1 of frontalized test probes against the frontal gallery per pose bin, pooled
 over ``|yaw| >= 60`` (mean ± std over seeds), a heatmap PNG and a PNG grid of probes and their
-frontalizations. Methods: ``parsing`` (global + parsing-guided D, the paper's method) and
-``baseline`` (the same generator with the global D only); the row ``raw probes`` ranks the
+frontalizations. Methods (``cfg.methods``): ``parsing`` (global + parsing-guided D, the paper's
+method), ``baseline`` (the same generator with the global D only) and ``drgan`` (the DR-GAN-style
+single-encoder generator with the identity/pose D, `vision_jax.frontalization.drgan`; add it
+with ``--config.methods=baseline,parsing,drgan``); the row ``raw probes`` ranks the
 unfrontalized probes with the same recognition net.
 
 Data: the procedural renderer's faces, NOT M2FPA or Multi-PIE.
@@ -27,15 +29,21 @@ without it, 0.425 for the raw probes (|yaw| <= 30: 0.725 / 0.733 / 0.558). Expec
 within ± 0.05 of these; the two GAN rows agree within their seed std, so the paper's claim (the
 parsing D helps at large poses) is not confirmed at this budget. Wall time 8.0 min on an idle
 2-core machine (12.7 CPU-min); add ``--compilation_cache=DIR`` so the seeds share compiled steps.
+The DR-GAN-style variant alone (``--config.methods=drgan --config.seeds='(0,)'``, one seed, 3.6
+CPU-min): 0.586 at |yaw| >= 60 (seed 0 of the two rows above: 0.656 / 0.647).
 
 Presets:
-  smoke    tiny sizes, a few steps per stage, one device (run by tests; compile-bound: 72 s in
-           the test suite on 2 cores)
+  smoke    tiny sizes, a few steps per stage, one device, all three methods (run by tests;
+           compile-bound: about 100 CPU-seconds for tests/experiments/test_m2fpa_smoke.py on
+           2 cores)
   default  the embedded setting above
   paper    M2FPA at 128 px (GPU): --config.paper.root=/data/M2FPA (the image tree of
            `vision_jax.data.m2fpa`, with camera_poses.csv) and --config.paper.parsing_dir=DIR
            (``<relpath>.png`` label maps of the frontal images, `synthetic_faces.PARTS` labels),
-           LightCNN-29v2. Paper (M2FPA, ICCV 2019): the result tables were not retrieved (see
+           LightCNN-29v2. Multi-PIE instead: --config.setting=multipie
+           --config.paper.root=/data/Multi-PIE (the release tree with data/ of
+           `vision_jax.data.multipie`; setting 2: paper.train_max_subject=200,
+           paper.gallery_illumination=7). Paper (M2FPA, ICCV 2019): the result tables were not retrieved (see
            docs/m2fpa.md); TP-GAN's Multi-PIE Rank-1 at ±90/±75/±60 yaw is 64.0/84.1/92.9 %
            (TP-GAN, ICCV 2017, Table 1, setting 2, as recalled, not checked against the PDF).
 """
@@ -43,7 +51,9 @@ Presets:
 import ml_collections
 
 PRESETS = ("smoke", "default", "paper")
-METHODS = ("baseline", "parsing")
+METHODS = ("baseline", "parsing", "drgan")
+# the generator each method trains: TP-GAN-like encoder-decoder with skips, or DR-GAN-style
+GENERATORS = {"baseline": "tpgan", "parsing": "tpgan", "drgan": "drgan"}
 
 
 def _optim(**kw):
@@ -54,8 +64,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0  # data, split and recognition net
   cfg.seeds = (0, 1, 2)  # one GAN per (method, seed)
-  cfg.methods = ",".join(METHODS)
-  cfg.setting = "embedded"  # embedded | m2fpa
+  cfg.methods = "baseline,parsing"  # any of METHODS; drgan = the DR-GAN-style variant
+  cfg.setting = "embedded"  # embedded | m2fpa | multipie
   cfg.data = ml_collections.ConfigDict(
     dict(
       image_size=32,
@@ -87,7 +97,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       code_dim=128,
       disc_width=16,
       parsing_n_down=2,
-      adversarial="nonsaturating",  # nonsaturating | hinge
+      adversarial="nonsaturating",  # nonsaturating | hinge (TP-GAN-like G's global / parsing D)
+      drgan_noise_dim=0,  # N_z of the DR-GAN-style generator (method drgan)
       num_steps=150,
       batch_size=32,
       w_pixel=1.0,
@@ -103,7 +114,14 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   )
   cfg.grid = ml_collections.ConfigDict(dict(identities=3, pitch=0.0, scale=3))
   cfg.paper = ml_collections.ConfigDict(
-    dict(root="", parsing_dir="", frontal_camera="4-7", split="train")
+    dict(
+      root="",
+      parsing_dir="",
+      frontal_camera="4-7",  # M2FPA
+      split="train",  # M2FPA
+      train_max_subject=200,  # Multi-PIE setting 2: subjects 001-200 train
+      gallery_illumination=7,  # Multi-PIE setting 2: camera 05_1, illumination 07
+    )
   )
   cfg.train = ml_collections.ConfigDict(
     dict(log_every=50, eval_every=0, checkpoint_every=0, keep_checkpoints=1, prefetch=2)
@@ -111,6 +129,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.mesh = ml_collections.ConfigDict(dict(model=1))
   if preset == "smoke":
     cfg.seeds = (0,)
+    cfg.methods = ",".join(METHODS)
     cfg.data.image_size = 16
     cfg.data.supersample = 1
     cfg.data.num_identities = 6

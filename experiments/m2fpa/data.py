@@ -1,17 +1,21 @@
 """Data of the M2FPA experiment: the embedded procedural faces and the M2FPA image tree, both as
 the same dict of arrays.
 
-Result of `embedded_data` / `m2fpa_tree_data`::
+Result of `embedded_data` / `m2fpa_tree_data` / `multipie_tree_data`::
 
-  {"gan": {"image", "frontal": uint8 [N, S, S, C], "frontal_parsing": uint8 [N, S, S]},
+  {"gan": {"image", "frontal": uint8 [N, S, S, C], "frontal_parsing": uint8 [N, S, S],
+           "label": int32 [N] (train-local subject), "pose_index": int32 [N] (row of gan_poses)},
    "recog": {"image": uint8 [M, S, S, C], "label": int32 [M]},
    "probe": {"image", "frontal": uint8 [Q, S, S, C], "label": int32 [Q], "pose": float [Q, 2]},
    "gallery": {"image": uint8 [G, S, S, C], "label": int32 [G]},
-   "poses": float [P, 2] (the probe pose set), "num_train_ids": K}
+   "poses": float [P, 2] (the probe pose set), "gan_poses": float [P', 2] (every pose of the
+   train images, the frontal one included), "frontal_pose": the frontal row of gan_poses,
+   "num_train_ids": K}
 
 ``gan`` pairs every train-subject image with its subject's frontal image (and that image's
 parsing map); ``recog`` holds near-frontal train images with train-local labels; test subjects
-give the gallery (their frontal image) and the probes (every other pose).
+give the gallery (their frontal image) and the probes (every other pose). ``label`` and
+``pose_index`` are what the DR-GAN-style D classifies.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import numpy as np
 
 from vision_jax.data import m2fpa as m2
+from vision_jax.data import multipie as mpie
 from vision_jax.data import synthetic_faces as sf
 from vision_jax.metrics.pose_bins import check_poses, pose_index, subject_disjoint_split
 
@@ -70,12 +75,17 @@ def embedded_data(cfg) -> dict:
   frontal, f_parsing = _u8(r["frontal"]), r["frontal_parsing"].astype(np.uint8)
   p = len(poses)
   rep = lambda a, sel: np.repeat(a[sel], p, axis=0)  # noqa: E731
+  is_frontal = (poses[:, 0] == 0) & (poses[:, 1] == 0)
   gan = {
     "image": image[train_ids].reshape(-1, *image.shape[2:]),
     "frontal": rep(frontal, train_ids),
     "frontal_parsing": rep(f_parsing, train_ids),
+    "label": np.repeat(np.arange(len(train_ids), dtype=np.int32), p),
+    "pose_index": np.tile(np.arange(p, dtype=np.int32), len(train_ids)),
   }
-  is_frontal = (poses[:, 0] == 0) & (poses[:, 1] == 0)
+  # the frontal pose of the DR-GAN pose head: its row, or one more class when it is not rendered
+  frontal_pose = int(np.flatnonzero(is_frontal)[0]) if is_frontal.any() else p
+  gan_poses = poses if is_frontal.any() else np.concatenate([poses, [[0.0, 0.0]]])
   probe_poses = poses[~is_frontal]
   n_test = len(test_ids)
   probe = {
@@ -99,6 +109,8 @@ def embedded_data(cfg) -> dict:
     "probe": probe,
     "gallery": gallery,
     "poses": probe_poses,
+    "gan_poses": gan_poses,
+    "frontal_pose": frontal_pose,
     "num_train_ids": len(train_ids),
   }
 
@@ -183,15 +195,8 @@ def m2fpa_tree_data(cfg, *, need_parsing: bool) -> dict:
   )
   train_ids = {s: i for i, s in enumerate(s for s in subjects if s not in test)}
   test_ids = {s: i for i, s in enumerate(s for s in subjects if s in test)}
-  read = lambda r: _read_image(os.path.join(p.root, r.path), size, mode="L")[..., None]  # noqa: E731
-  gan, recog, probe, gallery = ({} for _ in range(4))
-  add = lambda dct, **kv: [dct.setdefault(k, []).append(v) for k, v in kv.items()]  # noqa: E731
+  entries, in_gallery = [], set()
   for r in records:
-    pose = table[(r.layer, r.camera)]
-    try:
-      pose_index(grid, *pose)
-    except ValueError as e:
-      raise ValueError(f"M2FPA image {r.path!r}: {e} (data.poses={d.poses!r})") from None
     f = frontal_of.get(folder(r))
     if f is None:
       raise ValueError(
@@ -199,26 +204,114 @@ def m2fpa_tree_data(cfg, *, need_parsing: bool) -> dict:
       )
     is_frontal = f.path == r.path
     if r.subject in train_ids:
-      if is_frontal:
-        add(recog, image=read(r), label=train_ids[r.subject])
+      entries.append((r.path, "train", train_ids[r.subject], table[(r.layer, r.camera)], f.path))
+    elif is_frontal:
+      if r.subject not in in_gallery:  # the first frontal image (by path) of a test subject
+        in_gallery.add(r.subject)
+        entries.append((r.path, "gallery", test_ids[r.subject], None, f.path))
+    else:
+      entries.append((r.path, "probe", test_ids[r.subject], table[(r.layer, r.camera)], f.path))
+  root = p.root
+  return _assemble(lambda rel: os.path.join(root, rel), entries, grid, table[(fl, fc)], size=size, need_parsing=need_parsing,
+                   parsing_dir=p.parsing_dir, what="M2FPA", poses_key=f"data.poses={d.poses!r}",
+                   num_train_ids=len(train_ids))  # fmt: skip
+
+
+def _assemble(resolve, entries, grid, frontal, *, size, need_parsing, parsing_dir, what, poses_key,
+              num_train_ids) -> dict:  # fmt: skip
+  """The experiment's arrays from ``(relpath, role, label, pose, frontal relpath)`` entries
+  (role ``train`` / ``gallery`` / ``probe``; ``resolve(relpath)`` the file); images grey, resized
+  to ``size``.
+
+  Raises:
+    ValueError: a train / probe pose outside ``grid`` (names the file and ``poses_key``).
+    FileNotFoundError: a missing parsing map (with ``need_parsing``).
+  """
+  read = lambda rel: _read_image(resolve(rel), size, mode="L")[..., None]  # noqa: E731
+  gan, recog, probe, gallery = ({} for _ in range(4))
+  add = lambda dct, **kv: [dct.setdefault(k, []).append(v) for k, v in kv.items()]  # noqa: E731
+  for rel, role, label, pose, frel in entries:
+    if role != "gallery":
+      try:
+        k = pose_index(grid, *pose)
+      except ValueError as e:
+        raise ValueError(f"{what} image {rel!r}: {e} ({poses_key})") from None
+    if role == "train":
+      if rel == frel:
+        add(recog, image=read(rel), label=label)
       parsing = (
-        read_parsing_map(p.parsing_dir, f.path, size)
+        read_parsing_map(parsing_dir, frel, size)
         if need_parsing
         else np.zeros((size, size), np.uint8)
       )
-      add(gan, image=read(r), frontal=read(f), frontal_parsing=parsing)
-    elif is_frontal:
-      if test_ids[r.subject] not in gallery.get("label", []):
-        add(gallery, image=read(r), label=test_ids[r.subject])
+      add(gan, image=read(rel), frontal=read(frel), frontal_parsing=parsing, label=label,
+          pose_index=k)  # fmt: skip
+    elif role == "gallery":
+      add(gallery, image=read(rel), label=label)
     else:
-      add(probe, image=read(r), frontal=read(f), label=test_ids[r.subject], pose=np.asarray(pose))
+      add(probe, image=read(rel), frontal=read(frel), label=label, pose=np.asarray(pose))
   stack = lambda dct: {k: np.stack(v) for k, v in dct.items()}  # noqa: E731
-  non_frontal = np.asarray([g for g in grid.tolist() if tuple(g) != table[(fl, fc)]])
-  return {
-    "gan": stack(gan),
-    "recog": stack(recog),
-    "probe": stack(probe),
-    "gallery": stack(gallery),
-    "poses": non_frontal,
-    "num_train_ids": len(train_ids),
-  }
+  out = {k: stack(v) for k, v in (("gan", gan), ("recog", recog), ("probe", probe),
+                                  ("gallery", gallery))}  # fmt: skip
+  for part, key in (("gan", "label"), ("gan", "pose_index"), ("recog", "label"),
+                    ("probe", "label"), ("gallery", "label")):  # fmt: skip
+    out[part][key] = out[part][key].astype(np.int32)
+  frontal = tuple(float(v) for v in frontal)
+  out.update(
+    poses=np.asarray([g for g in grid.tolist() if tuple(g) != frontal]),
+    gan_poses=np.asarray(grid, np.float64),
+    frontal_pose=pose_index(grid, *frontal),
+    num_train_ids=num_train_ids,
+  )
+  return out
+
+
+def multipie_tree_data(cfg, *, need_parsing: bool) -> dict:
+  """Multi-PIE from its release tree (`vision_jax.data.multipie` layout and protocol) as the
+  experiment's arrays.
+
+  The protocol is `MultiPieProtocol` with ``paper.train_max_subject`` and
+  ``paper.gallery_illumination`` (default setting 2). The frontal ground truth of an image is the
+  camera 05_1 image of the same subject, session, recording and illumination; parsing maps are
+  ``<paper.parsing_dir>/data/session<ss>/.../<name>.png``. Choice: whole
+  frames are resized to ``data.image_size`` (no face crop); point ``paper.root`` at a tree of
+  aligned face crops in the same layout for a meaningful run.
+
+  Raises:
+    ValueError / FileNotFoundError: no root, a file name that does not parse or an unknown camera
+      (named by `vision_jax.data.multipie`), a test subject without a gallery image, an image
+      without its frontal counterpart (named), or a missing parsing map.
+  """
+  p, d = cfg.paper, cfg.data
+  if not p.root:
+    raise ValueError("paper preset: set --config.paper.root=DIR (the Multi-PIE tree with data/)")
+  proto = mpie.MultiPieProtocol(train_max_subject=int(p.train_max_subject),
+                                gallery_illumination=int(p.gallery_illumination))  # fmt: skip
+  records = mpie.list_multipie(p.root)
+  splits = mpie.multipie_protocol(records, proto)
+  selected = splits["train"] + splits["gallery"] + splits["probe"]
+  grid = mpie.multipie_poses(selected) if d.poses == "data" else check_poses(
+    parse_pairs(d.poses, key="data.poses", width=2), name="data.poses")  # fmt: skip
+  key = lambda r: (r.subject, r.session, r.recording, r.illumination)  # noqa: E731
+  # a probe pairs with the frontal image under its own light (not the gallery image)
+  frontal_of = {key(r): r for r in records if r.camera == proto.gallery_camera}
+  train_ids = {s: i for i, s in enumerate(sorted({r.subject for r in splits["train"]}))}
+  test_ids = {s: i for i, s in enumerate(sorted({r.subject for r in splits["gallery"]}))}
+  entries = []
+  for role in ("train", "gallery", "probe"):
+    for r in splits[role]:
+      f = frontal_of.get(key(r))
+      if f is None:
+        raise ValueError(
+          f"Multi-PIE image {r.path!r}: no camera {proto.gallery_camera} image of subject "
+          f"{r.subject:03d}, session {r.session:02d}, recording {r.recording:02d}, illumination "
+          f"{r.illumination:02d} (its frontal ground truth)"
+        )
+      ids = train_ids if role == "train" else test_ids
+      pose = mpie.multipie_pose(r) if role != "gallery" else None
+      entries.append((r.path, role, ids[r.subject], pose, f.path))
+  top = mpie.multipie_data_dir(p.root)
+  return _assemble(lambda rel: os.path.join(top, rel.removeprefix("data/")), entries, grid, mpie.MULTIPIE_CAMERA_POSES[proto.gallery_camera],
+                   size=int(d.image_size), need_parsing=need_parsing, parsing_dir=p.parsing_dir,
+                   what="Multi-PIE", poses_key=f"data.poses={d.poses!r}",
+                   num_train_ids=len(train_ids))  # fmt: skip

@@ -11,6 +11,7 @@ import numpy as np
 
 from experiments.dvg_face.train import _stage, stage_config
 from experiments.m2fpa import data as md
+from experiments.m2fpa.config import GENERATORS, METHODS
 from vision_jax import data as vdata
 from vision_jax import frontalization as fr
 from vision_jax.data.transforms import image_to_float
@@ -22,11 +23,12 @@ from vision_jax.train.classification import classification_task
 from vision_jax.train.writers import plot_comparison
 from vision_jax.utils import save_json
 
-ROWS = ("raw", "baseline", "parsing")
+ROWS = ("raw", "baseline", "parsing", "drgan")
 NAMES = {
   "raw": "raw probes (no frontalization)",
   "baseline": "G + global D (baseline)",
   "parsing": "G + global D + parsing-guided D (M2FPA)",
+  "drgan": "DR-GAN-style G + identity/pose D",
 }
 GENERATOR_FILE = "generator.msgpack"
 
@@ -73,10 +75,10 @@ def make_batched(fn, batch: int = 256):
 
 def methods_of(cfg) -> list[str]:
   names = [m for m in str(cfg.methods).split(",") if m]
-  bad = [m for m in names if m not in ("baseline", "parsing")]
+  bad = [m for m in names if m not in METHODS]
   if bad or not names:
     raise ValueError(
-      f"cfg.methods={cfg.methods!r}: unknown or no method(s) {bad}; valid: baseline,parsing"
+      f"cfg.methods={cfg.methods!r}: unknown or no method(s) {bad}; valid: {','.join(METHODS)}"
     )
   return names
 
@@ -86,7 +88,9 @@ def load_data(cfg, need_parsing: bool) -> dict:
     return md.embedded_data(cfg)
   if cfg.setting == "m2fpa":
     return md.m2fpa_tree_data(cfg, need_parsing=need_parsing)
-  raise ValueError(f"cfg.setting={cfg.setting!r}; expected 'embedded' or 'm2fpa'")
+  if cfg.setting == "multipie":
+    return md.multipie_tree_data(cfg, need_parsing=need_parsing)
+  raise ValueError(f"cfg.setting={cfg.setting!r}; expected 'embedded', 'm2fpa' or 'multipie'")
 
 
 def train_recognition(cfg, data: dict, workdir: str, *, progress: bool):
@@ -114,8 +118,17 @@ def train_recognition(cfg, data: dict, workdir: str, *, progress: bool):
   return model, state.params
 
 
-def make_models(cfg, method: str):
+def make_models(cfg, method: str, data: dict) -> dict:
+  """``{"gen", "global_disc", "parsing_disc", "drgan_disc"}`` of ``method`` (absent D: None)."""
   gc, size = cfg.gen, int(cfg.data.image_size)
+  if GENERATORS[method] == "drgan":
+    n_poses = len(data["gan_poses"])
+    gen = fr.DrGanGenerator(image_size=size, channels=1, width=gc.width, code_dim=gc.code_dim,
+                            num_poses=n_poses, target_pose=int(data["frontal_pose"]),
+                            noise_dim=int(gc.drgan_noise_dim))  # fmt: skip
+    dd = fr.DrGanDiscriminator(num_identities=int(data["num_train_ids"]), num_poses=n_poses,
+                               width=gc.disc_width)  # fmt: skip
+    return dict(gen=gen, global_disc=None, parsing_disc=None, drgan_disc=dd)
   gen = fr.FrontalGenerator(image_size=size, channels=1, width=gc.width, code_dim=gc.code_dim)
   gd = fr.GlobalDiscriminator(width=gc.disc_width)
   pd = (
@@ -123,7 +136,7 @@ def make_models(cfg, method: str):
     if method == "parsing"
     else None
   )
-  return gen, gd, pd
+  return dict(gen=gen, global_disc=gd, parsing_disc=pd, drgan_disc=None)
 
 
 def save_grid(path: str, rows: list[tuple[str, np.ndarray]], *, scale: int = 3) -> None:
@@ -206,7 +219,8 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
     return summarize_feats(out["embedding"], out["l1"])
 
   def train_gan(run_dir, method, seed):
-    gen, gd, pd = make_models(cfg, method)
+    models = make_models(cfg, method, data)
+    gen = models["gen"]
     if gc.checkpoint:  # evaluate a saved generator instead of training
       params = fr.load_generator(gc.checkpoint, gen)
       imgs = make_batched(fr.make_frontalizer(gen), dc.eval_batch_size)(params, probe["image"])
@@ -214,8 +228,8 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
       return {"eval": summarize(dict(embedding=embed(id_params, imgs), l1=l1)),
               "generator_checkpoint": gc.checkpoint}  # fmt: skip
     task = fr.frontalization_task(
-      gen, id_model, id_params=id_params, global_disc=gd, parsing_disc=pd, weights=weights,
-      adversarial=gc.adversarial, summarize=summarize,
+      id_net=id_model, id_params=id_params, weights=weights, adversarial=gc.adversarial,
+      summarize=summarize, **models,
     )  # fmt: skip
     path = os.path.join(run_dir, GENERATOR_FILE)
 
@@ -268,7 +282,7 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
   # identity, columns the probe poses at pitch grid.pitch sorted by yaw
   gens = {}
   for m in names:
-    gen, _, _ = make_models(cfg, m)
+    gen = make_models(cfg, m, data)["gen"]
     ckpt = sweep[m][f"seed{cfg.seeds[0]}"].get("generator_checkpoint")
     if ckpt and os.path.isfile(ckpt):
       gens[m] = (

@@ -255,6 +255,19 @@ def _m2fpa():
   return files, [("vj_m2fpa", "train", 2), ("vj_m2fpa", "test", 1)]
 
 
+def _multipie():
+  files = {}
+  for subj, ses, rec, cam, ill in [(1, 1, 1, "05_1", 7), (1, 1, 1, "05_1", 0), (1, 1, 1, "14_0", 7),
+                                   (1, 1, 2, "05_1", 7), (1, 1, 1, "08_1", 7), (201, 1, 1, "05_1", 7),
+                                   (201, 1, 1, "14_0", 0), (201, 1, 1, "05_1", 0)]:  # fmt: skip
+    name = f"{subj:03d}_{ses:02d}_{rec:02d}_{cam.replace('_', '')}_{ill:02d}.png"
+    rel = f"data/session{ses:02d}/multiview/{subj:03d}/{rec:02d}/{cam}/{name}"
+    files[rel] = _image(len(files), fmt="PNG")
+  # protocol: neutral (rec 01), head-height cameras; 201's 05_1 / 07 is its gallery image
+  b = "vj_multipie/setting2"
+  return files, [(b, "train", 3), (b, "gallery", 1), (b, "probe", 1)]
+
+
 WRITERS = {
   "vj_fashion_mnist": _fashion_mnist,
   "vj_cifar10": _cifar10,
@@ -270,6 +283,7 @@ WRITERS = {
   "vj_hfr": _hfr,
   "vj_wider_face": _wider_face,
   "vj_m2fpa": _m2fpa,
+  "vj_multipie": _multipie,
 }
 
 

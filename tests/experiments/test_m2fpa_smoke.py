@@ -17,7 +17,7 @@ from vision_jax.metrics.pose_bins import pooled_rank1
 
 def test_smoke_preset_runs(tmp_path):
   out = entry.main(["--preset=smoke", f"--workdir={tmp_path}"])
-  assert set(out["methods"]) == {"raw", "baseline", "parsing"}
+  assert set(out["methods"]) == {"raw", "baseline", "parsing", "drgan"}
   poses = np.asarray(out["poses"])
   for m in out["methods"].values():
     mean = m["mean"]
@@ -32,11 +32,15 @@ def test_smoke_preset_runs(tmp_path):
   assert {"d/parsing_loss", "g/parsing_adv"} <= set(summary["final_train"])
   with open(tmp_path / "baseline" / "seed0" / "summary.json") as f:
     assert "g/parsing_adv" not in json.load(f)["final_train"]
+  with open(tmp_path / "drgan" / "seed0" / "summary.json") as f:
+    final = json.load(f)["final_train"]
+  assert {"d/drgan_loss", "d/real_id_acc", "g/adv"} <= set(final) and "d/global_loss" not in final
   for png in ("rank1_heatmap.png", "frontalization_grid.png", "comparison.png"):
     assert os.path.getsize(tmp_path / png) > 0
-  assert out["grid_rows"] == ["probe", "baseline", "parsing", "ground truth"]
+  assert out["grid_rows"] == ["probe", "baseline", "parsing", "drgan", "ground truth"]
   table = train.format_table(out)
   assert "| G + global D + parsing-guided D (M2FPA) |" in table and "| raw probes" in table
+  assert "| DR-GAN-style G + identity/pose D |" in table
 
 
 def test_embedded_data_is_subject_disjoint_and_paired():
@@ -123,3 +127,67 @@ def test_m2fpa_tree_missing_parsing_map_is_named(tmp_path):
   ):
     md.m2fpa_tree_data(cfg, need_parsing=True)
   assert md.m2fpa_tree_data(cfg, need_parsing=False)["gan"]["image"].shape[0] == 6  # baseline only
+
+
+def _multipie_tree(root, skip=()):
+  """Subjects 001, 002 (train), 201, 202 (test); session 01 neutral; cameras 05_1, 14_0, 11_0;
+  illuminations 07 and 03."""
+  rng = np.random.default_rng(1)
+  for subj in (1, 2, 201, 202):
+    for cam in ("05_1", "14_0", "11_0"):
+      for ill in (7, 3):
+        name = f"{subj:03d}_01_01_{cam.replace('_', '')}_{ill:02d}.png"
+        rel = f"data/session01/multiview/{subj:03d}/01/{cam}/{name}"
+        if rel in skip:
+          continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(root / rel)
+
+
+def _multipie_cfg(root):
+  cfg = mc.get_config("smoke")
+  cfg.setting = "multipie"
+  cfg.data.poses = "data"
+  cfg.paper.root = str(root)
+  cfg.paper.train_max_subject = 2
+  return cfg
+
+
+def test_multipie_tree_pairs_probes_with_the_frontal_image_under_their_light(tmp_path):
+  root = tmp_path / "mpie"
+  _multipie_tree(root)
+  d = md.multipie_tree_data(_multipie_cfg(root), need_parsing=False)
+  assert d["num_train_ids"] == 2 and d["gan"]["image"].shape == (2 * 3 * 2, 16, 16, 1)
+  assert sorted(map(tuple, d["poses"].tolist())) == [(-90.0, 0.0), (-15.0, 0.0)]
+  np.testing.assert_array_equal(d["gan_poses"][d["frontal_pose"]], [0.0, 0.0])
+  assert d["gallery"]["image"].shape[0] == 2  # 05_1, illumination 07
+  assert d["probe"]["image"].shape[0] == 2 * 2 * 2  # 2 test subjects x 2 cameras x 2 lights
+  # the frontal target of a probe is the 05_1 image under the same light: read it independently
+  read = lambda rel: md._read_image(str(root / rel), 16, mode="L")[..., None]  # noqa: E731
+  want = read("data/session01/multiview/201/01/05_1/201_01_01_051_03.png")
+  hits = [np.array_equal(f, want) for f in d["probe"]["frontal"]]
+  assert sum(hits) == 2  # the two probes of subject 201 under light 03
+  g = read("data/session01/multiview/201/01/05_1/201_01_01_051_07.png")
+  np.testing.assert_array_equal(d["gallery"]["image"][0], g)
+  # labels of the DR-GAN D: train-local subjects, rows of gan_poses
+  assert set(d["gan"]["label"].tolist()) == {0, 1}
+  poses = d["gan_poses"][d["gan"]["pose_index"]]
+  assert sorted(set(map(tuple, poses.tolist()))) == [(-90.0, 0.0), (-15.0, 0.0), (0.0, 0.0)]
+  # the same arrays when the manual dir is the data/ folder itself
+  d2 = md.multipie_tree_data(_multipie_cfg(root / "data"), need_parsing=False)
+  np.testing.assert_array_equal(d2["probe"]["image"], d["probe"]["image"])
+
+
+def test_multipie_tree_bad_input_names_the_file(tmp_path):
+  root = tmp_path / "mpie"
+  missing = "data/session01/multiview/202/01/05_1/202_01_01_051_03.png"
+  _multipie_tree(root, skip=(missing,))
+  with pytest.raises(
+    ValueError, match=r"202_01_01_110_03\.png': no camera 05_1 image of subject 202"
+  ):
+    md.multipie_tree_data(_multipie_cfg(root), need_parsing=False)
+  _multipie_tree(tmp_path / "m2")
+  bad = tmp_path / "m2/data/session01/multiview/001/01/05_1/001_01_01_051_7.png"
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(bad)
+  with pytest.raises(ValueError, match=r"'001_01_01_051_7\.png'.*does not parse"):
+    md.multipie_tree_data(_multipie_cfg(tmp_path / "m2"), need_parsing=False)

@@ -152,6 +152,22 @@ def test_conv_module_matches_nn_conv(impl):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_default_kernel_init_draws_flax_lecun_normal_values():
+  import flax.linen as nn
+
+  from vision_jax.models.conv import lecun_normal_hwio
+
+  key = jax.random.key(3)
+  for shape in [(3, 3, 4, 8), (5, 5, 1, 96), (1, 1, 16, 2)]:
+    want = nn.initializers.lecun_normal()(key, shape)
+    got = lecun_normal_hwio(key, shape)
+    assert got.shape == shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)  # same bits, same scale
+  x = jnp.zeros((1, 6, 6, 3))
+  ours, ref = Conv(5, (3, 3)).init(key, x), nn.Conv(5, (3, 3)).init(key, x)
+  np.testing.assert_allclose(ours["params"]["kernel"], ref["params"]["kernel"], rtol=1e-6)
+
+
 def test_einsum_backward_under_batch_sharding_matches_single_device(num_devices):
   mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))

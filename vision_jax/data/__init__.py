@@ -63,6 +63,19 @@ from vision_jax.data.m2fpa import (
   parse_m2fpa_path,
   read_camera_poses,
 )
+from vision_jax.data.multipie import (
+  MULTIPIE_CAMERA_POSES,
+  MultiPieConfig,
+  MultiPieProtocol,
+  MultiPieRecord,
+  VjMultipie,
+  list_multipie,
+  multipie_data_dir,
+  multipie_pose,
+  multipie_poses,
+  multipie_protocol,
+  parse_multipie_path,
+)
 from vision_jax.data.offline import (
   PSEUDO_IDENTITY_NATURAL,
   SKIMAGE_NATURAL_IMAGES,
@@ -204,4 +217,15 @@ __all__ = [
   "m2fpa_poses",
   "parse_m2fpa_path",
   "read_camera_poses",
+  "MULTIPIE_CAMERA_POSES",
+  "MultiPieConfig",
+  "MultiPieProtocol",
+  "MultiPieRecord",
+  "VjMultipie",
+  "list_multipie",
+  "multipie_data_dir",
+  "multipie_pose",
+  "multipie_poses",
+  "multipie_protocol",
+  "parse_multipie_path",
 ]

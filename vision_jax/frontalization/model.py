@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from vision_jax.frontalization.parsing import DEFAULT_REGIONS, check_regions, region_pool
 from vision_jax.hfr.model import instance_norm
-from vision_jax.models.conv import Conv
+from vision_jax.models.conv import Conv, lecun_normal_hwio
 from vision_jax.models.layers import max_feature_map
 
 
@@ -112,7 +112,9 @@ class FrontalGenerator(nn.Module):
     g = _lrelu(nn.Dense(side * side * c0, name="fc_up")(code)).reshape(b, side, side, c0)
     h = jnp.concatenate([skips.pop(), g], -1)
     for i, c in enumerate(reversed([self.width] + widths[:-1])):
-      h = nn.ConvTranspose(c, (2, 2), strides=(2, 2), name=f"up{i}")(h)
+      h = nn.ConvTranspose(c, (2, 2), strides=(2, 2), kernel_init=lecun_normal_hwio, name=f"up{i}")(
+        h
+      )
       h = _lrelu(instance_norm(h))
       h = jnp.concatenate([h, skips.pop()], -1)
       h = _lrelu(instance_norm(Conv(c, (3, 3), conv_impl=ci, name=f"dec{i}")(h)))

@@ -27,6 +27,7 @@ Layout: inputs NHWC, kernels HWIO (flax's layout), feature groups and dilation a
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -225,6 +226,20 @@ def resolve_conv_impl(impl: str, *, strides: Sequence[int], backend: str | None 
   return "xla"
 
 
+def lecun_normal_hwio(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+  """``nn.initializers.lecun_normal()`` of an HWIO kernel, drawn as a ``[k_h k_w C_in, C_out]``
+  matrix and reshaped.
+
+  The values are bit-identical to the 4-D draw (the fan-in is the same, and jax draws the bits of
+  a shape in row-major order), but XLA:CPU compiles a 2-D random draw about 3x faster than a 4-D
+  one (measured here: 5 convs' init 2.75 -> 0.86 s of compile CPU time), and init is compiled
+  once per model.
+  """
+  shape = tuple(shape)
+  flat = (math.prod(shape[:-1]), shape[-1])
+  return nn.initializers.lecun_normal()(key, flat, dtype).reshape(shape)
+
+
 class Conv(nn.Module):
   """Drop-in for ``nn.Conv`` (NHWC, HWIO ``kernel`` and ``bias`` params) with ``conv_impl``.
 
@@ -237,7 +252,7 @@ class Conv(nn.Module):
     dtype: compute dtype (e.g. ``jnp.bfloat16`` on GPU/TPU); params stay ``param_dtype``.
     param_dtype: parameter dtype (float32).
     conv_impl: backward implementation, see `conv2d` (``"auto"``: einsum on CPU for strided convs).
-    kernel_init: kernel initialiser.
+    kernel_init: kernel initialiser (default: `lecun_normal_hwio`, flax's default drawn cheaper).
     bias_init: bias initialiser.
   """
 
@@ -249,7 +264,7 @@ class Conv(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   conv_impl: str = "auto"
-  kernel_init: Callable = nn.initializers.lecun_normal()
+  kernel_init: Callable = lecun_normal_hwio
   bias_init: Callable = nn.initializers.zeros_init()
 
   @nn.compact
