@@ -146,8 +146,8 @@ def _rerank(queries, database, ids, k):
 )
 def _search_batch_native(
   queries,
-  leaf_centers,
-  codebooks,
+  centers_t,
+  cbt,
   database,
   perm,
   offsets,
@@ -161,22 +161,24 @@ def _search_batch_native(
   simd=True,
   num_threads=1,
 ):
-  """Tree + native ADC/top-R kernel (+ native exact reorder). ``codes``: CSR-sorted ``[n, K]``
-  for ``lut="float32"``, packed groups for ``lut="uint8"`` (:mod:`vision_jax.search.native`)."""
-  luts = lookup_tables(queries, codebooks)
-  bias, leaves = lax.top_k(queries @ leaf_centers.T, leaves_to_search)
-  topn, nt = reorder or k, num_threads
-  if lut == "uint8":
-    ids, s = native.adc_topk_lut16(
-      bias, leaves, luts, codes, offsets, goffsets, perm, topn=topn, simd=simd, num_threads=nt
-    )
-  else:
-    ids, s = native.adc_topk_f32(
-      bias, leaves, luts, codes, offsets, perm, topn=topn, num_threads=nt
-    )
-  if reorder:
-    return native.rerank(queries, database, ids, k=k, simd=simd, num_threads=nt)
-  return ids, s
+  """Tree search in one native call (:func:`vision_jax.search.native.search`). ``codes``:
+  CSR-sorted ``[n, K]`` for ``lut="float32"``, packed groups for ``lut="uint8"``."""
+  return native.search(
+    queries,
+    centers_t,
+    cbt,
+    database,
+    codes,
+    offsets,
+    goffsets,
+    perm,
+    k=k,
+    leaves=leaves_to_search,
+    reorder=reorder,
+    lut=lut,
+    simd=simd,
+    num_threads=num_threads,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
@@ -310,6 +312,7 @@ class AVQIndex:
     self.members = jnp.asarray(members, jnp.int32)
     self.info = dict(info)
     self._native = {}  # lut dtype -> (perm, offsets, codes, goffsets) device arrays, built lazily
+    self._native_query = None  # (centres [d, nlp], codebooks [K, dk, C]) transposed, lazily
 
   def _native_arrays(self, lut: str):
     if lut not in self._native:
@@ -319,6 +322,12 @@ class AVQIndex:
         codes, goff = native.pack_lut16(codes, offsets)
       self._native[lut] = tuple(jnp.asarray(a) for a in (perm, offsets, codes, goff))
     return self._native[lut]
+
+  def _native_query_arrays(self):
+    if self._native_query is None:
+      ct, cbt = native.query_layout(np.asarray(self.leaf_centers), np.asarray(self.codebooks))
+      self._native_query = (jnp.asarray(ct), jnp.asarray(cbt))
+    return self._native_query
 
   # --- properties -------------------------------------------------------------------------------
   @property
@@ -643,7 +652,7 @@ class AVQIndex:
       return self._batched(
         q,
         batch_size or min(len(q), 1024),
-        lambda qb: fn(qb, self.leaf_centers, self.codebooks, self.database, *arrays),
+        lambda qb: fn(qb, *self._native_query_arrays(), self.database, *arrays),
       )
     if batch_size is None:
       per_query = cand * (1 if exhaustive else nb)

@@ -10,6 +10,14 @@ the pure-XLA search.
 Kernels (one query at a time; ``num_threads`` splits a batch's queries into contiguous ranges,
 one per thread, each with its own buffers, so results do not depend on it):
 
+* :func:`search`: the whole tree search in one call, what ``AVQIndex.search(backend="native")``
+  runs. Per query: leaf scores ``⟨q, c_l⟩`` against the transposed centres (4 queries per pass,
+  so each centre row is loaded once for 4) and their top ``L``, the LUT ``⟨q_k, codebook_kc⟩``,
+  then the ADC + top-R of :func:`adc_topk_lut16` or :func:`adc_topk_f32` and the exact
+  re-ranking of :func:`rerank`, all in the thread that owns the query, so every stage scales with
+  ``num_threads``. Leaf scores and LUT entries are one ``fma`` chain per output in every SIMD
+  variant (identical floats); they equal XLA's matmul / einsum to float rounding.
+  :func:`search_stage_times` runs the same code single-threaded with a clock per stage.
 * :func:`adc_topk_f32`: float32 LUTs, uint8 codes in leaf order (CSR: ``offsets``), any C ≤ 256.
 * :func:`adc_topk_lut16`: C = 16 and K ≤ 256. LUTs are quantized per query to uint8 with one
   scale Δ = max_k(max_c LUT[k,c] − min_c LUT[k,c]) / 255 and per-block offsets, 4-bit codes are
@@ -46,9 +54,9 @@ _LIB = NativeLibrary(
   "vj_adc",
   "vision_jax.search",
   SOURCE,
-  ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank"),
+  ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank", "vj_search"),
   cache_dir=default_cache_dir,
-  flags=("-pthread",),
+  flags=("-pthread", "-ffp-contract=off"),
 )
 
 
@@ -138,6 +146,25 @@ def pack_lut16(sorted_codes: np.ndarray, offsets: np.ndarray):
   return packed, goff
 
 
+def query_layout(leaf_centers, codebooks):
+  """Query-side operands of :func:`search`: transposed centres and codebooks.
+
+  Args:
+    leaf_centers: ``[nl, d]``; codebooks: ``[K, C, dk]``.
+
+  Returns:
+    ``(centers_t [d, nlp] float32, cbt [K, dk, C] float32)``, ``nlp`` = ``nl`` rounded up to a
+    multiple of 32 (zero columns; the kernel never selects them).
+  """
+  c = np.asarray(leaf_centers, np.float32)
+  nl, d = c.shape
+  nlp = -(-nl // 32) * 32
+  ct = np.zeros((d, nlp), np.float32)
+  ct[:, :nl] = c.T
+  cbt = np.ascontiguousarray(np.asarray(codebooks, np.float32).transpose(0, 2, 1))
+  return ct, cbt
+
+
 def lut16_error_bound(luts) -> jax.Array:
   """Per-query bound ``K·Δ/2`` on |uint8-LUT estimate − float ADC score| (float rounding aside)."""
   luts = jnp.asarray(luts, jnp.float32)
@@ -222,3 +249,98 @@ def rerank(queries, database, ids, *, k: int, simd: bool = True, num_threads: in
     variant=_simd_code(simd),
     num_threads=np.int64(num_threads),
   )
+
+
+def search(
+  queries,
+  centers_t,
+  cbt,
+  database,
+  codes,
+  offsets,
+  goffsets,
+  perm,
+  *,
+  k: int,
+  leaves: int,
+  reorder: int = 0,
+  lut: str = "uint8",
+  simd=True,
+  num_threads: int = 1,
+):
+  """Fused tree search: leaf scores + top-``leaves``, LUTs, ADC + top-R, exact reorder.
+
+  Args:
+    queries: ``[b, d]``; centers_t, cbt: from :func:`query_layout`; database: ``[n, d]``.
+    codes, offsets, goffsets, perm: :func:`csr_layout` (+ :func:`pack_lut16` for
+      ``lut="uint8"``; ``goffsets`` is ignored for ``"float32"``).
+    k: results per query; leaves: leaves probed, in ``[1, nl]``.
+    reorder: ADC candidates re-scored exactly (0: return the ADC top ``k``; else ``>= k``).
+    lut: ``"uint8"`` (LUT16 fast scan, C = 16) or ``"float32"``.
+    simd: as in :func:`adc_topk_lut16`; num_threads: threads the batch's queries are split over.
+
+  Returns:
+    ``(ids [b, k] int32, scores [b, k] float32)`` best first, ``-1`` / ``-inf`` padded; scores
+    are exact inner products with ``reorder``, ADC estimates without.
+
+  Raises:
+    RuntimeError: the kernels could not be built (reason in the message).
+  """
+  return _call("vj_search", queries.shape[0], k)(
+    queries.astype(jnp.float32),
+    centers_t,
+    cbt,
+    database,
+    codes,
+    offsets,
+    goffsets,
+    perm,
+    leaves=np.int64(leaves),
+    reorder=np.int64(reorder),
+    lut16=np.int64(lut == "uint8"),
+    variant=_simd_code(simd),
+    num_threads=np.int64(num_threads),
+  )
+
+
+SEARCH_STAGES = (
+  "leaf scores + top-L",
+  "LUT build",
+  "LUT uint8 quantization",
+  "ADC scan + top-R",
+  "exact reorder + top-k",
+)
+
+
+def search_stage_times(
+  queries, centers_t, cbt, database, codes, offsets, goffsets, perm, *, k, leaves, reorder, lut
+):
+  """Runs :func:`search` (one thread, best SIMD variant) with a clock around every stage.
+
+  Host arrays as for :func:`search` (``num_leaves`` = ``len(offsets) - 1``). Returns
+  ``(ids, scores, {stage: seconds})`` over all queries, stages named by :data:`SEARCH_STAGES`
+  (the clock reads add ~20 ns per stage and query).
+
+  Raises:
+    ValueError: inconsistent shapes (the kernel's checks).
+  """
+  a = [np.ascontiguousarray(x) for x in (queries, centers_t, cbt, database, codes)]
+  q, ct, cb, db, cd = (a[0].astype(np.float32), *a[1:])
+  off, goff, pm = (np.ascontiguousarray(x, np.int32) for x in (offsets, goffsets, perm))
+  b, d = q.shape
+  ids = np.empty((b, k), np.int32)
+  scores = np.empty((b, k), np.float32)
+  ns = np.zeros(len(SEARCH_STAGES), np.float64)
+  f = _LIB.lib.vj_search_profile
+  f.restype = ctypes.c_int64
+  ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+  i64 = ctypes.c_int64
+  rc = f(
+    ptr(q), i64(b), i64(d), ptr(ct), i64(ct.shape[1]), ptr(cb),
+    *(i64(v) for v in cb.shape), ptr(db), i64(db.shape[0]), ptr(cd), i64(cd.shape[0]),
+    ptr(off), i64(len(off) - 1), ptr(goff), ptr(pm), i64(leaves), i64(reorder), i64(k),
+    i64(lut == "uint8"), i64(0), ptr(ids), ptr(scores), ptr(ns),
+  )  # fmt: skip
+  if rc != 0:
+    raise ValueError("search_stage_times: inconsistent array shapes for the fused search")
+  return ids, scores, dict(zip(SEARCH_STAGES, 1e-9 * ns))
