@@ -92,6 +92,18 @@ class TopR {
       scores[i] = -std::numeric_limits<float>::infinity();
     }
   }
+  // The kept candidates in no particular order: ids[i] = id_of(seq), seqs[i] = seq; missing
+  // slots get id -1. For a candidate set that is ranked again anyway (no sort).
+  template <typename F>
+  void WriteUnordered(F id_of, int32_t* ids, int64_t* seqs) {
+    if (static_cast<int64_t>(buf_.size()) > r_) Compact();
+    int64_t i = 0;
+    for (; i < static_cast<int64_t>(buf_.size()); ++i) {
+      seqs[i] = KeySeq(buf_[i]);
+      ids[i] = id_of(seqs[i]);
+    }
+    for (; i < r_; ++i) ids[i] = -1;
+  }
 
  private:
   void Compact() {
@@ -314,6 +326,39 @@ __attribute__((target("avx512f,avx512bw,avx2"))) void GroupScoresAvx512(
 #endif  // VJ_X86
 
 
+// Bit b set where x[b] >= t, for 32 floats (exact compares: every variant gives the same mask).
+using MaskGeFn = uint32_t (*)(const float*, float);
+uint32_t MaskGeScalar(const float* x, float t) {
+  uint32_t mask = 0;
+  for (int bit = 0; bit < 32; ++bit) mask |= static_cast<uint32_t>(x[bit] >= t) << bit;
+  return mask;
+}
+#ifdef VJ_X86
+__attribute__((target("avx2"))) uint32_t MaskGeAvx2(const float* x, float t) {
+  const __m256 v = _mm256_set1_ps(t);
+  uint32_t mask = 0;
+  for (int j = 0; j < 4; ++j) {
+    const __m256 ge = _mm256_cmp_ps(_mm256_loadu_ps(x + 8 * j), v, _CMP_GE_OQ);
+    mask |= static_cast<uint32_t>(_mm256_movemask_ps(ge)) << (8 * j);
+  }
+  return mask;
+}
+__attribute__((target("avx512f,avx2"))) uint32_t MaskGeAvx512(const float* x, float t) {
+  const __m512 v = _mm512_set1_ps(t);
+  const uint32_t lo = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), v, _CMP_GE_OQ);
+  const uint32_t hi = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + 16), v, _CMP_GE_OQ);
+  return lo | (hi << 16);
+}
+#endif  // VJ_X86
+
+MaskGeFn PickMaskGe(int64_t resolved) {
+#ifdef VJ_X86
+  if (resolved == vj::kAvx2) return MaskGeAvx2;
+  if (resolved == vj::kAvx512) return MaskGeAvx512;
+#endif
+  return MaskGeScalar;
+}
+
 GroupScoresFn PickGroupScores(int64_t resolved) {
 #ifdef VJ_X86
   if (resolved == vj::kAvx2) return GroupScoresAvx2;
@@ -455,8 +500,8 @@ float RthLowerBound(const float* x, int64_t n, int64_t r, std::vector<float>& ma
 // `scores`, `maxima`: scratch.
 void Lut16Scan(const uint8_t* qlut, float delta, float summin, int64_t npairs, const float* bias,
                const int32_t* leaves, int64_t np, const int32_t* off, const int32_t* goff,
-               const uint8_t* pk, GroupScoresFn group_scores, TopR& top, ProbeMap& map,
-               std::vector<float>& scores, std::vector<float>& maxima) {
+               const uint8_t* pk, GroupScoresFn group_scores, MaskGeFn mask_ge, TopR& top,
+               ProbeMap& map, std::vector<float>& scores, std::vector<float>& maxima) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   int64_t ngroups = 0, seq = 0;
   for (int64_t l = 0; l < np; ++l) ngroups += goff[leaves[l] + 1] - goff[leaves[l]];
@@ -485,8 +530,7 @@ void Lut16Scan(const uint8_t* qlut, float delta, float summin, int64_t npairs, c
   for (int64_t l = 0; l < np; ++l) {
     const int32_t leaf = leaves[l];
     for (int32_t g = goff[leaf]; g < goff[leaf + 1]; ++g, sc += 32, seq += 32) {
-      uint32_t mask = 0;
-      for (int bit = 0; bit < 32; ++bit) mask |= static_cast<uint32_t>(sc[bit] >= t0) << bit;
+      uint32_t mask = mask_ge(sc, t0);
       while (mask) {
         const int bit = __builtin_ctz(mask);
         mask &= mask - 1;
@@ -527,6 +571,7 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
   }
   const GroupScoresFn group_scores = PickGroupScores(resolved);
   const QuantizeFn quantize = PickQuantize(resolved);
+  const MaskGeFn mask_ge = PickMaskGe(resolved);
   const int64_t r = out_ids->dimensions()[1];
   const float* bs = bias.typed_data();
   const int32_t* lv = leaves.typed_data();
@@ -548,7 +593,7 @@ ffi::Error AdcTopkLut16(ffi::Buffer<ffi::F32> bias, ffi::Buffer<ffi::S32> leaves
       float summin;
       const float delta = quantize(lut_all + q * nb * 16, nb, qlut.data(), mins.data(), &summin);
       Lut16Scan(qlut.data(), delta, summin, npairs, bs + q * np, lv + q * np, np, off, goff, pk,
-                group_scores, top, map, scores, maxima);
+                group_scores, mask_ge, top, map, scores, maxima);
       top.Write(map, oi + q * r, os + q * r);
     }
   });
@@ -803,6 +848,7 @@ struct Searcher {
   LeafFn leaf_fn;
   LutFn lut_fn;
   QuantizeFn quantize;
+  MaskGeFn mask_ge;
   GroupScoresFn group_scores;
   DotFn dot;
   int32_t* out_ids;
@@ -820,8 +866,8 @@ struct Searcher {
     const int64_t topn = reorder ? reorder : k;
     const int64_t npairs = (nb + 1) / 2;
     std::vector<float> leaf_scores(kLeafQueries * nlp), lut(nb * nc), bias(np), mins(nb);
-    std::vector<int32_t> leaves(np), cand(topn), row_ids(topn);
-    std::vector<float> cand_scores(topn);
+    std::vector<int32_t> leaves(np), cand(topn);
+    std::vector<int64_t> cand_seq(topn);
     std::vector<uint8_t> qlut(npairs * 32, 0);
     std::vector<float> scores, maxima;
     TopR leaf_top(np), top(topn), final_top(k);
@@ -857,7 +903,7 @@ struct Searcher {
           const float delta = quantize(lut.data(), nb, qlut.data(), mins.data(), &summin);
           tick(t0, kStageQuantize);
           Lut16Scan(qlut.data(), delta, summin, npairs, bias.data(), leaves.data(), np, off, goff,
-                    codes, group_scores, top, map, scores, maxima);
+                    codes, group_scores, mask_ge, top, map, scores, maxima);
         } else {
           F32Query(lut.data(), nb, nc, bias.data(), leaves.data(), np, off, codes, top, map);
         }
@@ -866,12 +912,21 @@ struct Searcher {
           tick(t0, kStageScan);
           continue;
         }
-        top.Write(map, cand.data(), cand_scores.data());
+        // The ADC top R unsorted; exact-score ties in the re-ranking go to the earlier probe
+        // position (seq), so the order of the candidates does not matter.
+        top.WriteUnordered(map, cand.data(), cand_seq.data());
         tick(t0, kStageScan);
+        for (int64_t j = 0; j < topn; ++j) {
+          if (cand[j] < 0) continue;
+          const char* x = reinterpret_cast<const char*>(database + int64_t{cand[j]} * d);
+          for (int64_t byte = 0; byte < d * 4; byte += 64) __builtin_prefetch(x + byte);
+          __builtin_prefetch(x + d * 4 - 1);
+        }
         final_top.Reset();
-        RerankQuery(qv, database, d, cand.data(), topn, dot, final_top, row_ids.data());
-        final_top.Write([&](int64_t j) { return row_ids[j]; }, out_ids + q * k,
-                        out_scores + q * k);
+        for (int64_t j = 0; j < topn; ++j) {
+          if (cand[j] >= 0) final_top.Push(dot(qv, database + int64_t{cand[j]} * d, d), cand_seq[j]);
+        }
+        final_top.Write(map, out_ids + q * k, out_scores + q * k);
         tick(t0, kStageRerank);
       }
     }
@@ -891,6 +946,7 @@ bool PickVariant(int64_t variant, Searcher* s) {
   s->group_scores = PickGroupScores(resolved);
   s->dot = PickDot(resolved);
   s->quantize = PickQuantize(resolved);
+  s->mask_ge = PickMaskGe(resolved);
   return true;
 }
 
