@@ -889,8 +889,11 @@ struct Searcher {
         // columns were set to -inf).
         const float bound = RthLowerBound(ls, nlp, np, maxima);
         leaf_top.Reset();
-        for (int64_t c = 0; c < nl; ++c) {
-          if (ls[c] >= bound) leaf_top.Push(ls[c], c);
+        for (int64_t c0 = 0; c0 < nlp; c0 += 32) {
+          for (uint32_t m = mask_ge(ls + c0, bound); m; m &= m - 1) {
+            const int64_t c = c0 + __builtin_ctz(m);
+            if (c < nl) leaf_top.Push(ls[c], c);
+          }
         }
         leaf_top.Write([](int64_t c) { return static_cast<int32_t>(c); }, leaves.data(),
                        bias.data());
