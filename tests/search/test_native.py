@@ -274,3 +274,14 @@ def test_stage_times_run_the_fused_search(kernels):
         q, ct, cbt, np.asarray(index.database), codes, off, goff, perm,
         k=6, leaves=9, reorder=20, lut=lut,
       )  # fmt: skip
+
+
+def test_huge_page_copy_is_an_equal_aligned_copy():
+  rng = np.random.default_rng(0)
+  for shape in ((5, 3), (6000, 100)):  # under and over 2 MiB
+    x = rng.normal(size=shape).astype(np.float32)
+    y = native.huge_page_copy(x)
+    np.testing.assert_array_equal(y, x)
+    assert y.flags.c_contiguous and y.flags.writeable and not np.shares_memory(x, y)
+    if x.nbytes >= 2 << 20 and hasattr(__import__("mmap"), "MADV_HUGEPAGE"):
+      assert y.ctypes.data % (2 << 20) == 0

@@ -40,6 +40,7 @@ remaining slots hold id ``-1`` and score ``-inf``. Selection keeps one uint64 ke
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 
 import jax
@@ -103,6 +104,36 @@ def _simd_code(simd) -> np.int64:
 
 # ----------------------------------------------------------------------------------------------
 # Data layout.
+
+_HUGE_PAGE = 2 << 20
+
+
+def huge_page_copy(x) -> np.ndarray:
+  """A C-contiguous copy of ``x`` in anonymous memory advised for transparent huge pages.
+
+  The exact re-ranking reads ~40 random rows per query; with 4 KiB pages each row of a large
+  database is also a TLB miss (its page walk holds up the cache misses). ``madvise(
+  MADV_HUGEPAGE)`` before the first touch lets Linux back the buffer with 2 MiB pages (when
+  ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``always`` or ``madvise``), which measured
+  ~25% off the re-ranking and ~10% off the whole native search at 100k x 100. Arrays under 2 MiB,
+  or systems without ``MADV_HUGEPAGE``, get a plain copy. ``jax.device_put`` of the result on
+  the CPU backend aliases it (no second copy).
+
+  Choice: an implementation detail of the CPU path, not a paper setting.
+  """
+  x = np.asarray(x)
+  if x.nbytes < _HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+    return np.array(x, order="C", copy=True)
+  m = mmap.mmap(-1, x.nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+  try:
+    m.madvise(mmap.MADV_HUGEPAGE)
+  except OSError:  # advice refused (e.g. THP compiled out): ordinary pages
+    pass
+  buf = np.frombuffer(m, np.uint8)
+  start = (-buf.ctypes.data) % _HUGE_PAGE
+  out = buf[start : start + x.nbytes].view(x.dtype).reshape(x.shape)
+  out[...] = x
+  return out
 
 
 def csr_layout(members: np.ndarray, codes: np.ndarray):
