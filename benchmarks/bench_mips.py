@@ -168,19 +168,25 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
 
 
 def thread_scaling(index, q, L: int, R: int, repeats: int, threads=(1, 2)) -> dict:
-  """Native QPS of the same index and queries at each thread count, and whether every count
-  returns the same ids and scores as one thread (bit for bit)."""
+  """Native QPS of the same index and queries at each thread count (timed in turn, best of
+  ``repeats`` rounds), and whether every count returns the same ids and scores as the first
+  (bit for bit)."""
   import jax
 
-  qps, res = {}, {}
-  for nt in threads:
-    t, (ids, s) = timed(
-      lambda nt=nt: jax.block_until_ready(
-        index.search(q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=nt)
-      ),
-      repeats,
+  fns = {
+    nt: lambda nt=nt: jax.block_until_ready(
+      index.search(q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=nt)
     )
-    qps[nt], res[nt] = len(q) / t, (np.asarray(ids), np.asarray(s))
+    for nt in threads
+  }
+  res = {nt: tuple(np.asarray(a) for a in fn()) for nt, fn in fns.items()}  # warm-up
+  best = dict.fromkeys(threads, float("inf"))
+  for _ in range(repeats):
+    for nt, fn in fns.items():
+      t = time.perf_counter()
+      fn()
+      best[nt] = min(best[nt], time.perf_counter() - t)
+  qps = {nt: len(q) / t for nt, t in best.items()}
   one = res[threads[0]]
   equal = all(
     np.array_equal(res[nt][0], one[0]) and np.array_equal(res[nt][1], one[1]) for nt in threads
@@ -331,24 +337,6 @@ def main():
     print(
       f"  native LUT16 variant: {native.lut16_variant()} ({', '.join(native.supported_variants())})"
     )
-  backends = (
-    ("ours-native", "native", "uint8"),
-    ("ours-native-f32", "native", "float32"),
-    ("ours-xla", "xla", "auto"),
-  )
-  for system, backend, lut in backends:
-    for L in leaves:
-      for R in reorders:
-        t, (ids, _) = timed(
-          lambda L=L, R=R, b=backend, lut=lut: jax.block_until_ready(
-            ours.search(
-              q, 10, leaves_to_search=L, reorder=R, backend=b, native_lut=lut, num_threads=1
-            )
-          ),
-          args.repeats,
-        )
-        record(system, f"leaves={L} reorder={R}", t, np.asarray(ids))
-
   t0 = time.perf_counter()
   sc = (
     scann.scann_ops_pybind.builder(db, 10, "dot_product")
@@ -359,16 +347,6 @@ def main():
   )
   results["scann_build_s"] = time.perf_counter() - t0
   sc.set_num_threads(1)
-  for L in leaves:
-    for R in reorders:
-      t, (ids, _) = timed(
-        lambda L=L, R=R: sc.search_batched(
-          q, final_num_neighbors=10, leaves_to_search=L, pre_reorder_num_neighbors=R
-        ),
-        args.repeats,
-      )
-      record("scann", f"leaves={L} reorder={R}", t, ids)
-
   t0 = time.perf_counter()
   base = faiss.index_factory(d, f"IVF{nl},PQ{d // dpb}x4fs", faiss.METRIC_INNER_PRODUCT)
   fi = faiss.IndexRefineFlat(base)
@@ -376,12 +354,48 @@ def main():
   fi.add(db)
   results["faiss_build_s"] = time.perf_counter() - t0
   ivf = faiss.extract_index_ivf(base)
-  for L in leaves:
-    for R in reorders:
+  print(f"  builds: scann {results['scann_build_s']:.1f}s, faiss {results['faiss_build_s']:.1f}s")
+
+  def ours_fn(backend, lut, L, R):
+    return lambda: jax.block_until_ready(
+      ours.search(
+        q, 10, leaves_to_search=L, reorder=R, backend=backend, native_lut=lut, num_threads=1
+      )
+    )[0]
+
+  def faiss_fn(L, R):
+    def run():
       ivf.nprobe = L
       fi.k_factor = R / 10.0
-      t, (_, ids) = timed(lambda: fi.search(q, 10), args.repeats)
-      record("faiss", f"nprobe={L} k_factor={R / 10:g}", t, ids)
+      return fi.search(q, 10)[1]
+
+    return run
+
+  # Per setting, every system is timed in turn, `repeats` rounds (best kept), so a change of the
+  # machine's load hits all systems alike.
+  for L in leaves:
+    for R in reorders:
+      runs = {
+        "ours-native": ("", ours_fn("native", "uint8", L, R)),
+        "ours-native-f32": ("", ours_fn("native", "float32", L, R)),
+        "ours-xla": ("", ours_fn("xla", "auto", L, R)),
+        "scann": (
+          "",
+          lambda L=L, R=R: sc.search_batched(
+            q, final_num_neighbors=10, leaves_to_search=L, pre_reorder_num_neighbors=R
+          )[0],
+        ),
+        "faiss": (f"nprobe={L} k_factor={R / 10:g}", faiss_fn(L, R)),
+      }
+      ids = {s: np.asarray(fn()) for s, (_, fn) in runs.items()}  # warm-up (compiles ours)
+      best = dict.fromkeys(runs, float("inf"))
+      for _ in range(args.repeats):
+        for s, (_, fn) in runs.items():
+          t = time.perf_counter()
+          fn()
+          best[s] = min(best[s], time.perf_counter() - t)
+      for s, (setting, _) in runs.items():
+        record(s, setting or f"leaves={L} reorder={R}", best[s], ids[s])
 
   # ---------------------------------------------------------------- summary
   print("\nBest single-thread QPS at Recall10@10 >= 0.9 (batched queries):")
@@ -415,7 +429,7 @@ def main():
     results["stages_s"] = dict(setting=b["setting"], **stages)
     nts = tuple(int(v) for v in args.threads.split(","))
     print(f"\nThreads (native, queries split over threads, same index, leaves={L} reorder={R}):")
-    sc_ = thread_scaling(ours, q, L, R, args.repeats, nts)
+    sc_ = thread_scaling(ours, q, L, R, max(args.repeats, 5), nts)
     for nt, v in sc_["qps"].items():
       print(f"  num_threads={nt}: {v:10,.0f} QPS")
     print(

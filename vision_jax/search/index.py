@@ -7,11 +7,11 @@ Pipeline (ScaNN's tree → AH → reorder):
    datapoint's approximate score is ``⟨q, c_leaf⟩ + Σ_k LUT[k, code_k]`` (residual PQ).
 3. **Reorder.** Re-score the top ``reorder`` ADC candidates exactly and return the top ``k``.
 
-Two backends run steps 2–3 (``AVQIndex.search(..., backend=)``): pure XLA (padded leaf table,
-gather ADC, ``lax.top_k``; the GPU/TPU path) and, on CPU, the C++ kernels of
-:mod:`vision_jax.search.native` called through the XLA FFI inside the same jit (CSR leaves,
-in-kernel top-R, optional uint8 LUT16 fast scan, native re-ranking). Sharding the database over a
-mesh axis: :mod:`vision_jax.search.sharded`.
+Two backends (``AVQIndex.search(..., backend=)``): pure XLA (padded leaf table, gather ADC,
+``lax.top_k``; the GPU/TPU path) and, on CPU, one C++ call per query batch through the XLA FFI
+(:func:`vision_jax.search.native.search`: steps 1-3 for each query inside the thread that owns
+it; CSR leaves, in-kernel top-R, optional uint8 LUT16 fast scan, native re-ranking). Sharding
+the database over a mesh axis: :mod:`vision_jax.search.sharded`.
 
 References:
   Guo et al., "Accelerating Large-Scale Inference with Anisotropic Vector Quantization",
@@ -563,8 +563,9 @@ class AVQIndex:
       batch_size: queries per jit call (default from a ~64 MB working-set budget).
       approx_top_k: use ``lax.approx_max_k`` for the ADC top-k (TPU-friendly; XLA path only).
       backend: ``"xla"`` (pure XLA: padded ``[L, max_leaf]`` gather ADC + ``lax.top_k``; the
-        path for GPU/TPU), ``"native"`` (C++ kernel via the XLA FFI over a CSR leaf layout with
-        an in-kernel top-R heap, :mod:`vision_jax.search.native`; CPU only) or ``"auto"``
+        path for GPU/TPU), ``"native"`` (one fused C++ call per batch via the XLA FFI: leaf
+        scores, LUTs, ADC over a CSR leaf layout with in-kernel top-R, exact reorder;
+        :func:`vision_jax.search.native.search`; CPU only) or ``"auto"``
         (native on a CPU backend for a tree index when the kernel builds, else XLA). ``None``
         reads ``$VISION_JAX_SEARCH_BACKEND`` (default ``"auto"``). If the kernel cannot be built
         a warning names the reason once and the XLA path is used.
