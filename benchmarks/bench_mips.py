@@ -181,17 +181,22 @@ def thread_scaling(index, q, L: int, R: int, repeats: int, threads=(1, 2)) -> di
   }
   res = {nt: tuple(np.asarray(a) for a in fn()) for nt, fn in fns.items()}  # warm-up
   best = dict.fromkeys(threads, float("inf"))
+  cpu = dict.fromkeys(threads, float("inf"))
   for _ in range(repeats):
     for nt, fn in fns.items():
-      t = time.perf_counter()
+      t, c = time.perf_counter(), time.process_time()
       fn()
       best[nt] = min(best[nt], time.perf_counter() - t)
+      cpu[nt] = min(cpu[nt], time.process_time() - c)
   qps = {nt: len(q) / t for nt, t in best.items()}
+  cpu_us = {nt: 1e6 * c / len(q) for nt, c in cpu.items()}
   one = res[threads[0]]
   equal = all(
     np.array_equal(res[nt][0], one[0]) and np.array_equal(res[nt][1], one[1]) for nt in threads
   )
-  return dict(qps=qps, ratio=qps[threads[-1]] / qps[threads[0]], results_equal=equal)
+  return dict(
+    qps=qps, ratio=qps[threads[-1]] / qps[threads[0]], results_equal=equal, cpu_us_per_query=cpu_us
+  )
 
 
 def load_average() -> str:
@@ -431,10 +436,17 @@ def main():
     print(f"\nThreads (native, queries split over threads, same index, leaves={L} reorder={R}):")
     sc_ = thread_scaling(ours, q, L, R, max(args.repeats, 5), nts)
     for nt, v in sc_["qps"].items():
-      print(f"  num_threads={nt}: {v:10,.0f} QPS")
+      print(
+        f"  num_threads={nt}: {v:10,.0f} QPS, process CPU {sc_['cpu_us_per_query'][nt]:.2f} us/query"
+      )
     print(
       f"  scaling {nts[-1]} threads / {nts[0]}: {sc_['ratio']:.2f}x; results equal to "
       f"num_threads={nts[0]}: {sc_['results_equal']}"
+    )
+    cpu = sc_["cpu_us_per_query"]
+    print(
+      f"  CPU time per query {nts[-1]} threads / {nts[0]}: {cpu[nts[-1]] / cpu[nts[0]]:.2f} (~1: no "
+      "added work, so a wall ratio below the thread count means the cores were not free)"
     )
     results["native_threads"] = sc_
   results["load_average"] = dict(start=load_start, end=load_average())
