@@ -11,8 +11,11 @@ Part 2 (speed): Recall10@10 and single-thread batched QPS over a sweep of leaves
 (faiss: nprobe / k_factor) for ours with both search backends (``xla``: padded gather ADC +
 ``lax.top_k``; ``native``: the C++ FFI kernel, uint8 LUT16 fast scan with exact reorder, and
 ``native-f32``: the same kernel with float32 LUTs), scann and faiss; recall-vs-QPS pairs, best QPS
-at Recall10@10 >= 0.9, the ratios to faiss/scann, and a per-stage time breakdown of ours (leaf
-scoring, LUT build, ADC + top-R, exact reorder) at our best setting.
+at Recall10@10 >= 0.9, the ratios to faiss/scann, a per-stage time breakdown of ours at our best
+setting (the fused native kernel's own stage clocks: leaf scores + top-L, LUT build, uint8
+quantization, ADC + top-R, exact reorder; the kernel call alone; the public search; the XLA
+path's stages), the native thread scaling (same index and queries, ``--threads=1,2``: QPS ratio
+and whether the results are bit-equal) and the load average at start and end.
 
 Data (default): synthetic clustered, L2-normalised (the glove-100-angular setting; the real
 file is not reachable offline), ``--n`` x ``--dim``; ``--dataset=word2vec`` uses the wefe sample
@@ -29,10 +32,12 @@ os.environ["XLA_FLAGS"] = (
   + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # no idle BLAS threads spinning beside us
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
@@ -87,11 +92,12 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
-  """Seconds per stage for the whole query set at leaves=L, reorder=R (each stage jitted alone).
+  """Seconds per stage for the whole query set at leaves=L, reorder=R, one thread.
 
-  Stages: leaf scoring (``q @ centres.T`` + top_k), LUT build, ADC + top-R (native uint8 kernel,
-  native float kernel, or the XLA gather + top_k), exact reorder (native or XLA); "end-to-end" is
-  ``AVQIndex.search`` (adds host->device copies and dispatch).
+  Native: the fused kernel's own clocks per stage (:func:`native.search_stage_times`, uint8 and
+  float32 LUTs), the kernel call alone (jitted, queries already on the device) and the public
+  ``AVQIndex.search`` (adds input validation, the host->device copy and dispatch). XLA: each
+  stage of the pure-XLA path jitted and timed alone, and its ``AVQIndex.search``.
   """
   import jax
   import jax.numpy as jnp
@@ -100,7 +106,30 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
   from vision_jax.search import index as ix
   from vision_jax.search import native
 
+  out = {}
+  ct, cbt = (np.asarray(a) for a in index._native_query_arrays())
+  db = np.asarray(index.database)
+  for lut in ("uint8", "float32"):
+    arrays = [np.asarray(a) for a in index._native_arrays(lut)]
+    perm, off, codes, goff = arrays
+    best = None
+    for _ in range(repeats + 1):
+      _, _, st = native.search_stage_times(
+        q, ct, cbt, db, codes, off, goff, perm, k=10, leaves=L, reorder=R, lut=lut
+      )
+      best = st if best is None else {k: min(v, st[k]) for k, v in best.items()}
+    for name, t in best.items():
+      if lut == "float32" and name == "LUT uint8 quantization":
+        continue
+      out[f"native {lut}: {name}"] = t
+    out[f"native {lut}: sum of stages"] = sum(best.values())
   qj = jnp.asarray(q)
+  dev = index._native_arrays("uint8")
+  kernel = functools.partial(
+    ix._search_batch_native, k=10, leaves_to_search=L, reorder=R, lut="uint8", num_threads=1
+  )
+  qa = index._native_query_arrays()
+
   leaf_fn = jax.jit(lambda qq, c: lax.top_k(qq @ c.T, L))
   lut_fn = jax.jit(ix.lookup_tables)
   bias, leaves = leaf_fn(qj, index.leaf_centers)
@@ -114,34 +143,68 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
     sc, pos = lax.top_k(jnp.where(cand >= 0, sc, -jnp.inf), R)
     return jnp.take_along_axis(cand, pos, axis=1), sc
 
-  p8, o8, c8, g8 = index._native_arrays("uint8")
-  pf, of, cf, _ = index._native_arrays("float32")
-  u8 = jax.jit(lambda b, lv, t, c, o, g, p: native.adc_topk_lut16(b, lv, t, c, o, g, p, topn=R))
-  f32 = jax.jit(lambda b, lv, t, c, o, p: native.adc_topk_f32(b, lv, t, c, o, p, topn=R))
-  ids, _ = u8(bias, leaves, luts, c8, o8, g8, p8)
+  ids, _ = xla_adc(luts, bias, leaves, index.members, index.codes)
   rr = jax.jit(ix._rerank, static_argnames=("k",))
-  rr_native = jax.jit(native.rerank, static_argnames=("k",))
-  stages = {
-    "leaf scoring (matmul + top_k)": lambda: leaf_fn(qj, index.leaf_centers),
-    "LUT build": lambda: lut_fn(qj, index.codebooks),
-    "ADC + top-R, native uint8 LUT16": lambda: u8(bias, leaves, luts, c8, o8, g8, p8),
-    "ADC + top-R, native float32": lambda: f32(bias, leaves, luts, cf, of, pf),
-    "ADC + top-R, XLA gather + top_k": lambda: xla_adc(
-      luts, bias, leaves, index.members, index.codes
+  timed_stages = {
+    "native uint8: kernel call (jit, queries on device)": lambda: kernel(
+      qj, *qa, index.database, *dev
     ),
-    "exact reorder, native": lambda: rr_native(qj, index.database, ids, k=10),
-    "exact reorder, XLA gather + dot + top_k": lambda: rr(qj, index.database, ids, k=10),
-    "end-to-end search, native": lambda: index.search(
+    "native uint8: AVQIndex.search end-to-end": lambda: index.search(
       q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=1
     ),
-    "end-to-end search, xla": lambda: index.search(
+    "xla: leaf scoring (matmul + top_k)": lambda: leaf_fn(qj, index.leaf_centers),
+    "xla: LUT build (einsum)": lambda: lut_fn(qj, index.codebooks),
+    "xla: ADC + top-R (gather + top_k)": lambda: xla_adc(
+      luts, bias, leaves, index.members, index.codes
+    ),
+    "xla: exact reorder (gather + dot + top_k)": lambda: rr(qj, index.database, ids, k=10),
+    "xla: AVQIndex.search end-to-end": lambda: index.search(
       q, 10, leaves_to_search=L, reorder=R, backend="xla"
     ),
   }
-  out = {}
-  for name, fn in stages.items():
+  for name, fn in timed_stages.items():
     out[name], _ = timed(lambda fn=fn: jax.block_until_ready(fn()), repeats)
   return out
+
+
+def thread_scaling(index, q, L: int, R: int, repeats: int, threads=(1, 2)) -> dict:
+  """Native QPS of the same index and queries at each thread count (timed in turn, best of
+  ``repeats`` rounds), and whether every count returns the same ids and scores as the first
+  (bit for bit)."""
+  import jax
+
+  fns = {
+    nt: lambda nt=nt: jax.block_until_ready(
+      index.search(q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=nt)
+    )
+    for nt in threads
+  }
+  res = {nt: tuple(np.asarray(a) for a in fn()) for nt, fn in fns.items()}  # warm-up
+  best = dict.fromkeys(threads, float("inf"))
+  cpu = dict.fromkeys(threads, float("inf"))
+  for _ in range(repeats):
+    for nt, fn in fns.items():
+      t, c = time.perf_counter(), time.process_time()
+      fn()
+      best[nt] = min(best[nt], time.perf_counter() - t)
+      cpu[nt] = min(cpu[nt], time.process_time() - c)
+  qps = {nt: len(q) / t for nt, t in best.items()}
+  cpu_us = {nt: 1e6 * c / len(q) for nt, c in cpu.items()}
+  one = res[threads[0]]
+  equal = all(
+    np.array_equal(res[nt][0], one[0]) and np.array_equal(res[nt][1], one[1]) for nt in threads
+  )
+  return dict(
+    qps=qps, ratio=qps[threads[-1]] / qps[threads[0]], results_equal=equal, cpu_us_per_query=cpu_us
+  )
+
+
+def load_average() -> str:
+  try:
+    with open("/proc/loadavg") as f:
+      return " ".join(f.read().split()[:3])
+  except OSError:
+    return "unknown"
 
 
 def best_qps_at(pairs, target: float):
@@ -164,6 +227,9 @@ def main():
   ap.add_argument("--repeats", type=int, default=2)
   ap.add_argument("--skip_quality", action="store_true")
   ap.add_argument(
+    "--threads", default="1,2", help="thread counts of the native scaling check (first = base)"
+  )
+  ap.add_argument(
     "--ours_index", default="", help="load our Part 2 index from this .npz (build + save if absent)"
   )
   ap.add_argument("--out", default="runs/bench_mips")
@@ -175,6 +241,8 @@ def main():
   import scann
 
   faiss.omp_set_num_threads(1)
+  load_start = load_average()
+  print(f"load average (1, 5, 15 min) at start: {load_start}")
   vers = package_versions(extra=("scann", "faiss-cpu"))
   print(f"CPU: {_cpu_name()} ({os.cpu_count()} logical cores; all timings single-thread)")
   print(
@@ -274,24 +342,6 @@ def main():
     print(
       f"  native LUT16 variant: {native.lut16_variant()} ({', '.join(native.supported_variants())})"
     )
-  backends = (
-    ("ours-native", "native", "uint8"),
-    ("ours-native-f32", "native", "float32"),
-    ("ours-xla", "xla", "auto"),
-  )
-  for system, backend, lut in backends:
-    for L in leaves:
-      for R in reorders:
-        t, (ids, _) = timed(
-          lambda L=L, R=R, b=backend, lut=lut: jax.block_until_ready(
-            ours.search(
-              q, 10, leaves_to_search=L, reorder=R, backend=b, native_lut=lut, num_threads=1
-            )
-          ),
-          args.repeats,
-        )
-        record(system, f"leaves={L} reorder={R}", t, np.asarray(ids))
-
   t0 = time.perf_counter()
   sc = (
     scann.scann_ops_pybind.builder(db, 10, "dot_product")
@@ -302,16 +352,6 @@ def main():
   )
   results["scann_build_s"] = time.perf_counter() - t0
   sc.set_num_threads(1)
-  for L in leaves:
-    for R in reorders:
-      t, (ids, _) = timed(
-        lambda L=L, R=R: sc.search_batched(
-          q, final_num_neighbors=10, leaves_to_search=L, pre_reorder_num_neighbors=R
-        ),
-        args.repeats,
-      )
-      record("scann", f"leaves={L} reorder={R}", t, ids)
-
   t0 = time.perf_counter()
   base = faiss.index_factory(d, f"IVF{nl},PQ{d // dpb}x4fs", faiss.METRIC_INNER_PRODUCT)
   fi = faiss.IndexRefineFlat(base)
@@ -319,12 +359,48 @@ def main():
   fi.add(db)
   results["faiss_build_s"] = time.perf_counter() - t0
   ivf = faiss.extract_index_ivf(base)
-  for L in leaves:
-    for R in reorders:
+  print(f"  builds: scann {results['scann_build_s']:.1f}s, faiss {results['faiss_build_s']:.1f}s")
+
+  def ours_fn(backend, lut, L, R):
+    return lambda: jax.block_until_ready(
+      ours.search(
+        q, 10, leaves_to_search=L, reorder=R, backend=backend, native_lut=lut, num_threads=1
+      )
+    )[0]
+
+  def faiss_fn(L, R):
+    def run():
       ivf.nprobe = L
       fi.k_factor = R / 10.0
-      t, (_, ids) = timed(lambda: fi.search(q, 10), args.repeats)
-      record("faiss", f"nprobe={L} k_factor={R / 10:g}", t, ids)
+      return fi.search(q, 10)[1]
+
+    return run
+
+  # Per setting, every system is timed in turn, `repeats` rounds (best kept), so a change of the
+  # machine's load hits all systems alike.
+  for L in leaves:
+    for R in reorders:
+      runs = {
+        "ours-native": ("", ours_fn("native", "uint8", L, R)),
+        "ours-native-f32": ("", ours_fn("native", "float32", L, R)),
+        "ours-xla": ("", ours_fn("xla", "auto", L, R)),
+        "scann": (
+          "",
+          lambda L=L, R=R: sc.search_batched(
+            q, final_num_neighbors=10, leaves_to_search=L, pre_reorder_num_neighbors=R
+          )[0],
+        ),
+        "faiss": (f"nprobe={L} k_factor={R / 10:g}", faiss_fn(L, R)),
+      }
+      ids = {s: np.asarray(fn()) for s, (_, fn) in runs.items()}  # warm-up (compiles ours)
+      best = dict.fromkeys(runs, float("inf"))
+      for _ in range(args.repeats):
+        for s, (_, fn) in runs.items():
+          t = time.perf_counter()
+          fn()
+          best[s] = min(best[s], time.perf_counter() - t)
+      for s, (setting, _) in runs.items():
+        record(s, setting or f"leaves={L} reorder={R}", best[s], ids[s])
 
   # ---------------------------------------------------------------- summary
   print("\nBest single-thread QPS at Recall10@10 >= 0.9 (batched queries):")
@@ -354,25 +430,39 @@ def main():
     print(f"\nWhere the time goes (ours, leaves={L} reorder={R}, {len(q)} queries, 1 thread):")
     stages = stage_breakdown(ours, q, L, R, args.repeats)
     for name, t in stages.items():
-      print(f"  {name:<40} {1e6 * t / len(q):8.2f} us/query")
+      print(f"  {name:<58} {1e6 * t / len(q):8.2f} us/query")
     results["stages_s"] = dict(setting=b["setting"], **stages)
-    # Queries split over threads in the native kernels (leaf scoring and LUTs stay in XLA, which
-    # this script pins to one thread).
-    from vision_jax.utils.native_build import default_num_threads
-
-    scaling = {}
-    for nt in sorted({1, default_num_threads()}):
-      t, _ = timed(
-        lambda nt=nt: jax.block_until_ready(
-          ours.search(q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=nt)
-        ),
-        args.repeats,
+    nts = tuple(int(v) for v in args.threads.split(","))
+    print(f"\nThreads (native, queries split over threads, same index, leaves={L} reorder={R}):")
+    sc_ = thread_scaling(ours, q, L, R, max(args.repeats, 5), nts)
+    for nt, v in sc_["qps"].items():
+      print(
+        f"  num_threads={nt}: {v:10,.0f} QPS, process CPU {sc_['cpu_us_per_query'][nt]:.2f} us/query"
       )
-      scaling[nt] = len(q) / t
-      print(f"  native search, {nt} kernel thread(s): {scaling[nt]:10,.0f} QPS")
-    if len(scaling) > 1:
-      print(f"  scaling {max(scaling)} threads / 1: {scaling[max(scaling)] / scaling[1]:.2f}x")
-    results["native_threads_qps"] = scaling
+    print(
+      f"  scaling {nts[-1]} threads / {nts[0]}: {sc_['ratio']:.2f}x; results equal to "
+      f"num_threads={nts[0]}: {sc_['results_equal']}"
+    )
+    cpu = sc_["cpu_us_per_query"]
+    print(
+      f"  CPU time per query {nts[-1]} threads / {nts[0]}: {cpu[nts[-1]] / cpu[nts[0]]:.2f} (~1: no "
+      "added work, so a wall ratio below the thread count means the cores were not free)"
+    )
+    results["native_threads"] = sc_
+  results["load_average"] = dict(start=load_start, end=load_average())
+  print("\nSummary (best single-thread QPS at Recall10@10 >= 0.9):")
+  for s in ("ours-native", "scann", "faiss"):
+    if best[s]:
+      print(f"  {s:<12} {best[s]['qps']:>9,.0f} QPS  {best[s]['setting']}")
+  for key in ("ours-native/scann", "ours-native/faiss"):
+    if key in ratios:
+      print(f"  {key}: {ratios[key]:.2f}x")
+  if "native_threads" in results:
+    t = results["native_threads"]
+    print(
+      f"  native thread scaling {nts[-1]}/{nts[0]}: {t['ratio']:.2f}x (equal: {t['results_equal']})"
+    )
+  print(f"  load average (1, 5, 15 min): start {load_start}, end {results['load_average']['end']}")
   with open(os.path.join(args.out, "bench_mips.json"), "w") as f:
     json.dump(results, f, indent=2, default=float)
 

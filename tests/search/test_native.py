@@ -103,14 +103,15 @@ def test_native_uint8_within_quantization_bound(kernels):
   )
 
 
-@pytest.mark.parametrize("d", [64, 66])
-def test_every_supported_lut16_variant_agrees_with_scalar_exactly(kernels, d):
-  # 32 blocks (16 pairs) and 33 blocks (17 pairs: the AVX-512 loop's odd pair left to AVX2):
-  # overflow-free 16-bit sums over many pairs.
+@pytest.mark.parametrize("d,lut,leaves", [(64, "uint8", 8), (66, "uint8", 3), (66, "float32", 5)])
+def test_every_supported_simd_variant_agrees_with_scalar_exactly(kernels, d, lut, leaves):
+  # The fused search: leaf scores, LUTs and (uint8) the packed scan are the same float / integer
+  # operations in every variant. 32 blocks (16 pairs) and 33 blocks (17 pairs: the AVX-512
+  # loop's odd pair left to AVX2): overflow-free 16-bit sums over many pairs.
   index, q = _index(d=d)
-  arrays = index._native_arrays("uint8")
-  args = (jnp.asarray(q), index.leaf_centers, index.codebooks, index.database, *arrays)
-  kw = dict(k=30, leaves_to_search=8, reorder=0, lut="uint8")
+  arrays = index._native_arrays(lut)
+  args = (jnp.asarray(q), *index._native_query_arrays(), index.database, *arrays)
+  kw = dict(k=30, leaves_to_search=leaves, reorder=0, lut=lut)
   b = ix._search_batch_native(*args, simd=False, **kw)
   variants = native.supported_variants()
   assert variants[0] == "scalar" and native.lut16_variant() == variants[-1]
@@ -176,14 +177,16 @@ def test_missing_compiler_warns_once_and_falls_back(monkeypatch, tmp_path):
 def test_multithreaded_native_search_equals_single_thread(kernels, lut):
   # Each thread runs the same per-query code on its own buffers: results are bit-identical.
   index, q = _index()
-  q = np.concatenate([q, q[::-1] * 0.5, q])  # 21 queries: ranges of unequal size
-  kw = dict(leaves_to_search=4, backend="native", native_lut=lut)
-  for reorder in (0, 12):
-    one = index.search(q, 6, reorder=reorder, num_threads=1, **kw)
+  # 21 queries: ranges of unequal size, whose 4-query leaf-scoring blocks start at other queries
+  # for every thread count.
+  q = np.concatenate([q, q[::-1] * 0.5, q])
+  for leaves, reorder in ((4, 0), (4, 12), (8, 0), (1, 5)):
+    kw = dict(leaves_to_search=leaves, reorder=reorder, backend="native", native_lut=lut)
+    one = index.search(q, 5, num_threads=1, **kw)
     for nt in (2, 3):
-      got = index.search(q, 6, reorder=reorder, num_threads=nt, **kw)
-      np.testing.assert_array_equal(got[0], one[0], err_msg=f"{nt=} {reorder=}")
-      np.testing.assert_array_equal(got[1], one[1], err_msg=f"{nt=} {reorder=}")
+      got = index.search(q, 5, num_threads=nt, **kw)
+      np.testing.assert_array_equal(got[0], one[0], err_msg=f"{nt=} {leaves=} {reorder=}")
+      np.testing.assert_array_equal(got[1], one[1], err_msg=f"{nt=} {leaves=} {reorder=}")
 
 
 def test_bad_backend_arguments():
@@ -211,3 +214,74 @@ def test_native_rerank_equals_xla_rerank(kernels, simd):
   got = jax.jit(native.rerank, static_argnames=("k", "simd"))(*args, k=5, simd=simd)
   assert_same_topk(ref, got)
   assert np.all(np.asarray(got[0])[0] == -1) and np.all(np.asarray(got[1])[1, 3:] == -np.inf)
+
+
+@pytest.mark.parametrize("lut", ["float32", "uint8"])
+def test_fused_search_equals_the_stage_kernels(kernels, lut):
+  # One fused call == XLA leaf scoring + LUTs, then the ADC kernel, then the re-rank kernel.
+  index, q = _index()
+  perm, off, codes, goff = index._native_arrays(lut)
+  qj = jnp.asarray(q)
+  for leaves, reorder in ((3, 0), (8, 30)):
+    bias, lv = jax.lax.top_k(qj @ index.leaf_centers.T, leaves)
+    luts = ix.lookup_tables(qj, index.codebooks)
+    topn = reorder or 7
+    if lut == "uint8":
+      ids, s = native.adc_topk_lut16(bias, lv, luts, codes, off, goff, perm, topn=topn)
+    else:
+      ids, s = native.adc_topk_f32(bias, lv, luts, codes, off, perm, topn=topn)
+    if reorder:
+      ids, s = native.rerank(qj, index.database, ids, k=7)
+    got = index.search(q, 7, leaves_to_search=leaves, reorder=reorder, backend="native",
+                       native_lut=lut)  # fmt: skip
+    tol = 1e-5 if reorder or lut == "float32" else 1e-3  # uint8: LUT scale from float LUTs
+    assert_same_topk((ids, s), got, tol=tol)
+
+
+def test_equal_adc_scores_keep_member_order(kernels):
+  # Every code 0: all points of a leaf score the same, so the selection (which first drops
+  # points below a lower bound of the R-th best, then keeps the best R) must return the leaf's
+  # first members in order, like lax.top_k on the XLA path.
+  index, q = _index()
+  codes = np.zeros_like(np.asarray(index.codes))
+  centers = np.full((8, q.shape[1]), -10.0, np.float32)
+  centers[7] = q.mean(0) * 10.0  # leaf 7 (299 points, 10 groups of 32) is best for every query
+  flat = ix.AVQIndex(index.database, codes, index.codebooks, centers, index.members, index.info)
+  first = np.asarray(index.members)[7, :40]
+  for lut in ("float32", "uint8"):
+    ids, s = flat.search(q, 40, leaves_to_search=1, backend="native", native_lut=lut)
+    np.testing.assert_array_equal(np.asarray(ids), np.broadcast_to(first, (len(q), 40)))
+    assert np.all(np.asarray(s) == np.asarray(s)[:, :1])
+  np.testing.assert_array_equal(flat.search(q, 40, leaves_to_search=1, backend="xla")[0], ids)
+
+
+def test_stage_times_run_the_fused_search(kernels):
+  index, q = _index()
+  for lut in ("float32", "uint8"):
+    perm, off, codes, goff = (np.asarray(a) for a in index._native_arrays(lut))
+    ct, cbt = (np.asarray(a) for a in index._native_query_arrays())
+    ids, s, t = native.search_stage_times(
+      q, ct, cbt, np.asarray(index.database), codes, off, goff, perm,
+      k=6, leaves=4, reorder=20, lut=lut,
+    )  # fmt: skip
+    assert tuple(t) == native.SEARCH_STAGES and all(v >= 0 for v in t.values())
+    assert (t["LUT uint8 quantization"] > 0) == (lut == "uint8") and t["ADC scan + top-R"] > 0
+    ref = index.search(q, 6, leaves_to_search=4, reorder=20, backend="native", native_lut=lut)
+    np.testing.assert_array_equal(ids, ref[0])
+    np.testing.assert_array_equal(s, ref[1])
+    with pytest.raises(ValueError, match="inconsistent"):
+      native.search_stage_times(
+        q, ct, cbt, np.asarray(index.database), codes, off, goff, perm,
+        k=6, leaves=9, reorder=20, lut=lut,
+      )  # fmt: skip
+
+
+def test_huge_page_copy_is_an_equal_aligned_copy():
+  rng = np.random.default_rng(0)
+  for shape in ((5, 3), (6000, 100)):  # under and over 2 MiB
+    x = rng.normal(size=shape).astype(np.float32)
+    y = native.huge_page_copy(x)
+    np.testing.assert_array_equal(y, x)
+    assert y.flags.c_contiguous and y.flags.writeable and not np.shares_memory(x, y)
+    if x.nbytes >= 2 << 20 and hasattr(__import__("mmap"), "MADV_HUGEPAGE"):
+      assert y.ctypes.data % (2 << 20) == 0

@@ -7,11 +7,11 @@ Pipeline (ScaNN's tree → AH → reorder):
    datapoint's approximate score is ``⟨q, c_leaf⟩ + Σ_k LUT[k, code_k]`` (residual PQ).
 3. **Reorder.** Re-score the top ``reorder`` ADC candidates exactly and return the top ``k``.
 
-Two backends run steps 2–3 (``AVQIndex.search(..., backend=)``): pure XLA (padded leaf table,
-gather ADC, ``lax.top_k``; the GPU/TPU path) and, on CPU, the C++ kernels of
-:mod:`vision_jax.search.native` called through the XLA FFI inside the same jit (CSR leaves,
-in-kernel top-R, optional uint8 LUT16 fast scan, native re-ranking). Sharding the database over a
-mesh axis: :mod:`vision_jax.search.sharded`.
+Two backends (``AVQIndex.search(..., backend=)``): pure XLA (padded leaf table, gather ADC,
+``lax.top_k``; the GPU/TPU path) and, on CPU, one C++ call per query batch through the XLA FFI
+(:func:`vision_jax.search.native.search`: steps 1-3 for each query inside the thread that owns
+it; CSR leaves, in-kernel top-R, optional uint8 LUT16 fast scan, native re-ranking). Sharding
+the database over a mesh axis: :mod:`vision_jax.search.sharded`.
 
 References:
   Guo et al., "Accelerating Large-Scale Inference with Anisotropic Vector Quantization",
@@ -146,8 +146,8 @@ def _rerank(queries, database, ids, k):
 )
 def _search_batch_native(
   queries,
-  leaf_centers,
-  codebooks,
+  centers_t,
+  cbt,
   database,
   perm,
   offsets,
@@ -161,22 +161,24 @@ def _search_batch_native(
   simd=True,
   num_threads=1,
 ):
-  """Tree + native ADC/top-R kernel (+ native exact reorder). ``codes``: CSR-sorted ``[n, K]``
-  for ``lut="float32"``, packed groups for ``lut="uint8"`` (:mod:`vision_jax.search.native`)."""
-  luts = lookup_tables(queries, codebooks)
-  bias, leaves = lax.top_k(queries @ leaf_centers.T, leaves_to_search)
-  topn, nt = reorder or k, num_threads
-  if lut == "uint8":
-    ids, s = native.adc_topk_lut16(
-      bias, leaves, luts, codes, offsets, goffsets, perm, topn=topn, simd=simd, num_threads=nt
-    )
-  else:
-    ids, s = native.adc_topk_f32(
-      bias, leaves, luts, codes, offsets, perm, topn=topn, num_threads=nt
-    )
-  if reorder:
-    return native.rerank(queries, database, ids, k=k, simd=simd, num_threads=nt)
-  return ids, s
+  """Tree search in one native call (:func:`vision_jax.search.native.search`). ``codes``:
+  CSR-sorted ``[n, K]`` for ``lut="float32"``, packed groups for ``lut="uint8"``."""
+  return native.search(
+    queries,
+    centers_t,
+    cbt,
+    database,
+    codes,
+    offsets,
+    goffsets,
+    perm,
+    k=k,
+    leaves=leaves_to_search,
+    reorder=reorder,
+    lut=lut,
+    simd=simd,
+    num_threads=num_threads,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
@@ -303,13 +305,17 @@ class AVQIndex:
   """
 
   def __init__(self, database, codes, codebooks, leaf_centers, members, info):
-    self.database = jnp.asarray(database, jnp.float32)
+    if jax.default_backend() == "cpu":  # re-ranking reads random rows: 2 MiB pages, no copy
+      self.database = jax.device_put(native.huge_page_copy(np.asarray(database, np.float32)))
+    else:
+      self.database = jnp.asarray(database, jnp.float32)
     self.codes = jnp.asarray(codes, jnp.uint8)
     self.codebooks = jnp.asarray(codebooks, jnp.float32)
     self.leaf_centers = jnp.asarray(leaf_centers, jnp.float32)
     self.members = jnp.asarray(members, jnp.int32)
     self.info = dict(info)
     self._native = {}  # lut dtype -> (perm, offsets, codes, goffsets) device arrays, built lazily
+    self._native_query = None  # (centres [d, nlp], codebooks [K, dk, C]) transposed, lazily
 
   def _native_arrays(self, lut: str):
     if lut not in self._native:
@@ -319,6 +325,12 @@ class AVQIndex:
         codes, goff = native.pack_lut16(codes, offsets)
       self._native[lut] = tuple(jnp.asarray(a) for a in (perm, offsets, codes, goff))
     return self._native[lut]
+
+  def _native_query_arrays(self):
+    if self._native_query is None:
+      ct, cbt = native.query_layout(np.asarray(self.leaf_centers), np.asarray(self.codebooks))
+      self._native_query = (jnp.asarray(ct), jnp.asarray(cbt))
+    return self._native_query
 
   # --- properties -------------------------------------------------------------------------------
   @property
@@ -551,8 +563,9 @@ class AVQIndex:
       batch_size: queries per jit call (default from a ~64 MB working-set budget).
       approx_top_k: use ``lax.approx_max_k`` for the ADC top-k (TPU-friendly; XLA path only).
       backend: ``"xla"`` (pure XLA: padded ``[L, max_leaf]`` gather ADC + ``lax.top_k``; the
-        path for GPU/TPU), ``"native"`` (C++ kernel via the XLA FFI over a CSR leaf layout with
-        an in-kernel top-R heap, :mod:`vision_jax.search.native`; CPU only) or ``"auto"``
+        path for GPU/TPU), ``"native"`` (one fused C++ call per batch via the XLA FFI: leaf
+        scores, LUTs, ADC over a CSR leaf layout with in-kernel top-R, exact reorder;
+        :func:`vision_jax.search.native.search`; CPU only) or ``"auto"``
         (native on a CPU backend for a tree index when the kernel builds, else XLA). ``None``
         reads ``$VISION_JAX_SEARCH_BACKEND`` (default ``"auto"``). If the kernel cannot be built
         a warning names the reason once and the XLA path is used.
@@ -643,7 +656,7 @@ class AVQIndex:
       return self._batched(
         q,
         batch_size or min(len(q), 1024),
-        lambda qb: fn(qb, self.leaf_centers, self.codebooks, self.database, *arrays),
+        lambda qb: fn(qb, *self._native_query_arrays(), self.database, *arrays),
       )
     if batch_size is None:
       per_query = cand * (1 if exhaustive else nb)
@@ -671,10 +684,12 @@ class AVQIndex:
       pad = batch_size - len(qb)
       if pad and len(q) > batch_size:
         qb = np.concatenate([qb, np.zeros((pad, qb.shape[1]), np.float32)])
-      i, sc = run(jnp.asarray(qb))
+      i, sc = run(qb)  # numpy straight into jit: its C++ path copies it, no extra dispatch
       n_real = batch_size - pad if len(q) > batch_size else len(qb)
-      ids.append(i[:n_real])
-      scores.append(sc[:n_real])
+      if n_real < len(qb):  # a slice is a dispatched op (~0.25 ms): only for padded batches
+        i, sc = i[:n_real], sc[:n_real]
+      ids.append(i)
+      scores.append(sc)
     if len(ids) == 1:
       return ids[0], scores[0]
     return jnp.concatenate(ids), jnp.concatenate(scores)

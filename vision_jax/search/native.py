@@ -10,6 +10,14 @@ the pure-XLA search.
 Kernels (one query at a time; ``num_threads`` splits a batch's queries into contiguous ranges,
 one per thread, each with its own buffers, so results do not depend on it):
 
+* :func:`search`: the whole tree search in one call, what ``AVQIndex.search(backend="native")``
+  runs. Per query: leaf scores ``⟨q, c_l⟩`` against the transposed centres (4 queries per pass,
+  so each centre row is loaded once for 4) and their top ``L``, the LUT ``⟨q_k, codebook_kc⟩``,
+  then the ADC + top-R of :func:`adc_topk_lut16` or :func:`adc_topk_f32` and the exact
+  re-ranking of :func:`rerank`, all in the thread that owns the query, so every stage scales with
+  ``num_threads``. Leaf scores and LUT entries are one ``fma`` chain per output in every SIMD
+  variant (identical floats); they equal XLA's matmul / einsum to float rounding.
+  :func:`search_stage_times` runs the same code single-threaded with a clock per stage.
 * :func:`adc_topk_f32`: float32 LUTs, uint8 codes in leaf order (CSR: ``offsets``), any C ≤ 256.
 * :func:`adc_topk_lut16`: C = 16 and K ≤ 256. LUTs are quantized per query to uint8 with one
   scale Δ = max_k(max_c LUT[k,c] − min_c LUT[k,c]) / 255 and per-block offsets, 4-bit codes are
@@ -23,15 +31,20 @@ one per thread, each with its own buffers, so results do not depend on it):
   100 candidates per query on one CPU core (equal at 40).
 
 Each returns the best ``R`` (``k`` for :func:`rerank`) candidates per query, best first; ties go
-to the earlier probe / candidate position like ``lax.top_k``. Where fewer were probed the
-remaining slots hold id ``-1`` and score ``-inf``. Selection keeps one uint64 key per candidate
-(order-preserving score bits, then the position) in a buffer of 4R that is cut back to R with
-``nth_element`` when full, so an insertion costs O(1) amortised.
+to the earlier probe / candidate position like ``lax.top_k`` (in :func:`search`'s re-ranking,
+exact-score ties go to the earlier probe position, since the ADC top R is passed on unsorted).
+Where fewer were probed the remaining slots hold id ``-1`` and score ``-inf``. Selection keeps
+one uint64 key per candidate (order-preserving score bits, then the position) in a buffer of 4R
+that is cut back to R with ``nth_element`` when full. The LUT16 scan (and the leaf top-L) first
+computes every score with SIMD, then a lower bound of the R-th best (the R-th largest of ~2R
+chunk maxima: R distinct points reach it) and pushes only the points at or above it (~1.2 R at
+100k x 100), instead of every point that beats a running bound; the result is the same.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 
 import jax
@@ -46,9 +59,9 @@ _LIB = NativeLibrary(
   "vj_adc",
   "vision_jax.search",
   SOURCE,
-  ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank"),
+  ("vj_adc_topk_f32", "vj_adc_topk_lut16", "vj_rerank", "vj_search"),
   cache_dir=default_cache_dir,
-  flags=("-pthread",),
+  flags=("-pthread", "-ffp-contract=off"),
 )
 
 
@@ -96,6 +109,36 @@ def _simd_code(simd) -> np.int64:
 # ----------------------------------------------------------------------------------------------
 # Data layout.
 
+_HUGE_PAGE = 2 << 20
+
+
+def huge_page_copy(x) -> np.ndarray:
+  """A C-contiguous copy of ``x`` in anonymous memory advised for transparent huge pages.
+
+  The exact re-ranking reads ~40 random rows per query; with 4 KiB pages each row of a large
+  database is also a TLB miss (its page walk holds up the cache misses). ``madvise(
+  MADV_HUGEPAGE)`` before the first touch lets Linux back the buffer with 2 MiB pages (when
+  ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``always`` or ``madvise``), which measured
+  ~25% off the re-ranking and ~10% off the whole native search at 100k x 100. Arrays under 2 MiB,
+  or systems without ``MADV_HUGEPAGE``, get a plain copy. ``jax.device_put`` of the result on
+  the CPU backend aliases it (no second copy).
+
+  Choice: an implementation detail of the CPU path, not a paper setting.
+  """
+  x = np.asarray(x)
+  if x.nbytes < _HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+    return np.array(x, order="C", copy=True)
+  m = mmap.mmap(-1, x.nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+  try:
+    m.madvise(mmap.MADV_HUGEPAGE)
+  except OSError:  # advice refused (e.g. THP compiled out): ordinary pages
+    pass
+  buf = np.frombuffer(m, np.uint8)
+  start = (-buf.ctypes.data) % _HUGE_PAGE
+  out = buf[start : start + x.nbytes].view(x.dtype).reshape(x.shape)
+  out[...] = x
+  return out
+
 
 def csr_layout(members: np.ndarray, codes: np.ndarray):
   """Leaf-sorted (CSR) layout from the padded ``[num_leaves, m]`` member table.
@@ -136,6 +179,25 @@ def pack_lut16(sorted_codes: np.ndarray, offsets: np.ndarray):
   packed = g[:, 0] | (g[:, 1] << 4)  # [G, i, pair, h]
   packed = np.ascontiguousarray(packed.transpose(0, 2, 3, 1).reshape(-1, npairs, 32))
   return packed, goff
+
+
+def query_layout(leaf_centers, codebooks):
+  """Query-side operands of :func:`search`: transposed centres and codebooks.
+
+  Args:
+    leaf_centers: ``[nl, d]``; codebooks: ``[K, C, dk]``.
+
+  Returns:
+    ``(centers_t [d, nlp] float32, cbt [K, dk, C] float32)``, ``nlp`` = ``nl`` rounded up to a
+    multiple of 32 (zero columns; the kernel never selects them).
+  """
+  c = np.asarray(leaf_centers, np.float32)
+  nl, d = c.shape
+  nlp = -(-nl // 32) * 32
+  ct = np.zeros((d, nlp), np.float32)
+  ct[:, :nl] = c.T
+  cbt = np.ascontiguousarray(np.asarray(codebooks, np.float32).transpose(0, 2, 1))
+  return ct, cbt
 
 
 def lut16_error_bound(luts) -> jax.Array:
@@ -222,3 +284,98 @@ def rerank(queries, database, ids, *, k: int, simd: bool = True, num_threads: in
     variant=_simd_code(simd),
     num_threads=np.int64(num_threads),
   )
+
+
+def search(
+  queries,
+  centers_t,
+  cbt,
+  database,
+  codes,
+  offsets,
+  goffsets,
+  perm,
+  *,
+  k: int,
+  leaves: int,
+  reorder: int = 0,
+  lut: str = "uint8",
+  simd=True,
+  num_threads: int = 1,
+):
+  """Fused tree search: leaf scores + top-``leaves``, LUTs, ADC + top-R, exact reorder.
+
+  Args:
+    queries: ``[b, d]``; centers_t, cbt: from :func:`query_layout`; database: ``[n, d]``.
+    codes, offsets, goffsets, perm: :func:`csr_layout` (+ :func:`pack_lut16` for
+      ``lut="uint8"``; ``goffsets`` is ignored for ``"float32"``).
+    k: results per query; leaves: leaves probed, in ``[1, nl]``.
+    reorder: ADC candidates re-scored exactly (0: return the ADC top ``k``; else ``>= k``).
+    lut: ``"uint8"`` (LUT16 fast scan, C = 16) or ``"float32"``.
+    simd: as in :func:`adc_topk_lut16`; num_threads: threads the batch's queries are split over.
+
+  Returns:
+    ``(ids [b, k] int32, scores [b, k] float32)`` best first, ``-1`` / ``-inf`` padded; scores
+    are exact inner products with ``reorder``, ADC estimates without.
+
+  Raises:
+    RuntimeError: the kernels could not be built (reason in the message).
+  """
+  return _call("vj_search", queries.shape[0], k)(
+    queries.astype(jnp.float32),
+    centers_t,
+    cbt,
+    database,
+    codes,
+    offsets,
+    goffsets,
+    perm,
+    leaves=np.int64(leaves),
+    reorder=np.int64(reorder),
+    lut16=np.int64(lut == "uint8"),
+    variant=_simd_code(simd),
+    num_threads=np.int64(num_threads),
+  )
+
+
+SEARCH_STAGES = (
+  "leaf scores + top-L",
+  "LUT build",
+  "LUT uint8 quantization",
+  "ADC scan + top-R",
+  "exact reorder + top-k",
+)
+
+
+def search_stage_times(
+  queries, centers_t, cbt, database, codes, offsets, goffsets, perm, *, k, leaves, reorder, lut
+):
+  """Runs :func:`search` (one thread, best SIMD variant) with a clock around every stage.
+
+  Host arrays as for :func:`search` (``num_leaves`` = ``len(offsets) - 1``). Returns
+  ``(ids, scores, {stage: seconds})`` over all queries, stages named by :data:`SEARCH_STAGES`
+  (the clock reads add ~20 ns per stage and query).
+
+  Raises:
+    ValueError: inconsistent shapes (the kernel's checks).
+  """
+  a = [np.ascontiguousarray(x) for x in (queries, centers_t, cbt, database, codes)]
+  q, ct, cb, db, cd = (a[0].astype(np.float32), *a[1:])
+  off, goff, pm = (np.ascontiguousarray(x, np.int32) for x in (offsets, goffsets, perm))
+  b, d = q.shape
+  ids = np.empty((b, k), np.int32)
+  scores = np.empty((b, k), np.float32)
+  ns = np.zeros(len(SEARCH_STAGES), np.float64)
+  f = _LIB.lib.vj_search_profile
+  f.restype = ctypes.c_int64
+  ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+  i64 = ctypes.c_int64
+  rc = f(
+    ptr(q), i64(b), i64(d), ptr(ct), i64(ct.shape[1]), ptr(cb),
+    *(i64(v) for v in cb.shape), ptr(db), i64(db.shape[0]), ptr(cd), i64(cd.shape[0]),
+    ptr(off), i64(len(off) - 1), ptr(goff), ptr(pm), i64(leaves), i64(reorder), i64(k),
+    i64(lut == "uint8"), i64(0), ptr(ids), ptr(scores), ptr(ns),
+  )  # fmt: skip
+  if rc != 0:
+    raise ValueError("search_stage_times: inconsistent array shapes for the fused search")
+  return ids, scores, dict(zip(SEARCH_STAGES, 1e-9 * ns))
