@@ -20,19 +20,20 @@ random architectures.
 
 Presets:
   smoke    synthetic 16 px data, a 2-block supernet, 2 search steps, table timed in-process
-           (run by tests; ~2 CPU-minutes, almost all XLA compilation of the 8-op supernet step)
+           (marked slow in the tests: ~130 CPU-s, almost all XLA compilation of the 8-op
+           supernet step even with the grouped depthwise conv)
   default  Fashion-MNIST (the IDX files of ``apt-get install dataset-fashion-mnist``) padded to
-           32 px, 4-stage reduced supernet, a batch-1 single-threaded CPU table, three targets at
-           25 / 50 / 75 % of the reachable latency range; 2-core shared x86 CPU.
-           Expected: each derived net's table-predicted latency within 3 % of its target
-           (elasticity lands on the table: -2.6 % in a one-target run of an earlier smoke
-           setting); measured vs predicted within the timing noise, which on the shared 2-core
-           CPU under load ~15 is 35-106 % IQR per whole-net timing (random-architecture table
-           error 25 % mean, 44 % max; docs/tf_nas.md); top-1 0.83 +- 0.05 after the 150-step
-           retrain (first target: 82.8 %). Wall time at load 5-16: table 10 min (cached
-           afterwards), first target 11 min search + 2.2 min retrain + 1 min timing; later targets
-           reuse the compiled search step. Predicted-vs-target fell short (-22.6 %) on the first
-           target: every width at its maximum, depth 1 everywhere after 23 arch updates.
+           32 px, 4-stage reduced supernet, a batch-1 single-threaded CPU table scaled to whole
+           nets by 4 random nets (lut.calibrate_archs), three targets at 25 / 50 / 75 % of the
+           reachable latency range; 2-core shared x86 CPU.
+           Expected (measured 2026-12-02, docs/tf_nas.md): targets 2.26 / 2.79 / 3.31 ms; the
+           table's prediction of each parsed net within ~10 % of its target (-6.2 / +3.7 /
+           -10.1 %); the derived nets, re-timed together (benchmarks/bench_nas_latency.py
+           --workdir), -16 ... +12 % off target, the size of the table's error on random nets
+           (mean 23 %): whole XLA:CPU nets take 1.1-2.2x the sum of their blocks. Top-1 after
+           the 150-step retrain 0.83 +- 0.02 (82.5 / 83.6 / 83.0 %). Wall time 39.7 min at load
+           3-10 (table 131 s idle; first search 16 min including ~5 min of compilation, later
+           ones 4-9 min from the persistent compilation cache; retrains 1-3 min each).
   paper    the code's ImageNet search: ImageNet-100 (``vj_imagenet_list``: the code's 80/20
            lists, 102,170 search-train / 25,550 search-val images, RandomResizedCrop 224 + flip,
            no ColorJitter), the full 6-stage supernet, 90 epochs at batch 32, 10 warm-up epochs,
