@@ -16,8 +16,8 @@ Hardware / expected (default, seed 0, measured): 2-core x86 CPU. Novel 5-way acc
 600 test episodes: ProtoNet 1-shot 0.892 ± 0.007 (95 % CI), 5-shot 0.955 ± 0.005; CRN 1-shot
 0.837 ± 0.008, 5-shot 0.925 ± 0.005; paired CRN - ProtoNet -0.055 ± 0.006 (1-shot), -0.030 ±
 0.004 (5-shot). Tolerance for a re-run: ± 0.03 on each accuracy (other seeds were not measured;
-the run itself is deterministic on one machine). Wall time: 9.6 min with the machine at load
-6.5-15.5 (the job got 41 % of one core: 213 s of CPU time in all); 17-22 min at load 12-18.
+the run itself is deterministic on one machine). Wall time: 2.6 min on a quiet 2-core machine
+(210 s of CPU time); 10-22 min when other jobs load it (6-18).
 Full table and the meta-shift numbers: docs/crn.md.
 
 Presets:
