@@ -10,6 +10,7 @@
 #define VISION_JAX_UTILS_NATIVE_CPU_H_
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -80,6 +81,41 @@ void ParallelFor(int64_t n, int64_t num_threads, int64_t grain, F&& fn) {
   }
   fn(bound(0), bound(1));
   for (int64_t t : inline_ranges) fn(bound(t), bound(t + 1));
+  for (auto& w : workers) w.join();
+}
+
+// Like ParallelFor, but the range is cut into about 16 chunks per thread (each a multiple of
+// `grain`) that the threads take from a shared counter as they finish, so work items of uneven
+// cost (queries probing leaves of different sizes) do not leave one thread idle at the end. `fn`
+// may be called several times per thread; results must not depend on the cut (they do not when
+// every item is computed on its own).
+template <typename F>
+void ParallelForDynamic(int64_t n, int64_t num_threads, int64_t grain, F&& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t nt = std::max<int64_t>(1, std::min(num_threads, (n + grain - 1) / grain));
+  if (nt == 1) {
+    fn(0, n);
+    return;
+  }
+  int64_t per = (n + nt * 16 - 1) / (nt * 16);
+  per = std::max<int64_t>(grain, (per + grain - 1) / grain * grain);
+  const int64_t chunks = (n + per - 1) / per;
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      fn(c * per, std::min(n, (c + 1) * per));
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int64_t t = 1; t < nt; ++t) {
+    try {
+      workers.emplace_back(work);
+    } catch (...) {  // std::system_error: no more threads; the others take its chunks
+      break;
+    }
+  }
+  work();
   for (auto& w : workers) w.join();
 }
 
