@@ -70,7 +70,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.model = ml_collections.ConfigDict(dict(name="lightcnn9", dropout_rate=0.5, conv_impl="auto"))
   cfg.idnet = ml_collections.ConfigDict(
     dict(
-      num_steps=120,
+      num_steps=480,
       batch_size=32,
       checkpoint="",  # a flax-msgpack params file replaces training (must match cfg.model)
       optim=_optim(name="adam", lr=2e-3, schedule="cosine", warmup_steps=20, weight_decay=1e-4),
@@ -81,7 +81,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       noise_dim=256,
       hidden=(1024, 1024, 512),
       kl_weight=1e-3,
-      num_steps=200,
+      num_steps=400,
       batch_size=64,
       optim=_optim(name="adam", lr=1e-3, schedule="cosine"),
     )
@@ -93,7 +93,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       variational=False,
       adversarial=False,
       disc_width=16,
-      num_steps=120,
+      num_steps=480,
       batch_size=8,
       # official train_generator.py weights; kl / adv are the paper's extra terms (0 = off)
       w_ort=50.0,
@@ -114,7 +114,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.recog = ml_collections.ConfigDict(
     dict(
       stage1_steps=30,
-      stage2_steps=80,
+      stage2_steps=240,
       batch_size=32,  # real images per step
       fake_batch_size=16,  # generated pairs per step (methods "generated*")
       contrastive_weight=0.001,  # official train_lightcnn.py (method "generated")
