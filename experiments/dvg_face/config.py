@@ -18,12 +18,12 @@ sketch probes vs a photo gallery on unseen identities.
 Data: photo ↔ sketch (XDoG) pseudo-identities built from the IR-Softmax pseudo-identity images
 (see experiments/dvg_face/data.py); NOT CASIA NIR-VIS 2.0.
 
-Hardware / expected (default): 2-core x86 CPU. Measured (docs/dvg_face.md): Rank-1 of the
-real-pairs baseline 12.5 ± 1.1 % (10 folds), + generated pairs (official weight 0.001) 12.9 ±
-1.3 %, photo-only identity net 7.1 %; VR@FAR=1e-2 about 11 %. Expect Rank-1 within ± 3 points
-of these (runs differ by float summation order only); the two real/generated rows agree within
-their fold std at this budget. Wall time 30.9 min with the CPU shared (load 21 on 2 cores; 4.4
-min of user CPU), i.e. roughly 5-10 min on an idle 2-core machine.
+Hardware / expected (default): 2-core x86 CPU. Measured (docs/dvg_face.md, 2026-12-02): Rank-1
+of the real-pairs baseline 27.2 ± 2.2 % (10 folds), + generated pairs (official weight 0.001)
+26.5 ± 1.7 %, weight 0.1 27.4 ± 1.9 %, photo-only identity net 9.5 %; VR@FAR=1e-2 19-23 %.
+Expect Rank-1 within ± 3 points of these (runs differ by float summation order only); the
+real/generated rows agree within their fold std at this budget. Wall time 7.4 min on a quiet
+2-core machine (635 s of user CPU); 44 min when other jobs share the cores.
 
 Presets:
   smoke    tiny widths, a few steps per stage (seconds of compute; run by tests)
