@@ -225,13 +225,17 @@ def test_weight_loss_sends_no_gradient_to_arch(run):
   task, st = run["task"], run["states"][0]
   loss_fn = task.updates[0].loss_fn
   b = jax.tree.map(jnp.asarray, _batch(5)["train"])
-  # jitted: one compile instead of op-by-op dispatch of the 8-op supernet's backward
-  grads = jax.jit(jax.grad(lambda p: loss_fn(p, {}, st.extra, b, jax.random.PRNGKey(0), 3)[0]))(
-    st.params
-  )
-  for leaf in jax.tree.leaves(grads["arch"]):
+
+  def arch_loss(arch):
+    return loss_fn({**st.params, "arch": arch}, {}, st.extra, b, jax.random.PRNGKey(0), 3)[0]
+
+  # the gradient w.r.t. the architecture parameters alone (jitted: XLA drops the weights'
+  # backward, one small compile) is exactly zero ...
+  grads = jax.jit(jax.grad(arch_loss))(st.params["arch"])
+  for leaf in jax.tree.leaves(grads):
     assert np.all(np.asarray(leaf) == 0.0)
-  assert sum(float(jnp.sum(jnp.abs(g))) for g in jax.tree.leaves(grads["net"])) > 0
+  # ... while the same loss does move the weights (the step's weight update saw a gradient)
+  assert run["metrics"][0]["weights/grad_norm"] > 0
 
 
 def test_updates_touch_only_their_group(run):
