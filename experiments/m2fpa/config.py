@@ -170,3 +170,49 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.train.log_every = 200
     cfg.train.checkpoint_every = 5000
   return cfg
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Rejects invalid method / data / recognition / GAN settings before any data is built.
+
+  (The shared trainer checks each stage's ``optim*``, ``train`` and ``mesh``; pose strings and
+  the real-data paths are checked where they are parsed / opened, naming the key or file.)
+
+  Raises:
+    ConfigError: naming ``--config.<key>`` and its value.
+  """
+  from vision_jax.utils.config_checks import (
+    check_choice,
+    check_choices,
+    check_number,
+    check_numbers,
+    config_error,
+  )
+
+  check_choices(cfg, "methods", METHODS)
+  check_numbers(cfg, "seeds", integer=True)
+  check_choice(cfg, "setting", ("embedded", "m2fpa", "multipie"))
+  check_number(cfg, "data.image_size", low=8, integer=True)
+  check_number(cfg, "data.supersample", low=1, integer=True)
+  n = check_number(cfg, "data.num_identities", low=2, integer=True)
+  t = check_number(cfg, "data.num_test", low=1, integer=True)
+  if cfg.setting == "embedded" and t >= n:
+    raise config_error("data.num_test", t, f"an integer below data.num_identities={n}")
+  small = check_number(cfg, "data.small_yaw", low=0, high=90)
+  check_number(cfg, "data.large_yaw", low=small, high=90)
+  check_number(cfg, "data.eval_batch_size", low=1, integer=True)
+  from vision_jax.models.registry import MODEL_NAMES
+
+  check_choice(cfg, "recog.model", MODEL_NAMES)
+  check_number(cfg, "recog.dropout_rate", low=0, high=1, high_open=True)
+  for sec in ("recog", "gen"):
+    check_number(cfg, f"{sec}.num_steps", low=1, integer=True)
+    check_number(cfg, f"{sec}.batch_size", low=2, integer=True)
+  for key in ("width", "code_dim", "disc_width", "parsing_n_down"):
+    check_number(cfg, f"gen.{key}", low=1, integer=True)
+  check_number(cfg, "gen.drgan_noise_dim", low=0, integer=True)
+  check_choice(cfg, "gen.adversarial", ("nonsaturating", "hinge"))
+  for key in ("w_pixel", "w_identity", "w_adv", "w_parsing_adv", "w_tv", "w_sym"):
+    check_number(cfg, f"gen.{key}", low=0)
+  check_number(cfg, "grid.identities", low=0, integer=True)
+  check_number(cfg, "grid.scale", low=1, integer=True)

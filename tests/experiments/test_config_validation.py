@@ -114,6 +114,13 @@ _CASES = [
   ("dvg_face", {"gen.w_pix": "-1"}, r"--config.gen.w_pix=-1.0"),
   ("dvg_face", {"sample.attributes": "mixed"}, r"--config.sample.attributes='mixed'"),
   ("dvg_face", {"model.name": "resnet50"}, r"--config.model.name='resnet50'"),
+  # m2fpa: methods, split sizes, yaw bins, GAN objective
+  ("m2fpa", {"methods": "baseline,cyclegan"}, r"--config.methods=.*unknown: 'cyclegan'"),
+  ("m2fpa", {"data.num_test": "60"}, r"--config.data.num_test=60.*below data.num_identities"),
+  ("m2fpa", {"gen.adversarial": "wgan"}, r"--config.gen.adversarial='wgan'"),
+  ("m2fpa", {"data.large_yaw": "10"}, r"--config.data.large_yaw=10.0"),
+  ("m2fpa", {"gen.w_pixel": "-1"}, r"--config.gen.w_pixel=-1.0"),
+  ("m2fpa", {"recog.model": "vgg"}, r"--config.recog.model='vgg'"),
   # hambox: thresholds, anchors, data ranges
   ("hambox", {"detection.t2": "0.2"}, r"--config.detection.t2=0.2.*\[0.35, 1\]"),
   ("hambox", {"model.sizes": "(16,)"}, r"--config.model.sizes=\(16,\).*one anchor size per stride"),
