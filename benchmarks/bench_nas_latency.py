@@ -5,9 +5,9 @@
 
 The second form re-times a finished ``experiments.tf_nas`` run: its calibration nets, its
 table-check nets and every target's derived net (``target_*/arch.json``), all in ONE interleaved
-session with the table's protocol (so a quiet moment, or the same background load, applies to
+run with the table's protocol (so a quiet moment, or the same background load, applies to
 all of them), and prints per net the table's raw and calibrated prediction against the measured
-latency, the calibration factor this session would fit, and per target the error against it.
+latency, the calibration factor this run would fit, and per target the error against it.
 
 Measures the one-stage table twice with the same protocol, then prints, per architecture, the two
 predictions, their ratio, and the ratio of the timed derived net to the first prediction. Timings
@@ -23,7 +23,7 @@ import numpy as np
 
 
 def retime(workdir: str, preset: str, rounds: int, inner: int) -> dict:
-  """Re-times the nets of a finished TF-NAS run in one interleaved session (see the docstring)."""
+  """Re-times the nets of a finished TF-NAS run in one interleaved run (see the docstring)."""
   import glob
   import json
   import os
@@ -69,7 +69,7 @@ def retime(workdir: str, preset: str, rounds: int, inner: int) -> dict:
                      spread=sp, target_ms=target))  # fmt: skip
   if ratios["calibration"]:
     s_now = float(np.median(ratios["calibration"]))
-    print(f"calibration factor fitted in this session: {s_now:.3f} (table: {table.scale:.3f})")
+    print(f"calibration factor fitted in this run: {s_now:.3f} (table: {table.scale:.3f})")
   if ratios["check"]:
     chk = [r for r in rows if r["kind"] == "check"]
     e = [r["calibrated_ms"] / r["measured_ms"] - 1 for r in chk]

@@ -352,3 +352,10 @@ def test_building_prints_our_lines_not_tfds_download_lines(cifar_dir, tmp_path, 
   assert "Downloading" not in out and "download" not in out.lower()
   vd.load("vj_cifar10", "test", data_dir=tmp_path, manual_dir=d)  # built: silent
   assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("name", ["vj_m2fpa", "vj_multipie", "vj_identity_folder"])
+def test_manual_dir_that_does_not_exist_is_named(tmp_path, name):
+  missing = tmp_path / "nowhere"
+  with pytest.raises(FileNotFoundError, match=rf"{name}: manual dir {missing} does not exist"):
+    vd.load(name, "train", data_dir=tmp_path / "s", manual_dir=missing)

@@ -123,7 +123,13 @@ class ManualDirBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return manual_dir
 
   def manual_path(self, dl_manager) -> str:
+    """The resolved manual dir; raises FileNotFoundError (naming it and the fix) when it is not
+    a directory or lacks a ``REQUIRED_FILES`` entry."""
     manual_dir = self.locate(self.resolve_manual_dir(dl_manager))
+    if not os.path.isdir(manual_dir):
+      raise FileNotFoundError(
+        f"{self.name}: manual dir {manual_dir} does not exist. Fix: {self.INSTALL_HINT}"
+      )
     self.check_files(manual_dir)
     return manual_dir
 

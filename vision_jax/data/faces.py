@@ -45,10 +45,6 @@ class VjIdentityFolder(ManualDirBuilder):
 
   def _split_generators(self, dl_manager):
     d = self.manual_path(dl_manager)
-    if not os.path.isdir(d):
-      raise FileNotFoundError(
-        f"{self.name}: manual dir {d} does not exist. Fix: {self.INSTALL_HINT}"
-      )
     identities, paths, labels = list_identity_folder(d)
     if not paths:
       raise FileNotFoundError(

@@ -202,10 +202,6 @@ class VjM2fpa(ManualDirBuilder):
 
   def _split_generators(self, dl_manager):
     d = self.manual_path(dl_manager)
-    if not os.path.isdir(d):
-      raise FileNotFoundError(
-        f"{self.name}: manual dir {d} does not exist. Fix: {self.INSTALL_HINT}"
-      )
     records = list_m2fpa(d)
     if not records:
       raise FileNotFoundError(f"{self.name}: no images under {d}. Fix: {self.INSTALL_HINT}")

@@ -340,10 +340,6 @@ class VjMultipie(ManualDirBuilder):
 
   def _split_generators(self, dl_manager):
     d = self.manual_path(dl_manager)
-    if not os.path.isdir(d):
-      raise FileNotFoundError(
-        f"{self.name}: manual dir {d} does not exist. Fix: {self.INSTALL_HINT}"
-      )
     records = list_multipie(d)
     if not records:
       raise FileNotFoundError(f"{self.name}: no images under {d}. Fix: {self.INSTALL_HINT}")
