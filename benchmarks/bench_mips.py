@@ -167,15 +167,17 @@ def stage_breakdown(index, q, L: int, R: int, repeats: int) -> dict:
   return out
 
 
-def thread_scaling(index, q, L: int, R: int, repeats: int, threads=(1, 2)) -> dict:
+def thread_scaling(index, q, L: int, R: int, repeats: int, threads=(1, 2), batch=None) -> dict:
   """Native QPS of the same index and queries at each thread count (timed in turn, best of
   ``repeats`` rounds), and whether every count returns the same ids and scores as the first
-  (bit for bit)."""
+  (bit for bit). ``batch``: queries per native call (default: the search's own, <= 1,024)."""
   import jax
 
   fns = {
     nt: lambda nt=nt: jax.block_until_ready(
-      index.search(q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=nt)
+      index.search(
+        q, 10, leaves_to_search=L, reorder=R, backend="native", num_threads=nt, batch_size=batch
+      )
     )
     for nt in threads
   }
@@ -195,7 +197,12 @@ def thread_scaling(index, q, L: int, R: int, repeats: int, threads=(1, 2)) -> di
     np.array_equal(res[nt][0], one[0]) and np.array_equal(res[nt][1], one[1]) for nt in threads
   )
   return dict(
-    qps=qps, ratio=qps[threads[-1]] / qps[threads[0]], results_equal=equal, cpu_us_per_query=cpu_us
+    qps=qps,
+    ratio=qps[threads[-1]] / qps[threads[0]],
+    results_equal=equal,
+    cpu_us_per_query=cpu_us,
+    num_queries=len(q),
+    batch=batch or min(len(q), 1024),
   )
 
 
@@ -228,6 +235,13 @@ def main():
   ap.add_argument("--skip_quality", action="store_true")
   ap.add_argument(
     "--threads", default="1,2", help="thread counts of the native scaling check (first = base)"
+  )
+  ap.add_argument(
+    "--scaling_queries",
+    type=int,
+    default=10_000,
+    help="the thread scaling is also timed on the query set tiled to this many queries, in one "
+    "native call (0 = only the query set itself, in batches of <= 1,024)",
   )
   ap.add_argument(
     "--ours_index", default="", help="load our Part 2 index from this .npz (build + save if absent)"
@@ -433,22 +447,35 @@ def main():
       print(f"  {name:<58} {1e6 * t / len(q):8.2f} us/query")
     results["stages_s"] = dict(setting=b["setting"], **stages)
     nts = tuple(int(v) for v in args.threads.split(","))
-    print(f"\nThreads (native, queries split over threads, same index, leaves={L} reorder={R}):")
-    sc_ = thread_scaling(ours, q, L, R, max(args.repeats, 5), nts)
-    for nt, v in sc_["qps"].items():
+    sets = [("query set", q, None)]
+    if args.scaling_queries > len(q):
+      reps = -(-args.scaling_queries // len(q))
+      big = np.tile(q, (reps, 1))[: args.scaling_queries]
+      sets.append((f"query set tiled to {len(big):,}, one call", big, len(big)))
+    for label, qs, batch in sets:
       print(
-        f"  num_threads={nt}: {v:10,.0f} QPS, process CPU {sc_['cpu_us_per_query'][nt]:.2f} us/query"
+        f"\nThreads (native, queries split over threads, same index, leaves={L} reorder={R}; "
+        f"{label}: {len(qs):,} queries):"
       )
-    print(
-      f"  scaling {nts[-1]} threads / {nts[0]}: {sc_['ratio']:.2f}x; results equal to "
-      f"num_threads={nts[0]}: {sc_['results_equal']}"
-    )
-    cpu = sc_["cpu_us_per_query"]
-    print(
-      f"  CPU time per query {nts[-1]} threads / {nts[0]}: {cpu[nts[-1]] / cpu[nts[0]]:.2f} (~1: no "
-      "added work, so a wall ratio below the thread count means the cores were not free)"
-    )
-    results["native_threads"] = sc_
+      sc_ = thread_scaling(ours, qs, L, R, max(args.repeats, 5), nts, batch)
+      for nt, v in sc_["qps"].items():
+        print(
+          f"  num_threads={nt}: {v:10,.0f} QPS, process CPU "
+          f"{sc_['cpu_us_per_query'][nt]:.2f} us/query"
+        )
+      print(
+        f"  scaling {nts[-1]} threads / {nts[0]}: {sc_['ratio']:.2f}x; results equal to "
+        f"num_threads={nts[0]}: {sc_['results_equal']}"
+      )
+      cpu = sc_["cpu_us_per_query"]
+      print(
+        f"  CPU time per query {nts[-1]} threads / {nts[0]}: {cpu[nts[-1]] / cpu[nts[0]]:.2f} (~1: "
+        "no added work, so a wall ratio below the thread count means the cores were not free)"
+      )
+      if batch is not None:
+        results["native_threads_large_batch"] = sc_
+      else:
+        results["native_threads"] = sc_
   results["load_average"] = dict(start=load_start, end=load_average())
   print("\nSummary (best single-thread QPS at Recall10@10 >= 0.9):")
   for s in ("ours-native", "scann", "faiss"):
@@ -457,11 +484,13 @@ def main():
   for key in ("ours-native/scann", "ours-native/faiss"):
     if key in ratios:
       print(f"  {key}: {ratios[key]:.2f}x")
-  if "native_threads" in results:
-    t = results["native_threads"]
-    print(
-      f"  native thread scaling {nts[-1]}/{nts[0]}: {t['ratio']:.2f}x (equal: {t['results_equal']})"
-    )
+  for key in ("native_threads", "native_threads_large_batch"):
+    if key in results:
+      t = results[key]
+      print(
+        f"  native thread scaling {nts[-1]}/{nts[0]}, {t['num_queries']:,} queries in batches of "
+        f"{t['batch']:,}: {t['ratio']:.2f}x (equal: {t['results_equal']})"
+      )
   print(f"  load average (1, 5, 15 min): start {load_start}, end {results['load_average']['end']}")
   with open(os.path.join(args.out, "bench_mips.json"), "w") as f:
     json.dump(results, f, indent=2, default=float)
