@@ -53,6 +53,8 @@ Presets:
 
 import ml_collections
 
+from vision_jax.nas.space import OPS
+
 PRESETS = ("smoke", "default", "paper")
 
 
@@ -87,6 +89,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       stages=((16, 2, 2, "relu"), (24, 2, 2, "swish"), (40, 2, 2, "swish"), (64, 1, 1, "swish")),
       head=128,
       width_floor=0.5,
+      # candidate ops per block (>= 2, a subset of vision_jax.nas.OPS); the paper's 8 by default
+      ops=OPS,
     )
   )
   cfg.lut = ml_collections.ConfigDict(
@@ -140,6 +144,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       eval_batch_size=500,
       dropout=0.0,
       label_smoothing=0.1,
+      # depthwise conv of the derived net while it is retrained (timing always uses "xla")
+      dw_impl="taps",
       optim=ml_collections.ConfigDict(
         dict(
           name="sgd",
@@ -153,7 +159,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       ),
     )
   )
-  cfg.mesh = ml_collections.ConfigDict(dict(model=1))
+  cfg.mesh = ml_collections.ConfigDict(dict(model=1, data=-1))
   # Choice: a persistent compilation cache ("auto": <workdir>/jax_cache) so that the searches for
   # the 2nd and 3rd target (same program: the target is state) skip compilation; "" = off.
   cfg.compilation_cache = "auto"
@@ -167,8 +173,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.space.stem = 8
     cfg.space.stem_block = 4
     cfg.space.stem_block_se = 2
-    cfg.space.stages = ((8, 2, 1, "relu"), (8, 1, 1, "swish"))
+    cfg.space.stages = ((8, 2, 1, "relu"),)
     cfg.space.head = 16
+    cfg.space.ops = ("k3_e3", "k3_e6")  # 2 ops: one table key per block, a 4x smaller supernet
     cfg.lut.num_widths = 2
     cfg.lut.warmup = 1
     cfg.lut.rounds = 3
@@ -187,6 +194,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.retrain.batch_size = 8
     cfg.retrain.eval_batch_size = 16
     cfg.retrain.optim.warmup_steps = 0
+    cfg.retrain.dw_impl = "xla"
+    cfg.mesh.data = 1  # one device: the smoke run checks plumbing, not sharding
   elif preset == "paper":
     cfg.data.name = "imagenet100"
     cfg.data.batch_size = 32
@@ -209,6 +218,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         ),
         head=1280,
         width_floor=0.5,
+        ops=OPS,
       )  # fmt: skip
     )
     cfg.lut.batch_size = 32
@@ -237,6 +247,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   Raises:
     ConfigError: naming ``--config.<key>`` and its value.
   """
+  from vision_jax.nas.space import check_ops
   from vision_jax.utils.config_checks import (
     check_choice,
     check_number,
@@ -261,6 +272,13 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     )
   check_number(cfg, "search.lat_weight", low=0)
   check_choice(cfg, "search.dw_impl", ("taps", "xla"))
+  check_choice(cfg, "retrain.dw_impl", ("taps", "xla"))
+  try:
+    check_ops(cfg.space.ops, where="space.ops")
+  except ValueError as e:
+    raise config_error(
+      "space.ops", cfg.space.ops, f"at least 2 distinct op names of {', '.join(OPS)} ({e})"
+    ) from None
   check_number(cfg, "search.tau0", low=0, low_open=True)
   check_number(cfg, "search.tau_decay", low=0, high=1, low_open=True)
   for key in ("steps", "batch_size", "eval_batch_size"):

@@ -225,7 +225,8 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
   else:
     full = vdata.ConcatSource(tr, va)
   rtask = classification_task(
-    derived_net(arch, float(r.dropout), dw_impl="taps"), num_classes=space.num_classes,
+    derived_net(arch, float(r.dropout), dw_impl=str(r.get("dw_impl", "taps"))),
+    num_classes=space.num_classes,
     label_smoothing=float(r.label_smoothing),
   )  # fmt: skip
   t0 = time.time()

@@ -35,6 +35,7 @@ import optax
 from vision_jax.data.transforms import image_to_float
 from vision_jax.nas import supernet as sn
 from vision_jax.nas.elastic import elastic_scale
+from vision_jax.nas.layers import fast_init
 from vision_jax.nas.space import SearchSpace
 from vision_jax.train import Task, Update
 from vision_jax.utils.arrays import masked_mean
@@ -92,10 +93,11 @@ def search_task(
     raise ValueError(f"search_task: steps_per_epoch={steps_per_epoch!r} must be an int >= 1")
   if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
     raise ValueError(f"search_task: warmup_epochs={warmup_epochs!r} must be an int >= 0")
-  if curve.shape[:2] != (space.num_blocks, sn.NUM_OPS):
+  n_ops = sn.num_ops(space)
+  if curve.shape[:2] != (space.num_blocks, n_ops):
     raise ValueError(
       f"search_task: curve has shape {curve.shape}; expected ({space.num_blocks}, "
-      f"{sn.NUM_OPS}, W + 1) for this search space"
+      f"{n_ops}, W + 1) for this search space ({n_ops} ops)"
     )
   if dw_impl not in ("taps", "xla"):
     raise ValueError(f"search_task: dw_impl={dw_impl!r}; expected 'taps' or 'xla'")
@@ -112,8 +114,8 @@ def search_task(
     arch = sn.init_arch(space)
     widths = sn.nominal_widths(space)
     masks = sn.prefix_masks(space, widths)
-    w = jnp.full((space.num_blocks, sn.NUM_OPS), 1.0 / sn.NUM_OPS)
-    p = net.init(rng, x, masks, sn.depth_weights(arch, space), op_weights=w)["params"]
+    w = jnp.full((space.num_blocks, n_ops), 1.0 / n_ops)
+    p = fast_init(net, rng, x, masks, sn.depth_weights(arch, space), op_weights=w)["params"]
     extra = {
       "widths": jnp.asarray(widths),
       "masks": masks,
