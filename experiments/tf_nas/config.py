@@ -124,6 +124,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       # depthwise conv of the supernet: "taps" (fast backward on XLA:CPU) | "xla" (one grouped
       # conv: same outputs, about half the compile time)
       dw_impl="taps",
+      # Choice: run the warm-up epochs once and start every target's search from them (they
+      # read neither the target nor the architecture update); the warm-up holds the weights'
+      # lr at its peak. False: each target runs its own warm-up (the code's schedule).
+      share_warmup=True,
     )
   )
   cfg.optim = ml_collections.ConfigDict(
@@ -188,6 +192,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.search.warmup_epochs = 1
     cfg.search.dw_impl = "xla"  # compile time dominates the smoke run
     cfg.search.steps_per_epoch = 1
+    cfg.search.share_warmup = False  # one target: nothing to share (tests cover the sharing)
     cfg.train.log_every = 1
     cfg.train.checkpoint_every = 0
     cfg.retrain.steps = 2
@@ -272,6 +277,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     )
   check_number(cfg, "search.lat_weight", low=0)
   check_choice(cfg, "search.dw_impl", ("taps", "xla"))
+  if not isinstance(cfg.search.share_warmup, bool):
+    raise config_error("search.share_warmup", cfg.search.share_warmup, "True or False")
   check_choice(cfg, "retrain.dw_impl", ("taps", "xla"))
   try:
     check_ops(cfg.space.ops, where="space.ops")
