@@ -19,21 +19,19 @@ derived net), ``measured_ms`` (with its spread) and ``accuracy``, plus the table
 random architectures.
 
 Presets:
-  smoke    synthetic 16 px data, a 2-block supernet, 2 search steps, table timed in-process
-           (marked slow in the tests: ~130 CPU-s, almost all XLA compilation of the 8-op
-           supernet step even with the grouped depthwise conv)
+  smoke    synthetic 16 px data, a 1-block supernet of 2 ops (space.ops), 2 search steps, table
+           timed in-process, one device; in the test suite: ~30 CPU-s (docs/tf_nas.md)
   default  Fashion-MNIST (the IDX files of ``apt-get install dataset-fashion-mnist``) padded to
-           32 px, 4-stage reduced supernet, a batch-1 single-threaded CPU table scaled to whole
-           nets by 4 random nets (lut.calibrate_archs), three targets at 25 / 50 / 75 % of the
-           reachable latency range; 2-core shared x86 CPU.
-           Expected (measured 2026-12-02, docs/tf_nas.md): targets 2.26 / 2.79 / 3.31 ms; the
-           table's prediction of each parsed net within ~10 % of its target (-6.2 / +3.7 /
-           -10.1 %); the derived nets, re-timed together (benchmarks/bench_nas_latency.py
-           --workdir), -16 ... +12 % off target, the size of the table's error on random nets
-           (mean 23 %): whole XLA:CPU nets take 1.1-2.2x the sum of their blocks. Top-1 after
-           the 150-step retrain 0.83 +- 0.02 (82.5 / 83.6 / 83.0 %). Wall time 39.7 min at load
-           3-10 (table 131 s idle; first search 16 min including ~5 min of compilation, later
-           ones 4-9 min from the persistent compilation cache; retrains 1-3 min each).
+           32 px, 4-stage reduced supernet (all 8 ops), a batch-1 single-threaded CPU table
+           scaled to whole nets by 4 random nets (lut.calibrate_archs) and checked on 4 others
+           (lut.num_random_archs), three targets at 25 / 50 / 75 % of the reachable latency
+           range; 2-core shared x86 CPU. Structure: table -> one shared warm-up
+           (search.share_warmup: 2 epochs x 10 steps of single-path weight training, the
+           ``warmup`` run) -> per target: search epochs 3-6 started from the warm-up's
+           checkpoint (40 steps), parse, retrain 150 steps, time the derived net.
+           Expected: to be re-measured (the table's blocks are now timed with XLA's depthwise
+           conv like the whole nets, and the warm-up is shared; the numbers of the run before
+           these changes are in docs/tf_nas.md).
   paper    the code's ImageNet search: ImageNet-100 (``vj_imagenet_list``: the code's 80/20
            lists, 102,170 search-train / 25,550 search-val images, RandomResizedCrop 224 + flip,
            no ColorJitter), the full 6-stage supernet, 90 epochs at batch 32, 10 warm-up epochs,
