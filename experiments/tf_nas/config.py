@@ -19,21 +19,19 @@ derived net), ``measured_ms`` (with its spread) and ``accuracy``, plus the table
 random architectures.
 
 Presets:
-  smoke    synthetic 16 px data, a 2-block supernet, 2 search steps, table timed in-process
-           (marked slow in the tests: ~130 CPU-s, almost all XLA compilation of the 8-op
-           supernet step even with the grouped depthwise conv)
+  smoke    synthetic 16 px data, a 1-block supernet of 2 ops (space.ops), 2 search steps, table
+           timed in-process, one device; in the test suite: ~30 CPU-s (docs/tf_nas.md)
   default  Fashion-MNIST (the IDX files of ``apt-get install dataset-fashion-mnist``) padded to
-           32 px, 4-stage reduced supernet, a batch-1 single-threaded CPU table scaled to whole
-           nets by 4 random nets (lut.calibrate_archs), three targets at 25 / 50 / 75 % of the
-           reachable latency range; 2-core shared x86 CPU.
-           Expected (measured 2026-12-02, docs/tf_nas.md): targets 2.26 / 2.79 / 3.31 ms; the
-           table's prediction of each parsed net within ~10 % of its target (-6.2 / +3.7 /
-           -10.1 %); the derived nets, re-timed together (benchmarks/bench_nas_latency.py
-           --workdir), -16 ... +12 % off target, the size of the table's error on random nets
-           (mean 23 %): whole XLA:CPU nets take 1.1-2.2x the sum of their blocks. Top-1 after
-           the 150-step retrain 0.83 +- 0.02 (82.5 / 83.6 / 83.0 %). Wall time 39.7 min at load
-           3-10 (table 131 s idle; first search 16 min including ~5 min of compilation, later
-           ones 4-9 min from the persistent compilation cache; retrains 1-3 min each).
+           32 px, 4-stage reduced supernet (all 8 ops), a batch-1 single-threaded CPU table
+           scaled to whole nets by 4 random nets (lut.calibrate_archs) and checked on 4 others
+           (lut.num_random_archs), three targets at 25 / 50 / 75 % of the reachable latency
+           range; 2-core shared x86 CPU. Structure: table -> one shared warm-up
+           (search.share_warmup: 2 epochs x 10 steps of single-path weight training, the
+           ``warmup`` run) -> per target: search epochs 3-6 started from the warm-up's
+           checkpoint (40 steps), parse, retrain 150 steps, time the derived net.
+           Expected: to be re-measured (the table's blocks are now timed with XLA's depthwise
+           conv like the whole nets, and the warm-up is shared; the numbers of the run before
+           these changes are in docs/tf_nas.md).
   paper    the code's ImageNet search: ImageNet-100 (``vj_imagenet_list``: the code's 80/20
            lists, 102,170 search-train / 25,550 search-val images, RandomResizedCrop 224 + flip,
            no ColorJitter), the full 6-stage supernet, 90 epochs at batch 32, 10 warm-up epochs,
@@ -52,6 +50,8 @@ Presets:
 """
 
 import ml_collections
+
+from vision_jax.nas.space import OPS
 
 PRESETS = ("smoke", "default", "paper")
 
@@ -87,6 +87,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       stages=((16, 2, 2, "relu"), (24, 2, 2, "swish"), (40, 2, 2, "swish"), (64, 1, 1, "swish")),
       head=128,
       width_floor=0.5,
+      # candidate ops per block (>= 2, a subset of vision_jax.nas.OPS); the paper's 8 by default
+      ops=OPS,
     )
   )
   cfg.lut = ml_collections.ConfigDict(
@@ -120,6 +122,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       # depthwise conv of the supernet: "taps" (fast backward on XLA:CPU) | "xla" (one grouped
       # conv: same outputs, about half the compile time)
       dw_impl="taps",
+      # Choice: run the warm-up epochs once and start every target's search from them (they
+      # read neither the target nor the architecture update); the warm-up holds the weights'
+      # lr at its peak. False: each target runs its own warm-up (the code's schedule).
+      share_warmup=True,
     )
   )
   cfg.optim = ml_collections.ConfigDict(
@@ -140,6 +146,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       eval_batch_size=500,
       dropout=0.0,
       label_smoothing=0.1,
+      # depthwise conv of the derived net while it is retrained (timing always uses "xla")
+      dw_impl="taps",
       optim=ml_collections.ConfigDict(
         dict(
           name="sgd",
@@ -153,7 +161,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       ),
     )
   )
-  cfg.mesh = ml_collections.ConfigDict(dict(model=1))
+  cfg.mesh = ml_collections.ConfigDict(dict(model=1, data=-1))
   # Choice: a persistent compilation cache ("auto": <workdir>/jax_cache) so that the searches for
   # the 2nd and 3rd target (same program: the target is state) skip compilation; "" = off.
   cfg.compilation_cache = "auto"
@@ -167,8 +175,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.space.stem = 8
     cfg.space.stem_block = 4
     cfg.space.stem_block_se = 2
-    cfg.space.stages = ((8, 2, 1, "relu"), (8, 1, 1, "swish"))
+    cfg.space.stages = ((8, 2, 1, "relu"),)
     cfg.space.head = 16
+    cfg.space.ops = ("k3_e3", "k3_e6")  # 2 ops: one table key per block, a 4x smaller supernet
     cfg.lut.num_widths = 2
     cfg.lut.warmup = 1
     cfg.lut.rounds = 3
@@ -181,12 +190,15 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.search.warmup_epochs = 1
     cfg.search.dw_impl = "xla"  # compile time dominates the smoke run
     cfg.search.steps_per_epoch = 1
+    cfg.search.share_warmup = False  # one target: nothing to share (tests cover the sharing)
     cfg.train.log_every = 1
     cfg.train.checkpoint_every = 0
     cfg.retrain.steps = 2
     cfg.retrain.batch_size = 8
     cfg.retrain.eval_batch_size = 16
     cfg.retrain.optim.warmup_steps = 0
+    cfg.retrain.dw_impl = "xla"
+    cfg.mesh.data = 1  # one device: the smoke run checks plumbing, not sharding
   elif preset == "paper":
     cfg.data.name = "imagenet100"
     cfg.data.batch_size = 32
@@ -209,6 +221,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
         ),
         head=1280,
         width_floor=0.5,
+        ops=OPS,
       )  # fmt: skip
     )
     cfg.lut.batch_size = 32
@@ -237,6 +250,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   Raises:
     ConfigError: naming ``--config.<key>`` and its value.
   """
+  from vision_jax.nas.space import check_ops
   from vision_jax.utils.config_checks import (
     check_choice,
     check_number,
@@ -261,6 +275,15 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     )
   check_number(cfg, "search.lat_weight", low=0)
   check_choice(cfg, "search.dw_impl", ("taps", "xla"))
+  if not isinstance(cfg.search.share_warmup, bool):
+    raise config_error("search.share_warmup", cfg.search.share_warmup, "True or False")
+  check_choice(cfg, "retrain.dw_impl", ("taps", "xla"))
+  try:
+    check_ops(cfg.space.ops, where="space.ops")
+  except ValueError as e:
+    raise config_error(
+      "space.ops", cfg.space.ops, f"at least 2 distinct op names of {', '.join(OPS)} ({e})"
+    ) from None
   check_number(cfg, "search.tau0", low=0, low_open=True)
   check_number(cfg, "search.tau_decay", low=0, high=1, low_open=True)
   for key in ("steps", "batch_size", "eval_batch_size"):

@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -21,9 +22,21 @@ from vision_jax.nas import (
   measure_nets,
   parse_arch,
   random_archs,
+  search_from_warmup,
   search_task,
 )
-from vision_jax.train import SweepRun, run_sweep, train_and_evaluate
+from vision_jax.train import (
+  Checkpointer,
+  SweepRun,
+  abstract_with_shardings,
+  batch_shardings,
+  create_train_state,
+  make_mesh,
+  make_task_optimizers,
+  run_sweep,
+  to_global_batch,
+  train_and_evaluate,
+)
 from vision_jax.train.classification import classification_task
 from vision_jax.utils.runinfo import save_json
 
@@ -180,30 +193,176 @@ def _sub_cfg(cfg, *, num_steps, optim, **extra_sections):
   return c
 
 
-def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=False) -> dict:
-  """One target: search, parse, retrain the derived net, time it; returns its summary."""
-  space = _space(cfg)
+def _search_task(cfg, space, table, target_ms, phase="search"):
   s = cfg.search
-  tr, va, te = sources
   base, curve = table.dense(space)
-  table.check_target(space, target_ms)
-  task = search_task(
+  return search_task(
     space, base, curve, target_ms=target_ms, steps_per_epoch=int(s.steps_per_epoch),
     warmup_epochs=int(s.warmup_epochs), lat_weight=float(s.lat_weight), tau0=float(s.tau0),
     tau_decay=float(s.tau_decay), arch_every=int(s.arch_every), elastic=bool(s.elastic),
-    dw_impl=str(s.get("dw_impl", "taps")),
+    dw_impl=str(s.get("dw_impl", "taps")), phase=phase,
   )  # fmt: skip
+
+
+def _search_data(cfg, sources):
+  tr, va, _ = sources
   b, aug = int(cfg.data.batch_size), train_transform(cfg)
-  data = PairedBatches(
+  return PairedBatches(
     vdata.train_dataset(tr, global_batch_size=b, seed=int(cfg.seed), transform=aug),
     vdata.train_dataset(va, global_batch_size=b, seed=int(cfg.seed) + 1, transform=aug),
   )
-  scfg = _sub_cfg(
-    cfg,
-    num_steps=int(s.epochs) * int(s.steps_per_epoch),
-    optim=cfg.optim,
+
+
+def _shares_warmup(cfg) -> bool:
+  return bool(cfg.search.get("share_warmup", False)) and int(cfg.search.warmup_epochs) > 0
+
+
+def _search_cfg(cfg):
+  s = cfg.search
+  return _sub_cfg(
+    cfg, num_steps=int(s.epochs) * int(s.steps_per_epoch), optim=cfg.optim,
     optim_arch=cfg.optim_arch,
+  )  # fmt: skip
+
+
+def _warmup_cfg(cfg):
+  """The warm-up run's trainer config: the warm-up steps, the weights' lr held at its peak."""
+  optim = ml_collections.ConfigDict(cfg.optim.to_dict())
+  optim.schedule = "constant"
+  c = _sub_cfg(cfg, num_steps=_warmup_steps(cfg), optim=optim)
+  c.warmup = ml_collections.ConfigDict(warmup_settings(cfg))  # checked by the loop on resume
+  return c
+
+
+def _warmup_steps(cfg) -> int:
+  return int(cfg.search.warmup_epochs) * int(cfg.search.steps_per_epoch)
+
+
+def warmup_settings(cfg) -> dict:
+  """Everything the shared warm-up's result depends on: seed, data, search space, the warm-up
+  schedule, the depthwise conv, both optimisers (the architecture one fixes the state's
+  structure) and the mesh. A target's search starts from the warm-up only if they equal its own."""
+  s = cfg.search
+  return dict(
+    seed=int(cfg.seed), data=cfg.data.to_dict(), space=cfg.space.to_dict(),
+    search=dict(warmup_epochs=int(s.warmup_epochs), steps_per_epoch=int(s.steps_per_epoch),
+                dw_impl=str(s.get("dw_impl", "taps"))),
+    optim=cfg.optim.to_dict(), optim_arch=cfg.optim_arch.to_dict(), mesh=cfg.mesh.to_dict(),
+  )  # fmt: skip
+
+
+def _mesh(cfg):
+  model, data = int(cfg.mesh.get("model", 1)), int(cfg.mesh.get("data", -1))
+  devices = jax.devices()[: data * model] if data > 0 else None
+  return make_mesh(data=data, model=model, devices=devices)
+
+
+def run_warmup(cfg, run_dir, *, table, sources, target_ms, progress=False) -> dict:
+  """The warm-up epochs once for every target (``search.share_warmup``): the ``phase="warmup"``
+  search Task trained in ``run_dir/search``; its final checkpoint seeds each target's search."""
+  space = _space(cfg)
+  task = _search_task(cfg, space, table, target_ms, phase="warmup")  # the target is not read
+  t0 = time.time()
+  summary = train_and_evaluate(
+    _warmup_cfg(cfg), os.path.join(run_dir, "search"), task, _search_data(cfg, sources),
+    progress=progress,
+  )  # fmt: skip
+  if summary.get("preempted"):
+    return summary
+  return dict(
+    steps=_warmup_steps(cfg), seconds=time.time() - t0, final_train=summary.get("final_train")
   )
+
+
+def _normalised(obj):
+  return json.loads(json.dumps(obj, default=str, sort_keys=True))
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return out
+
+
+def start_from_warmup(cfg, search_dir, warmup_dir, task, target_ms, data) -> bool:
+  """Writes the first checkpoint of a target's search (``search_dir``) from the shared warm-up in
+  ``warmup_dir``, so that the search resumes at the warm-up's last step; ``False`` (nothing done)
+  when the search already has checkpoints of its own.
+
+  Raises:
+    ValueError: the warm-up ran with other settings than this config's (:func:`warmup_settings`;
+      the changed keys are named), or has no checkpoint at its last step.
+  """
+  ck = Checkpointer(os.path.join(search_dir, "checkpoints"), keep=1)
+  try:
+    if ck.latest_step() is not None:
+      return False
+    want = _flat(_normalised(warmup_settings(cfg)))
+    path = os.path.join(warmup_dir, "config.json")
+    try:
+      with open(path) as f:
+        have = _flat(_normalised(json.load(f)))
+    except (OSError, ValueError):
+      have = None
+    if have != want:
+      changed = (
+        sorted(
+          k for k in set(want) | set(have) if want.get(k, "<absent>") != have.get(k, "<absent>")
+        )
+        if have is not None
+        else ["(no readable config.json)"]
+      )
+      raise ValueError(
+        f"the search in {search_dir} would start from the shared warm-up in {warmup_dir}, which "
+        f"ran with other settings (changed keys: {', '.join(changed)}); use another workdir, "
+        "delete the warm-up directory to recompute it, or set --config.search.share_warmup=False"
+      )
+    n_warm = _warmup_steps(cfg)
+    mesh = _mesh(cfg)
+    first = data[0]
+    bsh = batch_shardings(task, first, mesh)
+    example = to_global_batch(first, mesh, bsh)
+    scfg = _search_cfg(cfg)
+    tx, _ = make_task_optimizers(task, scfg, int(scfg.train.num_steps))
+    fresh, _ = create_train_state(task, tx, jax.random.PRNGKey(int(cfg.seed)), example, mesh)
+    # the warm-up state: the search's without the architecture optimiser's state
+    only_weights = lambda t: t.replace(opt_state={"weights": t.opt_state["weights"]})  # noqa: E731
+    wabstract = only_weights(jax.eval_shape(lambda st: st, fresh))
+    wsh = only_weights(jax.tree.map(lambda x: x.sharding, fresh))
+    wck = Checkpointer(os.path.join(warmup_dir, "search", "checkpoints"), keep=1)
+    try:
+      restored = wck.restore_latest(abstract_with_shardings(wabstract, wsh))
+    finally:
+      wck.close()
+    if restored is None or int(restored[0].step) != n_warm:
+      raise ValueError(
+        f"the shared warm-up in {warmup_dir} has no checkpoint at its last step {n_warm}"
+      )
+    state = search_from_warmup(restored[0], fresh, target_ms)
+    ck.save(n_warm, state, {"config": scfg.to_dict(), "from_warmup": os.path.abspath(warmup_dir)})
+    ck.wait()
+    return True
+  finally:
+    ck.close()
+
+
+def search_and_retrain(
+  cfg, run_dir, *, target_ms, table, sources, progress=False, warmup_dir=None
+) -> dict:
+  """One target: search, parse, retrain the derived net, time it; returns its summary.
+
+  With ``warmup_dir`` (``search.share_warmup``) the search starts from the shared warm-up's
+  last checkpoint (:func:`start_from_warmup`) and trains the post-warm-up epochs only."""
+  space = _space(cfg)
+  tr, va, te = sources
+  table.check_target(space, target_ms)
+  task = _search_task(cfg, space, table, target_ms)
+  aug = train_transform(cfg)
+  data = _search_data(cfg, sources)
+  scfg = _search_cfg(cfg)
+  if warmup_dir is not None:
+    start_from_warmup(cfg, os.path.join(run_dir, "search"), warmup_dir, task, target_ms, data)
   t0 = time.time()
   ssum, state = train_and_evaluate(
     scfg, os.path.join(run_dir, "search"), task, data, progress=progress, return_state=True
@@ -225,7 +384,8 @@ def search_and_retrain(cfg, run_dir, *, target_ms, table, sources, progress=Fals
   else:
     full = vdata.ConcatSource(tr, va)
   rtask = classification_task(
-    derived_net(arch, float(r.dropout), dw_impl="taps"), num_classes=space.num_classes,
+    derived_net(arch, float(r.dropout), dw_impl=str(r.get("dw_impl", "taps"))),
+    num_classes=space.num_classes,
     label_smoothing=float(r.label_smoothing),
   )  # fmt: skip
   t0 = time.time()
@@ -351,23 +511,51 @@ def run(cfg, workdir, *, progress=False):
     + ", ".join(f"{t:.3f}" for t in targets)
   )
 
+  shared = _shares_warmup(cfg)
+  warmup_dir = os.path.join(workdir, "warmup") if shared else None
+
   def fn_for(t):
     return lambda run_dir: search_and_retrain(
-      cfg, run_dir, target_ms=t, table=table, sources=sources, progress=progress
-    )
+      cfg, run_dir, target_ms=t, table=table, sources=sources, progress=progress,
+      warmup_dir=warmup_dir,
+    )  # fmt: skip
 
   # One sweep run per target, through the shared harness: finished targets are read back, a
   # stop request raises Preempted (the launcher prints the resume command), and a target whose
   # stored settings differ from this config's is refused instead of reused.
-  runs = [
+  # Choice (search.share_warmup): the warm-up epochs read neither the target nor the
+  # architecture update, so they run once (the "warmup" run) and every target's search starts
+  # from its last checkpoint; the warm-up holds the weights' lr at its peak (the code anneals
+  # it over all epochs, warm-up included). A warm-up of other settings is refused.
+  runs = []
+  if shared:
+    runs.append(
+      SweepRun(
+        key=("warmup",),
+        fn=lambda run_dir: run_warmup(
+          cfg, run_dir, table=table, sources=sources, target_ms=targets[0], progress=progress
+        ),
+        config=warmup_settings(cfg),
+      )
+    )
+  settings = dict(seed=int(cfg.seed), data=cfg.data.to_dict(), space=cfg.space.to_dict())
+  runs += [
     SweepRun(
       key=(f"target_{i}",),
       fn=fn_for(t),
-      config=dict(target_ms=float(t), search=cfg.search.to_dict(), retrain=cfg.retrain.to_dict()),
+      config=dict(
+        target_ms=float(t),
+        search=cfg.search.to_dict(),
+        retrain=cfg.retrain.to_dict(),
+        optim=cfg.optim.to_dict(),
+        optim_arch=cfg.optim_arch.to_dict(),
+        **settings,
+      ),  # fmt: skip
     )
     for i, t in enumerate(targets)
   ]
   per_target = run_sweep(workdir, runs, results_name="targets.json", comparison=None)
+  warm = per_target.pop("warmup", None)
   results = dict(
     targets=per_target,
     table=dict(
@@ -386,6 +574,7 @@ def run(cfg, workdir, *, progress=False):
       measured_seconds=table.meta.get("seconds"),
     ),  # fmt: skip
     table_check=check,
+    warmup=warm,
     wall_seconds=time.time() - t_start,
     load_average=list(os.getloadavg()),
   )

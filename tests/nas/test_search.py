@@ -180,16 +180,21 @@ def _batch(seed):
   return {"train": one(), "val": one()}
 
 
+# The trainer tests search over 2 of the 8 ops (both kernels, both expansions, SE on one): the
+# step compiles a quarter of the full supernet; bi-sampling's second path is then the other op.
+SUB = dataclasses.replace(TINY, ops=("k3_e6", "k5_e3_se"))
+
+
 @pytest.fixture(scope="module")
 def run():
-  table = synthetic_table()
-  base, curve = table.dense(TINY)
-  lo, hi = table.reachable(TINY)
+  table = synthetic_table(SUB)
+  base, curve = table.dense(SUB)
+  lo, hi = table.reachable(SUB)
   target = lo + 0.3 * (hi - lo)
   # dw_impl="xla": the same outputs as the default "taps" (tests/nas/test_space_layers.py) and
   # about half the compile time of this step, so these tests stay in the suite
   task = search_task(
-    TINY, base, curve, target_ms=target, steps_per_epoch=1, warmup_epochs=1, dw_impl="xla"
+    SUB, base, curve, target_ms=target, steps_per_epoch=1, warmup_epochs=1, dw_impl="xla"
   )
   traces = {"n": 0}
 
@@ -267,22 +272,22 @@ def test_updates_touch_only_their_group(run):
 
 def test_elasticity_runs_after_warmup_epochs_and_meets_target(run):
   s1, s2 = run["states"][1], run["states"][2]
-  np.testing.assert_array_equal(s1.extra["widths"], sn.nominal_widths(TINY))  # no scaling yet
-  arch = parse_arch(TINY, s2.params["arch"], s2.extra["widths"])
+  np.testing.assert_array_equal(s1.extra["widths"], sn.nominal_widths(SUB))  # no scaling yet
+  arch = parse_arch(SUB, s2.params["arch"], s2.extra["widths"])
   pred = run["table"].predict(arch)
   # after the scaling at the end of epoch 1 the parsed net fits the target, or every one of its
   # blocks sits at the width floor (nothing left to shrink)
-  lo, _ = sn.width_bounds(TINY)
+  lo, _ = sn.width_bounds(SUB)
   ops = np.argmax(np.asarray(s2.params["arch"]["alpha"]), -1)
   depths = [int(np.argmax(np.asarray(s2.params["arch"]["beta"][f"s{i}"]))) + 1 for i in range(2)]
-  active = [sl.index for sl in TINY.slots if sl.depth < depths[sl.stage]]
+  active = [sl.index for sl in SUB.slots if sl.depth < depths[sl.stage]]
   w2 = np.asarray(s2.extra["widths"])
   at_floor = all(w2[b, ops[b]] == lo[b, ops[b]] for b in active)
   assert pred <= run["target"] + 1e-6 or at_floor
   assert not np.array_equal(s2.extra["widths"], s1.extra["widths"])
   # masks follow widths
-  for slot in TINY.slots:
-    for o, name in enumerate(OPS):
+  for slot in SUB.slots:
+    for o, name in enumerate(SUB.ops):
       assert int(s2.extra["masks"][f"b{slot.index}"][name].sum()) == int(
         s2.extra["widths"][slot.index, o]
       )
@@ -292,9 +297,9 @@ def test_no_retrace_when_widths_change(run):
   step, state, traces = run["step"], run["state"], run["traces"]
   n0, c0 = traces["n"], step._cache_size()
   w = np.asarray(state.extra["widths"]).copy()
-  lo, _ = sn.width_bounds(TINY)
+  lo, _ = sn.width_bounds(SUB)
   w[:] = lo
-  masks = sn.prefix_masks(TINY, w)
+  masks = sn.prefix_masks(SUB, w)
   state = state.replace(extra={**state.extra, "widths": jnp.asarray(w), "masks": masks})
   state = jax.device_put(state, jax.tree.map(lambda x: x.sharding, run["state"]))
   state, m = step(state, to_global_batch(_batch(9), run["mesh"], run["bsh"]))
@@ -305,12 +310,12 @@ def test_no_retrace_when_widths_change(run):
 
 def test_parse_build_apply_round_trip(run):
   s = run["states"][-1]
-  arch = parse_arch(TINY, s.params["arch"], s.extra["widths"])
+  arch = parse_arch(SUB, s.params["arch"], s.extra["widths"])
   alpha = np.asarray(s.params["arch"]["alpha"])
   depth0 = int(np.argmax(np.asarray(s.params["arch"]["beta"]["s0"]))) + 1
   assert len(arch["blocks"]) == depth0 + 1
   for i, b in enumerate(arch["blocks"][:depth0]):
-    assert b["op"] == OPS[int(np.argmax(alpha[i]))]
+    assert b["op"] == SUB.ops[int(np.argmax(alpha[i]))]
     assert b["mid"] == int(s.extra["widths"][i, int(np.argmax(alpha[i]))])
   again = validate_arch(json.loads(json.dumps(arch)))
   assert again == arch
@@ -321,11 +326,47 @@ def test_parse_build_apply_round_trip(run):
   assert logits.shape == (2, 4)
   assert sum(a.size for a in jax.tree.leaves(v["params"])) == count_params(arch)
   # the table's prediction of the derived net == the dense curve at the chosen widths
-  base, curve = run["table"].dense(TINY)
+  base, curve = run["table"].dense(SUB)
   ops = np.argmax(alpha, -1)
   want = base + sum(
     curve[slot.index, ops[slot.index], s.extra["widths"][slot.index, ops[slot.index]]]
-    for slot in TINY.slots
+    for slot in SUB.slots
     if slot.depth < (depth0 if slot.stage == 0 else 1)
   )
   assert run["table"].predict(arch) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_bi_sample_with_two_ops_takes_the_other_op():
+  alpha = jax.nn.log_softmax(jnp.asarray([[0.3, -0.3], [2.0, -1.0], [0.0, 0.0]]), -1)
+  keys = jax.random.split(jax.random.PRNGKey(2), 2000)
+  first, second = jax.vmap(lambda k: bi_sample(alpha, k))(keys)
+  first, second = np.asarray(first), np.asarray(second)
+  np.testing.assert_array_equal(second, 1 - first)
+  p = np.asarray(jax.nn.softmax(alpha, -1))[:, 1]
+  np.testing.assert_allclose(first.mean(0), p, atol=0.04)
+  with pytest.raises(ValueError, match="log_alpha has 1 op"):
+    bi_sample(jnp.zeros((3, 1)), jax.random.PRNGKey(0))
+
+
+def test_op_subset_shapes_and_indices():
+  arch = init_arch(SUB)
+  assert arch["alpha"].shape == (SUB.num_blocks, 2)
+  np.testing.assert_allclose(np.exp(np.asarray(arch["alpha"])), 0.5)
+  lo, hi = sn.width_bounds(SUB)
+  # k3_e6: max 8 c_in; k5_e3_se: max 4 c_in (slot 0 has c_in 4)
+  assert (hi[0, 0], hi[0, 1]) == (32, 16) and (lo[0, 0], lo[0, 1]) == (16, 8)
+  np.testing.assert_array_equal(sn.nominal_widths(SUB)[0], [24, 12])
+  masks = sn.prefix_masks(SUB, sn.nominal_widths(SUB))
+  assert set(masks["b0"]) == {"k3_e6", "k5_e3_se"}
+  base, curve = synthetic_table(SUB).dense(SUB)
+  assert curve.shape[:2] == (SUB.num_blocks, 2)
+  # index 1 is SUB.ops[1] everywhere: parse, table key, curve (depth 1 in stage 0: slots 0, 2)
+  alpha = jnp.asarray([[0.0, 1.0]] * 3)
+  a = parse_arch(
+    SUB, {"alpha": alpha, "beta": {"s0": jnp.zeros(2), "s1": jnp.zeros(1)}}, sn.nominal_widths(SUB)
+  )
+  assert [b["op"] for b in a["blocks"]] == ["k5_e3_se"] * 2
+  assert [b["mid"] for b in a["blocks"]] == [12, 24]
+  table = synthetic_table(SUB)
+  want = table.base_ms + float(curve[0, 1, 12]) + float(curve[2, 1, 24])
+  assert table.predict(a) == pytest.approx(want, rel=1e-6)

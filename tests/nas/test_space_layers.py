@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vision_jax.nas import (
+  OPS,
   DepthwiseConv,
   MBConv,
   SearchSpace,
@@ -163,3 +164,95 @@ def test_paper_space_layout():
   assert s[-1].cin == 192 and s[-1].cout == 320 and s[-1].hw == 7
   assert sp.width_bounds(s[0], parse_op("k3_e6")) == (64, 128)  # [max // 2, max], max = 8 c_in
   assert sp.width_bounds(s[0], parse_op("k5_e3_se")) == (32, 64)
+
+
+def test_ops_subset_validation_names_the_key():
+  sp = SearchSpace(ops=["k5_e6_se", "k3_e3"])  # any order; a list becomes a tuple
+  assert sp.ops == ("k5_e6_se", "k3_e3") and sp.to_dict()["ops"] == ["k5_e6_se", "k3_e3"]
+  assert SearchSpace().ops == OPS
+  with pytest.raises(ValueError, match=r"SearchSpace.ops=\('k3_e3',\) has 1 op\(s\); bi-sampling"):
+    SearchSpace(ops=("k3_e3",))
+  with pytest.raises(ValueError, match=r"SearchSpace.ops\[1\]='k7_e3' is not a TF-NAS op"):
+    SearchSpace(ops=("k3_e3", "k7_e3"))
+  with pytest.raises(ValueError, match=r"SearchSpace.ops=\('k3_e3', 'k3_e3'\) repeats an op"):
+    SearchSpace(ops=("k3_e3", "k3_e3"))
+  with pytest.raises(ValueError, match=r"space.ops='k3_e3' must be a sequence of op names"):
+    SearchSpace.from_config(dict(SearchSpace().to_dict(), ops="k3_e3"))
+  d = dict(SearchSpace().to_dict(), ops=["k3_e3", "k5_e3"])
+  assert SearchSpace.from_config(d).ops == ("k3_e3", "k5_e3")
+
+
+def test_ops_subset_table_and_random_archs():
+  from vision_jax.nas.latency import random_archs, table_requests
+
+  sp = SearchSpace(
+    image_size=8, in_channels=1, num_classes=3, stem=4, stem_stride=1, stem_block=4,
+    stem_block_se=2, stages=(Stage(8, 2, 2, "relu"),), head=8, ops=("k3_e3", "k3_e6"),
+  )  # fmt: skip
+  req = table_requests(sp, 2)
+  # k3 without SE: e3 and e6 share one key per slot; its grid spans e3's floor to e6's max
+  assert len(req["blocks"]) == 2
+  assert all(e["spec"]["kernel"] == 3 and e["spec"]["se"] == 0 for e in req["blocks"].values())
+  assert req["blocks"]["MBConv_8_4_0_8_k3_s2_relu"]["widths"] == [8, 32]
+  ops = {b["op"] for a in random_archs(sp, 20, seed=0) for b in a["blocks"]}
+  assert ops == {"k3_e3", "k3_e6"}
+
+
+def test_fast_init_draws_flax_default_distributions():
+  from vision_jax.nas.layers import fast_init
+
+  arch = dict(
+    SMALL,
+    blocks=SMALL["blocks"] + [dict(op="k5_e6_se", cin=6, cout=6, stride=1, mid=64, act="swish")],
+  )
+  net = derived_net(arch)
+  x = jnp.zeros((2, 8, 8, 1))
+  # flax's own init, traced only (shapes and dtypes; running it compiles every primitive)
+  ref = jax.eval_shape(lambda: nn.Module.init(net, jax.random.PRNGKey(0), x, train=False))
+  init = jax.jit(lambda r: net.init(r, x, train=False))  # DerivedNet.init is fast_init
+  got = init(jax.random.PRNGKey(0))
+  assert jax.tree.structure(got) == jax.tree.structure(ref)
+  z = []
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(got)[0], jax.tree.leaves(ref)):
+    assert a.shape == b.shape and a.dtype == b.dtype, path
+    name = path[-1].key
+    if name == "kernel":  # LeCun truncated normal: z = w * sqrt(fan_in) in [-2.27, 2.27]
+      z.append(np.asarray(a).ravel() * np.sqrt(np.prod(a.shape[:-1])))
+    else:  # flax's constants: nn.Conv / nn.Dense bias and BN bias, mean 0; BN scale, var 1
+      np.testing.assert_array_equal(np.asarray(a), 1.0 if name in ("scale", "var") else 0.0)
+  z = np.concatenate(z)
+  assert z.size > 1000 and np.abs(z).max() <= 2.0 / 0.87962566103423978 + 1e-5
+  assert abs(z.std() - 1.0) < 0.05 and abs(z.mean()) < 0.05
+  # other keys give other weights; a flax-only argument falls back to nn.Module.init
+  other = init(jax.random.PRNGKey(1))
+  assert not np.array_equal(
+    other["params"]["block1"]["expand"]["kernel"], got["params"]["block1"]["expand"]["kernel"]
+  )
+  v = jax.eval_shape(
+    lambda: net.init(jax.random.PRNGKey(0), x, train=False, mutable=["params", "batch_stats"])
+  )
+  assert jax.tree.structure(v) == jax.tree.structure(ref)
+  with pytest.raises(ValueError, match=r"no initialiser rule for variable \['params'\]\['w'\]"):
+
+    class Odd(nn.Module):
+      @nn.compact
+      def __call__(self, x, train=False):
+        return x * self.param("w", nn.initializers.ones, (1, 1, 1, 1))
+
+    fast_init(Odd(), jax.random.PRNGKey(0), x)
+
+
+@pytest.mark.parametrize(
+  "key, value, match",
+  [
+    ("space.ops", "('k3_e3',)", r"--config.space.ops=\('k3_e3',\) is invalid: expected at least 2"),
+    ("space.ops", "('k3_e3', 'k9_e3')", r"--config.space.ops=.*'k9_e3' is not a TF-NAS op"),
+    ("retrain.dw_impl", "conv", r"--config.retrain.dw_impl='conv' is invalid: expected one of"),
+  ],
+)
+def test_tf_nas_config_rejects_bad_ops_and_dw_impl(key, value, match):
+  from vision_jax.utils import load_config
+  from vision_jax.utils.config import ConfigError
+
+  with pytest.raises(ConfigError, match=match):
+    load_config("tf_nas", "smoke", {key: value})

@@ -19,7 +19,7 @@ from vision_jax.nas.latency import (
   time_interleaved,
 )
 from vision_jax.nas.layers import DepthwiseConv, DerivedNet, MBConv, derived_net, search_norm
-from vision_jax.nas.search import search_task, temperature
+from vision_jax.nas.search import search_from_warmup, search_task, temperature
 from vision_jax.nas.space import (
   OPS,
   SearchSpace,
@@ -72,6 +72,7 @@ __all__ = [
   "parse_op",
   "ranked_masks",
   "search_norm",
+  "search_from_warmup",
   "search_task",
   "temperature",
   "time_interleaved",

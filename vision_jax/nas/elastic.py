@@ -63,20 +63,20 @@ def elastic_scale(
   lo: jax.Array,
   hi: jax.Array,
 ) -> jax.Array:
-  """New widths ``[num_blocks, 8]`` after one elasticity-scaling pass (see the module docstring).
+  """New widths ``[num_blocks, N]`` after one elasticity-scaling pass (see the module docstring).
 
   Args:
     space: the search space (static).
-    widths: int ``[num_blocks, 8]`` current mid widths.
+    widths: int ``[num_blocks, N]`` current mid widths.
     ops: int ``[num_blocks]`` parsed op per block.
     depths: int ``[num_stages]`` parsed depth per stage (1-based).
-    curve: ``[num_blocks, 8, W + 1]`` LUT latency at every mid width (ms).
+    curve: ``[num_blocks, N, W + 1]`` LUT latency at every mid width (ms).
     base: stem + head latency (ms).
     target: target latency (ms).
-    lo, hi: int ``[num_blocks, 8]`` width bounds.
+    lo, hi: int ``[num_blocks, N]`` width bounds.
 
   Returns:
-    int32 ``[num_blocks, 8]``: only the parsed op of each active block changes.
+    int32 ``[num_blocks, N]``: only the parsed op of each active block changes.
   """
   slots = space.slots
   n = len(slots)

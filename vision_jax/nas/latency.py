@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from vision_jax.nas.space import OPS, SearchSpace, Slot, parse_op, validate_arch
+from vision_jax.nas.space import SearchSpace, Slot, parse_op, validate_arch
 
 SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
@@ -105,8 +105,7 @@ def table_requests(space: SearchSpace, num_widths: int = 4) -> dict[str, Any]:
   """
   blocks: dict[str, Any] = {}
   for slot in space.slots:
-    for name in OPS:
-      op = parse_op(name)
+    for name, op in zip(space.ops, space.op_specs):
       key = slot_key(slot, name)
       lo, hi = space.width_bounds(slot, op)
       e = blocks.setdefault(
@@ -219,15 +218,16 @@ class LatencyTable:
     return total
 
   def dense(self, space: SearchSpace) -> tuple[float, np.ndarray]:
-    """``(base, curve)`` with ``curve[b, o, w]`` the latency of op ``o`` at slot ``b`` and mid
-    width ``w`` for every ``w`` in its bounds (0 elsewhere), float32 ``[num_blocks, 8, W + 1]``."""
+    """``(base, curve)`` with ``curve[b, o, w]`` the latency of op ``space.ops[o]`` at slot ``b``
+    and mid width ``w`` for every ``w`` in its bounds (0 elsewhere), float32
+    ``[num_blocks, len(space.ops), W + 1]``."""
     slots = space.slots
-    wmax = max(parse_op(n).max_mid(s.cin) for s in slots for n in OPS)
-    curve = np.zeros((len(slots), len(OPS), wmax + 1), np.float32)
+    wmax = max(op.max_mid(s.cin) for s in slots for op in space.op_specs)
+    curve = np.zeros((len(slots), len(space.ops), wmax + 1), np.float32)
     for s in slots:
-      for o, name in enumerate(OPS):
+      for o, (name, op) in enumerate(zip(space.ops, space.op_specs)):
         key = slot_key(s, name)
-        lo, hi = space.width_bounds(s, parse_op(name))
+        lo, hi = space.width_bounds(s, op)
         self.block_ms(key, lo, where=f"slot {s.index} op {name}")
         self.block_ms(key, hi, where=f"slot {s.index} op {name}")
         e = self.blocks[key]
@@ -244,8 +244,8 @@ class LatencyTable:
     lo_tot = hi_tot = base
     for s in space.slots:
       vals = []
-      for o, name in enumerate(OPS):
-        lo, hi = space.width_bounds(s, parse_op(name))
+      for o, op in enumerate(space.op_specs):
+        lo, hi = space.width_bounds(s, op)
         vals.append(curve[s.index, o, lo : hi + 1])
       cheapest = min(float(v.min()) for v in vals)
       costliest = max(float(v.max()) for v in vals)
@@ -311,6 +311,34 @@ class LatencyTable:
 
 
 # ----------------------------------------------------------------------------- timing
+def _timing_variables(module, x, seed: int = 0):
+  """Variables of ``module`` for timing, built without compiling anything.
+
+  ``module.init`` run eagerly compiles every primitive of the init (one small XLA program per
+  op and shape; a table of a few dozen configurations spent most of its set-up there), so the
+  shapes come from ``jax.eval_shape`` and the values from numpy: ``N(0, 0.1^2)`` for weights and
+  biases, BatchNorm ``scale = var = 1`` and ``mean = 0``. A latency does not depend on the values
+  (all finite, none denormal).
+  """
+  import jax
+  import jax.numpy as jnp
+
+  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), x, train=False))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = str(getattr(path[-1], "key", path[-1]))
+    if name in ("scale", "var"):
+      v = np.ones(leaf.shape, leaf.dtype)
+    elif name == "mean":
+      v = np.zeros(leaf.shape, leaf.dtype)
+    else:
+      v = (0.1 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
+    return jnp.asarray(v)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
 def _block_fn(spec: Mapping[str, Any], mid: int, batch: int):
   import jax
   import jax.numpy as jnp
@@ -326,10 +354,10 @@ def _block_fn(spec: Mapping[str, Any], mid: int, batch: int):
     spec["se"],
     spec["act"],
     "affine",
+    dw_impl="xla",  # as the derived net and the stem are timed (what a deployed net runs)
   )
   x = jnp.ones((batch, spec["hw"], spec["hw"], spec["cin"]), jnp.float32)
-  v = m.init(jax.random.PRNGKey(0), x, train=False)
-  return jax.jit(lambda v, x: m.apply(v, x, train=False)), (v, x)
+  return jax.jit(lambda v, x: m.apply(v, x, train=False)), (_timing_variables(m, x), x)
 
 
 def _stem_fn(spec, batch):
@@ -342,8 +370,7 @@ def _stem_fn(spec, batch):
     spec["stem"], spec["stem_stride"], spec["stem_block"], spec["stem_block_se"], "affine", "xla"
   )
   x = jnp.ones((batch, spec["image_size"], spec["image_size"], spec["in_channels"]), jnp.float32)
-  v = m.init(jax.random.PRNGKey(0), x, train=False)
-  return jax.jit(lambda v, x: m.apply(v, x, train=False)), (v, x)
+  return jax.jit(lambda v, x: m.apply(v, x, train=False)), (_timing_variables(m, x), x)
 
 
 def _head_fn(spec, batch):
@@ -354,8 +381,7 @@ def _head_fn(spec, batch):
 
   m = Head(spec["head"], spec["num_classes"], 0.0, "affine")
   x = jnp.ones((batch, spec["hw"], spec["hw"], spec["cin"]), jnp.float32)
-  v = m.init(jax.random.PRNGKey(0), x, train=False)
-  return jax.jit(lambda v, x: m.apply(v, x, train=False)[0]), (v, x)
+  return jax.jit(lambda v, x: m.apply(v, x, train=False)[0]), (_timing_variables(m, x), x)
 
 
 def _net_fn(arch, batch):
@@ -366,8 +392,7 @@ def _net_fn(arch, batch):
 
   m = derived_net(arch)
   x = jnp.ones((batch, arch["image_size"], arch["image_size"], arch["in_channels"]), jnp.float32)
-  v = m.init(jax.random.PRNGKey(0), x, train=False)
-  return jax.jit(lambda v, x: m.apply(v, x, train=False)[0]), (v, x)
+  return jax.jit(lambda v, x: m.apply(v, x, train=False)[0]), (_timing_variables(m, x), x)
 
 
 def _null_fn(batch):
@@ -553,7 +578,7 @@ def random_archs(space: SearchSpace, n: int, seed: int) -> list[dict]:
   lo, hi = width_bounds(space)
   out = []
   for _ in range(n):
-    ops = rng.integers(0, len(OPS), space.num_blocks)
+    ops = rng.integers(0, len(space.ops), space.num_blocks)
     depths = [int(rng.integers(1, st.max_blocks + 1)) for st in space.stages]
     widths = rng.integers(lo, hi + 1)
     out.append(arch_from_choices(space, ops, depths, widths))

@@ -35,6 +35,7 @@ import optax
 from vision_jax.data.transforms import image_to_float
 from vision_jax.nas import supernet as sn
 from vision_jax.nas.elastic import elastic_scale
+from vision_jax.nas.layers import fast_init
 from vision_jax.nas.space import SearchSpace
 from vision_jax.train import Task, Update
 from vision_jax.utils.arrays import masked_mean
@@ -61,6 +62,7 @@ def search_task(
   elastic: bool = True,
   dw_impl: str = "taps",
   preprocess: Callable[[jax.Array], jax.Array] = image_to_float,
+  phase: str = "search",
 ) -> Task:
   """The search Task (see the module docstring).
 
@@ -77,6 +79,11 @@ def search_task(
     dw_impl: the supernet's depthwise convolution, ``"taps"`` or ``"xla"`` (see
       :class:`~vision_jax.nas.supernet.Supernet`).
     preprocess: uint8 images -> float input.
+    phase: ``"search"`` (both updates, the whole search) or ``"warmup"``: the warm-up epochs
+      alone, the ``weights`` update on the Gumbel-max path (no second path, no architecture
+      update, no elasticity), a smaller program to compile. Its state is the search's without
+      ``opt_state["arch"]`` (the architecture optimiser has not run yet), so a search can start
+      from it at step ``warmup_epochs * steps_per_epoch`` (:func:`search_from_warmup`).
 
   Returns:
     A :class:`~vision_jax.train.Task`; ``params = {"net", "arch"}``, ``extra = {"widths",
@@ -92,13 +99,16 @@ def search_task(
     raise ValueError(f"search_task: steps_per_epoch={steps_per_epoch!r} must be an int >= 1")
   if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
     raise ValueError(f"search_task: warmup_epochs={warmup_epochs!r} must be an int >= 0")
-  if curve.shape[:2] != (space.num_blocks, sn.NUM_OPS):
+  n_ops = sn.num_ops(space)
+  if curve.shape[:2] != (space.num_blocks, n_ops):
     raise ValueError(
       f"search_task: curve has shape {curve.shape}; expected ({space.num_blocks}, "
-      f"{sn.NUM_OPS}, W + 1) for this search space"
+      f"{n_ops}, W + 1) for this search space ({n_ops} ops)"
     )
   if dw_impl not in ("taps", "xla"):
     raise ValueError(f"search_task: dw_impl={dw_impl!r}; expected 'taps' or 'xla'")
+  if phase not in ("search", "warmup"):
+    raise ValueError(f"search_task: phase={phase!r}; expected 'search' or 'warmup'")
   net = sn.Supernet(space, dw_impl)
   lo, hi = sn.width_bounds(space)
   curve_j = jnp.asarray(curve, jnp.float32)
@@ -112,8 +122,8 @@ def search_task(
     arch = sn.init_arch(space)
     widths = sn.nominal_widths(space)
     masks = sn.prefix_masks(space, widths)
-    w = jnp.full((space.num_blocks, sn.NUM_OPS), 1.0 / sn.NUM_OPS)
-    p = net.init(rng, x, masks, sn.depth_weights(arch, space), op_weights=w)["params"]
+    w = jnp.full((space.num_blocks, n_ops), 1.0 / n_ops)
+    p = fast_init(net, rng, x, masks, sn.depth_weights(arch, space), op_weights=w)["params"]
     extra = {
       "widths": jnp.asarray(widths),
       "masks": masks,
@@ -137,9 +147,12 @@ def search_task(
       return ce(logits, y, mask)
 
     ce1, acc1 = path(first)
-    ce2, acc2 = jax.lax.cond(
-      step >= warmup_steps, lambda: path(second), lambda: (jnp.zeros(()), jnp.zeros(()))
-    )
+    if phase == "warmup":
+      ce2 = acc2 = jnp.zeros(())
+    else:
+      ce2, acc2 = jax.lax.cond(
+        step >= warmup_steps, lambda: path(second), lambda: (jnp.zeros(()), jnp.zeros(()))
+      )
     return ce1 + ce2, {
       "model_state": model_state,
       "extra": extra,
@@ -179,16 +192,19 @@ def search_task(
     arch = state.params["arch"]
     params = {**state.params, "arch": {**arch, "alpha": jax.nn.log_softmax(arch["alpha"], -1)}}
     extra = state.extra
-    if elastic:
+    if elastic and phase == "search":
       step = state.step  # already counts this step
       do = (step % steps_per_epoch == 0) & (step >= (warmup_epochs + 1) * steps_per_epoch)
       extra = jax.lax.cond(do, rescale, lambda p, e: e, params, extra)
     return state.replace(params=params, extra=extra)
 
+  weights = Update("weights", weight_loss, params="net", optim="optim", batch_key="train")
+  if phase == "warmup":
+    return Task(init=init, updates=(weights,), post_update=post_update)
   return Task(
     init=init,
     updates=(
-      Update("weights", weight_loss, params="net", optim="optim", batch_key="train"),
+      weights,
       Update(
         "arch",
         arch_loss,
@@ -200,4 +216,37 @@ def search_task(
       ),  # fmt: skip
     ),
     post_update=post_update,
+  )
+
+
+def search_from_warmup(warm, fresh, target_ms: float):
+  """The search state that continues a warm-up (``phase="warmup"``) state.
+
+  Step, parameters, model state, the ``weights`` optimiser state, the rng and ``extra`` are the
+  warm-up's (its steps are exactly the search's first ``warmup_epochs`` epochs for any target:
+  they read neither the target nor the architecture update); ``opt_state["arch"]`` is the fresh
+  search state's (the architecture optimiser starts after the warm-up), and
+  ``extra["target_ms"]`` is set to ``target_ms``.
+
+  Args:
+    warm: the warm-up run's final :class:`~vision_jax.train.TrainState`.
+    fresh: a freshly initialised state of the search Task (same space and settings).
+    target_ms: this search's target latency.
+  """
+  if set(warm.opt_state) != {"weights"} or "arch" not in fresh.opt_state:
+    raise ValueError(
+      f"search_from_warmup: expected a warm-up state (opt_state keys ['weights']) and a search "
+      f"state (with 'arch'); got {sorted(warm.opt_state)} and {sorted(fresh.opt_state)}"
+    )
+  if not target_ms > 0:
+    raise ValueError(f"search_from_warmup: target_ms={target_ms!r} must be > 0")
+  target = jnp.asarray(target_ms, jnp.float32)
+  target = jax.device_put(target, fresh.extra["target_ms"].sharding)
+  return fresh.replace(
+    step=warm.step,
+    params=warm.params,
+    model_state=warm.model_state,
+    opt_state={**fresh.opt_state, "weights": warm.opt_state["weights"]},
+    rng=warm.rng,
+    extra={**warm.extra, "target_ms": target},
   )

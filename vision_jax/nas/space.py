@@ -1,4 +1,4 @@
-"""TF-NAS search space: the MBConv skeleton, the 8 candidate ops, width bounds, parsed configs.
+"""TF-NAS search space: the MBConv skeleton, the candidate ops, width bounds, parsed configs.
 
 The supernet (EfficientNet-B0-like, as in the official code) is
 
@@ -6,7 +6,8 @@ The supernet (EfficientNet-B0-like, as in the official code) is
     -> 1x1 head conv (BN, Swish) -> global average pool -> dropout -> FC.
 
 Stage ``s`` has ``D_s`` blocks; its first block changes channels (``c_{s-1} -> c_s``) and applies
-the stage stride, later blocks map ``c_s -> c_s`` with stride 1. Every block chooses one of 8 ops
+the stage stride, later blocks map ``c_s -> c_s`` with stride 1. Every block chooses one of the
+space's candidate ops (``SearchSpace.ops``; by default all 8)
 
     MBConv(kernel k in {3, 5}, expansion e in {3, 6}, SE on/off)
 
@@ -120,6 +121,11 @@ class SearchSpace:
       Choice: the code's bound is ``max // 2`` (0.5); a lower floor reaches lower targets
       (official issue #4), so it is a config key.
     dropout: dropout before the FC (retraining only).
+    ops: the candidate ops of every block, a subset of :data:`OPS` in any order (default: the
+      paper's 8). Op index ``o`` of ``alpha``, the widths and the latency curve is ``ops[o]``.
+      Bi-sampling draws a second op other than the first, so at least 2 are needed.
+      Choice: a smaller set is a config key (``space.ops``) so that a smoke run compiles a
+      supernet of 2 ops instead of 8; the paper's search uses all 8.
   """
 
   image_size: int = 224
@@ -140,6 +146,7 @@ class SearchSpace:
   head: int = 1280
   width_floor: float = 0.5
   dropout: float = 0.0
+  ops: tuple[str, ...] = OPS
 
   def __post_init__(self):
     stages = tuple(s if isinstance(s, Stage) else Stage(*s) for s in self.stages)
@@ -158,12 +165,15 @@ class SearchSpace:
         )
     if not 0.0 < float(self.width_floor) <= 1.0:
       raise ValueError(f"SearchSpace.width_floor={self.width_floor!r} must be in (0, 1]")
+    object.__setattr__(self, "ops", check_ops(self.ops, where="SearchSpace.ops"))
 
   @classmethod
   def from_config(cls, cfg: Mapping[str, Any]) -> SearchSpace:
     """From a config section (``stages`` as ``((channels, stride, max_blocks, act), ...)``)."""
     d = dict(cfg)
     d["stages"] = tuple(Stage(int(c), int(s), int(n), str(a)) for c, s, n, a in d["stages"])
+    if "ops" in d:
+      d["ops"] = check_ops(d["ops"], where="space.ops")
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - fields)
     if unknown:
@@ -189,10 +199,38 @@ class SearchSpace:
     hi = op.max_mid(slot.cin)
     return max(1, int(self.width_floor * hi)), hi
 
+  @property
+  def op_specs(self) -> tuple[OpSpec, ...]:
+    return tuple(parse_op(n) for n in self.ops)
+
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
     d["stages"] = [list(dataclasses.astuple(s)) for s in self.stages]
+    d["ops"] = list(self.ops)
     return d
+
+
+def check_ops(ops: Any, *, where: str = "ops") -> tuple[str, ...]:
+  """``ops`` as a tuple of distinct op names (at least 2: bi-sampling's second path differs from
+  the first).
+
+  Raises:
+    ValueError: not a sequence of names, an unknown or repeated name, or fewer than 2 ops; the
+      message names ``where`` and the value.
+  """
+  if isinstance(ops, str) or not isinstance(ops, Sequence):
+    raise ValueError(f"{where}={ops!r} must be a sequence of op names from {', '.join(OPS)}")
+  ops = tuple(ops)
+  for i, name in enumerate(ops):
+    parse_op(name, where=f"{where}[{i}]")
+  if len(set(ops)) != len(ops):
+    raise ValueError(f"{where}={ops!r} repeats an op; each candidate op may appear once")
+  if len(ops) < 2:
+    raise ValueError(
+      f"{where}={ops!r} has {len(ops)} op(s); bi-sampling needs at least 2 (its second path is "
+      "an op other than the first)"
+    )
+  return ops
 
 
 def _out_hw(hw: int, stride: int) -> int:
@@ -218,9 +256,9 @@ def arch_from_choices(
 
   Args:
     space: the search space.
-    ops: op index per slot, ``[num_blocks]``.
+    ops: op index per slot (into ``space.ops``), ``[num_blocks]``.
     depths: chosen depth per stage, ``1 <= depths[s] <= max_blocks``.
-    widths: mid width per slot and op, ``[num_blocks][8]``.
+    widths: mid width per slot and op, ``[num_blocks][len(space.ops)]``.
   """
   if len(depths) != len(space.stages):
     raise ValueError(f"depths has {len(depths)} entries; the space has {len(space.stages)} stages")
@@ -234,7 +272,7 @@ def arch_from_choices(
     o = int(ops[slot.index])
     blocks.append(
       dict(
-        op=OPS[o],
+        op=space.ops[o],
         cin=slot.cin,
         cout=slot.cout,
         stride=slot.stride,

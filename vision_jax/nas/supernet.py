@@ -1,7 +1,9 @@
-"""The TF-NAS supernet: 8 masked MBConv ops per block, sink-connecting stages, bi-sampling.
+"""The TF-NAS supernet: masked MBConv ops per block, sink-connecting stages, bi-sampling.
+
+Every block holds the ``N = len(space.ops)`` candidate ops of the space (the paper's 8 by default).
 
 Operation level (bi-sampling). Weight step: per block one op by Gumbel-max on
-``log_softmax(log alpha)`` plus a second op drawn uniformly from the remaining 7, each run as a
+``log_softmax(log alpha)`` plus a second op drawn uniformly from the remaining ``N - 1``, each run as a
 single path (``nn.switch``, one branch executed); loss ``CE(path_1) + CE(path_2)``. Architecture
 step: every op of every block, mixed with Gumbel-softmax weights
 
@@ -34,7 +36,11 @@ import numpy as np
 from vision_jax.nas.layers import Head, MBConv, Stem
 from vision_jax.nas.space import OPS, SearchSpace, arch_from_choices, parse_op
 
-NUM_OPS = len(OPS)
+NUM_OPS = len(OPS)  # of the paper's full space; a SearchSpace may hold fewer (space.ops)
+
+
+def num_ops(space: SearchSpace) -> int:
+  return len(space.ops)
 
 
 def block_key(b: int) -> str:
@@ -51,7 +57,7 @@ class Supernet(nn.Module):
     masks: ``{"b<i>": {op name: [max mid] 0/1}}`` channel masks.
     depth_w: per stage ``[D_s]`` depth weights (``softmax(beta_s)``), a sequence.
     op_index: int ``[num_blocks]``: run exactly that op per block (single path).
-    op_weights: ``[num_blocks, 8]``: mix all ops with these weights (give one of the two).
+    op_weights: ``[num_blocks, len(space.ops)]``: mix all ops with these weights (give one of the two).
 
   Returns:
     logits ``[B, num_classes]``.
@@ -66,12 +72,13 @@ class Supernet(nn.Module):
 
   def setup(self):
     sp = self.space
-    self.stem = Stem(sp.stem, sp.stem_stride, sp.stem_block, sp.stem_block_se, "search")
+    self.stem = Stem(
+      sp.stem, sp.stem_stride, sp.stem_block, sp.stem_block_se, "search", self.dw_impl
+    )
     ops = []
     for slot in sp.slots:
       row = []
-      for name in OPS:
-        op = parse_op(name)
+      for op in sp.op_specs:
         row.append(
           MBConv(
             slot.cin,
@@ -98,11 +105,12 @@ class Supernet(nn.Module):
       outs = []
       for slot in (s for s in slots if s.stage == si):
         b = slot.index
-        m = tuple(masks[block_key(b)][name] for name in OPS)
+        m = tuple(masks[block_key(b)][name] for name in self.space.ops)
+        n = len(m)
         if op_weights is not None:
-          h = sum(op_weights[b, i] * self.ops[b][i](h, m[i]) for i in range(NUM_OPS))
+          h = sum(op_weights[b, i] * self.ops[b][i](h, m[i]) for i in range(n))
         else:
-          branches = [lambda mdl, h, m, b=b, i=i: mdl.ops[b][i](h, m[i]) for i in range(NUM_OPS)]
+          branches = [lambda mdl, h, m, b=b, i=i: mdl.ops[b][i](h, m[i]) for i in range(n)]
           h = nn.switch(op_index[b], branches, self, h, m)
         outs.append(h)
       w = depth_w[si]
@@ -113,10 +121,11 @@ class Supernet(nn.Module):
 
 # ----------------------------------------------------------------------------- arch state
 def init_arch(space: SearchSpace) -> dict[str, Any]:
-  """Architecture parameters: ``alpha`` = ``log(1/8)`` ``[num_blocks, 8]`` (log-probabilities,
-  as the code's ``log_alphas``) and ``beta = {"s<i>": zeros [D_i]}``."""
+  """Architecture parameters: ``alpha`` = ``log(1/N)`` ``[num_blocks, N]`` (log-probabilities,
+  as the code's ``log_alphas``; ``N = len(space.ops)``) and ``beta = {"s<i>": zeros [D_i]}``."""
+  n = num_ops(space)
   return {
-    "alpha": jnp.full((space.num_blocks, NUM_OPS), -np.log(NUM_OPS), jnp.float32),
+    "alpha": jnp.full((space.num_blocks, n), -np.log(n), jnp.float32),
     "beta": {
       f"s{i}": jnp.zeros((st.max_blocks,), jnp.float32) for i, st in enumerate(space.stages)
     },
@@ -129,21 +138,21 @@ def depth_weights(arch: Mapping[str, Any], space: SearchSpace) -> list[jax.Array
 
 
 def width_bounds(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
-  """``(lo, hi)`` int arrays ``[num_blocks, 8]`` of the searchable mid widths."""
-  lo = np.zeros((space.num_blocks, NUM_OPS), np.int32)
+  """``(lo, hi)`` int arrays ``[num_blocks, len(space.ops)]`` of the searchable mid widths."""
+  lo = np.zeros((space.num_blocks, num_ops(space)), np.int32)
   hi = np.zeros_like(lo)
   for slot in space.slots:
-    for o, name in enumerate(OPS):
-      lo[slot.index, o], hi[slot.index, o] = space.width_bounds(slot, parse_op(name))
+    for o, op in enumerate(space.op_specs):
+      lo[slot.index, o], hi[slot.index, o] = space.width_bounds(slot, op)
   return lo, hi
 
 
 def nominal_widths(space: SearchSpace) -> np.ndarray:
-  """Initial mid widths ``e * c_in`` (3/4 of each op's maximum), int32 ``[num_blocks, 8]``."""
-  w = np.zeros((space.num_blocks, NUM_OPS), np.int32)
+  """Initial mid widths ``e * c_in`` (3/4 of each op's maximum), int32 ``[num_blocks, N]``."""
+  w = np.zeros((space.num_blocks, num_ops(space)), np.int32)
   for slot in space.slots:
-    for o, name in enumerate(OPS):
-      w[slot.index, o] = parse_op(name).nominal_mid(slot.cin)
+    for o, op in enumerate(space.op_specs):
+      w[slot.index, o] = op.nominal_mid(slot.cin)
   return w
 
 
@@ -160,7 +169,7 @@ def prefix_masks(space: SearchSpace, widths) -> dict[str, dict[str, jax.Array]]:
       name: jnp.asarray(
         np.arange(parse_op(name).max_mid(slot.cin)) < widths[slot.index, o], jnp.float32
       )
-      for o, name in enumerate(OPS)
+      for o, name in enumerate(space.ops)
     }
   return out
 
@@ -181,7 +190,7 @@ def ranked_masks(space: SearchSpace, net_params, widths, old_masks=None, changed
   for slot in space.slots:
     b = slot.index
     row = {}
-    for o, name in enumerate(OPS):
+    for o, name in enumerate(space.ops):
       l1 = jnp.sum(jnp.abs(_dw_kernel(net_params, b, o)), axis=(0, 1, 2))
       rank = jnp.argsort(jnp.argsort(-l1, stable=True), stable=True)
       m = (rank < widths[b, o]).astype(jnp.float32)
@@ -194,7 +203,7 @@ def ranked_masks(space: SearchSpace, net_params, widths, old_masks=None, changed
 
 # ----------------------------------------------------------------------------- sampling
 def gumbel_weights(log_alpha: jax.Array, rng: jax.Array, tau) -> jax.Array:
-  """Soft Gumbel-softmax ``softmax((log_softmax(log alpha) + g) / tau)``, ``[num_blocks, 8]``."""
+  """Soft Gumbel-softmax ``softmax((log_softmax(log alpha) + g) / tau)``, ``[num_blocks, N]``."""
   g = jax.random.gumbel(rng, log_alpha.shape, jnp.float32)
   return jax.nn.softmax((jax.nn.log_softmax(log_alpha, -1) + g) / tau, axis=-1)
 
@@ -203,19 +212,22 @@ def bi_sample(log_alpha: jax.Array, rng: jax.Array) -> tuple[jax.Array, jax.Arra
   """The two paths of the weight step, int ``[num_blocks]`` each.
 
   ``first = argmax(log_softmax(log alpha) + g)`` (Gumbel-max; the temperature does not change an
-  argmax); ``second`` uniform over the other 7 ops: ``r ~ U{0..6}``, ``second = r + [r >= first]``,
-  so ``second != first`` always.
+  argmax); ``second`` uniform over the other ``N - 1`` ops (``N = log_alpha.shape[-1]``):
+  ``r ~ U{0..N-2}``, ``second = r + [r >= first]``, so ``second != first`` always.
   """
+  n = log_alpha.shape[-1]
+  if n < 2:
+    raise ValueError(f"bi_sample: log_alpha has {n} op(s) per block; bi-sampling needs >= 2")
   k1, k2 = jax.random.split(rng)
   g = jax.random.gumbel(k1, log_alpha.shape, jnp.float32)
   first = jnp.argmax(jax.nn.log_softmax(log_alpha, -1) + g, axis=-1).astype(jnp.int32)
-  r = jax.random.randint(k2, first.shape, 0, NUM_OPS - 1, jnp.int32)
+  r = jax.random.randint(k2, first.shape, 0, n - 1, jnp.int32)
   return first, r + (r >= first).astype(jnp.int32)
 
 
 # ----------------------------------------------------------------------------- latency
 def block_latencies(curve: jax.Array, widths: jax.Array) -> jax.Array:
-  """``L[b, o] = curve[b, o, widths[b, o]]`` (ms), ``[num_blocks, 8]``."""
+  """``L[b, o] = curve[b, o, widths[b, o]]`` (ms), ``[num_blocks, N]``."""
   return jnp.take_along_axis(curve, jnp.asarray(widths)[..., None], axis=-1)[..., 0]
 
 
@@ -229,9 +241,9 @@ def expected_latency(
        \\mathrm{softmax}(\\beta_s)_d \\sum_{b \\le d} \\sum_o w_{s,b,o}\\, L_{s,b,o}
 
   Args:
-    op_w: ``[num_blocks, 8]`` op weights (Gumbel-softmax in the architecture step).
+    op_w: ``[num_blocks, N]`` op weights (Gumbel-softmax in the architecture step).
     depth_w: per stage ``[D_s]``.
-    lat: ``[num_blocks, 8]`` LUT latency at the current widths (:func:`block_latencies`).
+    lat: ``[num_blocks, N]`` LUT latency at the current widths (:func:`block_latencies`).
     base: latency of stem + second stem + head (ms).
   """
   per_block = jnp.sum(op_w * lat, axis=-1)
