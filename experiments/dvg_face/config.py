@@ -52,6 +52,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
   cfg.methods = ",".join(METHODS)
+  # flax: the modules' initialisers; host: random kernels drawn with NumPy (smoke: no threefry
+  # kernels to compile in the init programs; see vision_jax.hfr.host_param_init)
+  cfg.param_init = "flax"
   cfg.setting = "embedded"  # embedded | casia
   cfg.data = ml_collections.ConfigDict(
     dict(
@@ -67,7 +70,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       eval_batch_size=256,
     )
   )
-  cfg.model = ml_collections.ConfigDict(dict(name="lightcnn9", dropout_rate=0.5, conv_impl="auto"))
+  # num_groups: MFM groups of LightCNN-9 (4 = the full net; fewer only for lightcnn9, smoke)
+  cfg.model = ml_collections.ConfigDict(
+    dict(name="lightcnn9", dropout_rate=0.5, conv_impl="auto", num_groups=4)
+  )
   cfg.idnet = ml_collections.ConfigDict(
     dict(
       num_steps=480,
@@ -90,6 +96,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     dict(
       width=16,
       style_hidden=(256, 512),
+      mid_res_blocks=1,  # decoder residual blocks per intermediate stage (official 1)
+      last_res_blocks=2,  # ... of the last, AdaIN stage (official 2)
       variational=False,
       adversarial=False,
       disc_width=16,
@@ -143,12 +151,17 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.idnet.num_steps = 3
     cfg.idnet.optim.warmup_steps = 1
     cfg.idnet.batch_size = 16
-    cfg.sampler.hidden = (16, 16, 16)
+    cfg.sampler.hidden = (16,)
     cfg.sampler.noise_dim = 8
     cfg.sampler.num_steps = 3
     cfg.sampler.batch_size = 16
+    cfg.param_init = "host"
+    cfg.model.num_groups = 1
+    cfg.model.dropout_rate = 0.0
     cfg.gen.width = 4
     cfg.gen.style_hidden = (8,)
+    cfg.gen.mid_res_blocks = 0
+    cfg.gen.last_res_blocks = 0
     cfg.gen.disc_width = 4
     cfg.methods = "real,generated"
     cfg.gen.num_steps = 2
@@ -161,6 +174,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.recog.batch_size = 16
     cfg.recog.fake_batch_size = 8
     cfg.train.log_every = 1
+    cfg.mesh.data = 1  # one device: the smoke run checks plumbing, not sharding
   elif preset == "paper":
     cfg.setting = "casia"
     cfg.data.image_size = 128
@@ -197,10 +211,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     check_choices,
     check_number,
     check_numbers,
+    config_error,
   )
 
   check_choices(cfg, "methods", METHODS)
   check_choice(cfg, "setting", ("embedded", "casia"))
+  check_choice(cfg, "param_init", ("flax", "host"))
   d = "data"
   check_number(cfg, f"{d}.image_size", low=8, integer=True)
   check_choice(cfg, f"{d}.modality", ("sketch", "nir"))
@@ -211,6 +227,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   check_number(cfg, f"{d}.max_identities", low=0, integer=True)
   check_choice(cfg, "model.name", ("lightcnn9", "lightcnn29v2"))
   check_number(cfg, "model.dropout_rate", low=0, high=1, high_open=True)
+  groups = check_number(cfg, "model.num_groups", low=1, high=4, integer=True)
+  if groups != 4 and cfg.model.name != "lightcnn9":
+    raise config_error(
+      "model.num_groups", groups, f"4 with model.name={cfg.model.name!r} (fewer: lightcnn9 only)"
+    )
   for sec in ("idnet", "sampler", "gen"):
     check_number(cfg, f"{sec}.num_steps", low=0 if sec == "idnet" else 1, integer=True)
     check_number(cfg, f"{sec}.batch_size", low=2, integer=True)
@@ -220,6 +241,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   check_number(cfg, "gen.width", low=1, integer=True)
   check_number(cfg, "gen.disc_width", low=1, integer=True)
   check_numbers(cfg, "gen.style_hidden", low=1, integer=True)
+  check_number(cfg, "gen.mid_res_blocks", low=0, integer=True)
+  check_number(cfg, "gen.last_res_blocks", low=0, integer=True)
   for key in ("w_ort", "w_pix", "w_swap", "w_fake", "w_ip", "w_pair", "w_kl", "w_adv"):
     check_number(cfg, f"gen.{key}", low=0)
   check_number(cfg, "sample.num_pairs", low=1, integer=True)
