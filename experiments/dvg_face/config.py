@@ -158,6 +158,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.param_init = "host"
     cfg.model.num_groups = 1
     cfg.model.dropout_rate = 0.0
+    cfg.model.conv_impl = "xla"  # the stock conv backward: fewer ops to compile
     cfg.gen.width = 4
     cfg.gen.style_hidden = (8,)
     cfg.gen.mid_res_blocks = 0
@@ -226,6 +227,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     check_number(cfg, f"{d}.{key}", low=1, integer=True)
   check_number(cfg, f"{d}.max_identities", low=0, integer=True)
   check_choice(cfg, "model.name", ("lightcnn9", "lightcnn29v2"))
+  check_choice(cfg, "model.conv_impl", ("auto", "xla", "einsum"))
   check_number(cfg, "model.dropout_rate", low=0, high=1, high_open=True)
   groups = check_number(cfg, "model.num_groups", low=1, high=4, integer=True)
   if groups != 4 and cfg.model.name != "lightcnn9":

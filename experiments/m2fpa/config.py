@@ -102,6 +102,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       disc_width=16,
       parsing_n_down=2,
       res_blocks=1,  # residual blocks per encoder level of both generators
+      conv_impl="auto",  # of G and D (vision_jax.models.conv2d; smoke: xla, cheaper to compile)
       adversarial="nonsaturating",  # nonsaturating | hinge (TP-GAN-like G's global / parsing D)
       drgan_noise_dim=0,  # N_z of the DR-GAN-style generator (method drgan)
       num_steps=150,
@@ -153,6 +154,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.gen.disc_width = 4
     cfg.gen.parsing_n_down = 1
     cfg.gen.res_blocks = 0
+    cfg.gen.conv_impl = "xla"
     cfg.gen.num_steps = 2
     cfg.gen.batch_size = 8
     cfg.grid.identities = 1
@@ -227,6 +229,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     check_number(cfg, f"gen.{key}", low=1, integer=True)
   check_number(cfg, "gen.drgan_noise_dim", low=0, integer=True)
   check_number(cfg, "gen.res_blocks", low=0, integer=True)
+  check_choice(cfg, "gen.conv_impl", ("auto", "xla", "einsum"))
   check_choice(cfg, "gen.adversarial", ("nonsaturating", "hinge"))
   for key in ("w_pixel", "w_identity", "w_adv", "w_parsing_adv", "w_tv", "w_sym"):
     check_number(cfg, f"gen.{key}", low=0)

@@ -126,9 +126,15 @@ def train_recognition(cfg, data: dict, workdir: str, *, progress: bool):
 
 
 def _res(gc) -> dict:
-  """The generators' encoder residual blocks when not the default 1 (``gen.res_blocks``)."""
+  """The generators' encoder residual blocks when not the default 1 (``gen.res_blocks``) and
+  the conv implementation of G and D when not ``"auto"`` (``gen.conv_impl``)."""
   n = int(gc.get("res_blocks", 1))
-  return {} if n == 1 else {"res_blocks": n}
+  return ({} if n == 1 else {"res_blocks": n}) | _impl(gc)
+
+
+def _impl(gc) -> dict:
+  impl = str(gc.get("conv_impl", "auto"))
+  return {} if impl == "auto" else {"conv_impl": impl}
 
 
 def make_models(cfg, method: str, data: dict) -> dict:
@@ -140,13 +146,13 @@ def make_models(cfg, method: str, data: dict) -> dict:
                             num_poses=n_poses, target_pose=int(data["frontal_pose"]),
                             noise_dim=int(gc.drgan_noise_dim), **_res(gc))  # fmt: skip
     dd = fr.DrGanDiscriminator(num_identities=int(data["num_train_ids"]), num_poses=n_poses,
-                               width=gc.disc_width)  # fmt: skip
+                               width=gc.disc_width, **_impl(gc))  # fmt: skip
     return dict(gen=gen, global_disc=None, parsing_disc=None, drgan_disc=dd)
   gen = fr.FrontalGenerator(image_size=size, channels=1, width=gc.width, code_dim=gc.code_dim,
                             **_res(gc))  # fmt: skip
-  gd = fr.GlobalDiscriminator(width=gc.disc_width)
+  gd = fr.GlobalDiscriminator(width=gc.disc_width, **_impl(gc))
   pd = (
-    fr.ParsingDiscriminator(width=gc.disc_width, n_down=gc.parsing_n_down)
+    fr.ParsingDiscriminator(width=gc.disc_width, n_down=gc.parsing_n_down, **_impl(gc))
     if method == "parsing"
     else None
   )
