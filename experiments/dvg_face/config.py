@@ -26,7 +26,8 @@ real/generated rows agree within their fold std at this budget. Wall time 7.4 mi
 2-core machine (635 s of user CPU); 44 min when other jobs share the cores.
 
 Presets:
-  smoke    tiny widths, a few steps per stage (seconds of compute; run by tests)
+  smoke    tiny widths, shallow nets, a few steps per stage, one device (run by tests;
+           compile-bound: about 43 CPU-seconds on 2 cores, docs/dvg_face.md)
   default  the embedded setting above
   paper    CASIA NIR-VIS 2.0 View 2 (10 folds) with LightCNN-29v2 at 128 px (GPU), e.g.
            --config.paper.root=/data/NIR-VIS-2.0 (aligned 128x128 crops + protocols/) and

@@ -33,9 +33,8 @@ The DR-GAN-style variant alone (``--config.methods=drgan --config.seeds='(0,)'``
 CPU-min): 0.586 at |yaw| >= 60 (seed 0 of the two rows above: 0.656 / 0.647).
 
 Presets:
-  smoke    tiny sizes, a few steps per stage, one device, all three methods (run by tests;
-           compile-bound: about 100 CPU-seconds for tests/experiments/test_m2fpa_smoke.py on
-           2 cores)
+  smoke    tiny sizes, shallow nets, a few steps per stage, one device, all three methods (run
+           by tests; compile-bound: about 47 CPU-seconds on 2 cores, docs/m2fpa.md)
   default  the embedded setting above
   paper    M2FPA at 128 px (GPU): --config.paper.root=/data/M2FPA (the image tree of
            `vision_jax.data.m2fpa`, with camera_poses.csv) and --config.paper.parsing_dir=DIR
