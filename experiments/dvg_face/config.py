@@ -27,7 +27,7 @@ real/generated rows agree within their fold std at this budget. Wall time 7.4 mi
 
 Presets:
   smoke    tiny widths, shallow nets, a few steps per stage, one device (run by tests;
-           compile-bound: about 43 CPU-seconds on 2 cores, docs/dvg_face.md)
+           compile-bound: about 40 CPU-seconds on 2 cores, docs/dvg_face.md)
   default  the embedded setting above
   paper    CASIA NIR-VIS 2.0 View 2 (10 folds) with LightCNN-29v2 at 128 px (GPU), e.g.
            --config.paper.root=/data/NIR-VIS-2.0 (aligned 128x128 crops + protocols/) and
@@ -142,7 +142,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   )
   cfg.mesh = ml_collections.ConfigDict(dict(model=1))
   if preset == "smoke":
-    cfg.data.image_size = 16
+    cfg.data.image_size = 8  # the smallest the encoders and decoder build (one halving to 4x4)
     cfg.data.max_identities = 16
     cfg.data.train_views = 2
     cfg.data.test_photos = 2
