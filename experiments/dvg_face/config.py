@@ -26,7 +26,8 @@ real/generated rows agree within their fold std at this budget. Wall time 7.4 mi
 2-core machine (635 s of user CPU); 44 min when other jobs share the cores.
 
 Presets:
-  smoke    tiny widths, a few steps per stage (seconds of compute; run by tests)
+  smoke    tiny widths, shallow nets, a few steps per stage, one device (run by tests;
+           compile-bound: about 40 CPU-seconds on 2 cores, docs/dvg_face.md)
   default  the embedded setting above
   paper    CASIA NIR-VIS 2.0 View 2 (10 folds) with LightCNN-29v2 at 128 px (GPU), e.g.
            --config.paper.root=/data/NIR-VIS-2.0 (aligned 128x128 crops + protocols/) and
@@ -52,6 +53,9 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0
   cfg.methods = ",".join(METHODS)
+  # flax: the modules' initialisers; host: random kernels drawn with NumPy (smoke: no threefry
+  # kernels to compile in the init programs; see vision_jax.hfr.host_param_init)
+  cfg.param_init = "flax"
   cfg.setting = "embedded"  # embedded | casia
   cfg.data = ml_collections.ConfigDict(
     dict(
@@ -67,7 +71,10 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       eval_batch_size=256,
     )
   )
-  cfg.model = ml_collections.ConfigDict(dict(name="lightcnn9", dropout_rate=0.5, conv_impl="auto"))
+  # num_groups: MFM groups of LightCNN-9 (4 = the full net; fewer only for lightcnn9, smoke)
+  cfg.model = ml_collections.ConfigDict(
+    dict(name="lightcnn9", dropout_rate=0.5, conv_impl="auto", num_groups=4)
+  )
   cfg.idnet = ml_collections.ConfigDict(
     dict(
       num_steps=480,
@@ -90,6 +97,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     dict(
       width=16,
       style_hidden=(256, 512),
+      mid_res_blocks=1,  # decoder residual blocks per intermediate stage (official 1)
+      last_res_blocks=2,  # ... of the last, AdaIN stage (official 2)
       variational=False,
       adversarial=False,
       disc_width=16,
@@ -133,7 +142,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   )
   cfg.mesh = ml_collections.ConfigDict(dict(model=1))
   if preset == "smoke":
-    cfg.data.image_size = 16
+    cfg.data.image_size = 8  # the smallest the encoders and decoder build (one halving to 4x4)
     cfg.data.max_identities = 16
     cfg.data.train_views = 2
     cfg.data.test_photos = 2
@@ -143,12 +152,18 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.idnet.num_steps = 3
     cfg.idnet.optim.warmup_steps = 1
     cfg.idnet.batch_size = 16
-    cfg.sampler.hidden = (16, 16, 16)
+    cfg.sampler.hidden = (16,)
     cfg.sampler.noise_dim = 8
     cfg.sampler.num_steps = 3
     cfg.sampler.batch_size = 16
+    cfg.param_init = "host"
+    cfg.model.num_groups = 1
+    cfg.model.dropout_rate = 0.0
+    cfg.model.conv_impl = "xla"  # the stock conv backward: fewer ops to compile
     cfg.gen.width = 4
     cfg.gen.style_hidden = (8,)
+    cfg.gen.mid_res_blocks = 0
+    cfg.gen.last_res_blocks = 0
     cfg.gen.disc_width = 4
     cfg.methods = "real,generated"
     cfg.gen.num_steps = 2
@@ -161,6 +176,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.recog.batch_size = 16
     cfg.recog.fake_batch_size = 8
     cfg.train.log_every = 1
+    cfg.mesh.data = 1  # one device: the smoke run checks plumbing, not sharding
   elif preset == "paper":
     cfg.setting = "casia"
     cfg.data.image_size = 128
@@ -197,10 +213,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     check_choices,
     check_number,
     check_numbers,
+    config_error,
   )
 
   check_choices(cfg, "methods", METHODS)
   check_choice(cfg, "setting", ("embedded", "casia"))
+  check_choice(cfg, "param_init", ("flax", "host"))
   d = "data"
   check_number(cfg, f"{d}.image_size", low=8, integer=True)
   check_choice(cfg, f"{d}.modality", ("sketch", "nir"))
@@ -210,7 +228,13 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     check_number(cfg, f"{d}.{key}", low=1, integer=True)
   check_number(cfg, f"{d}.max_identities", low=0, integer=True)
   check_choice(cfg, "model.name", ("lightcnn9", "lightcnn29v2"))
+  check_choice(cfg, "model.conv_impl", ("auto", "xla", "einsum"))
   check_number(cfg, "model.dropout_rate", low=0, high=1, high_open=True)
+  groups = check_number(cfg, "model.num_groups", low=1, high=4, integer=True)
+  if groups != 4 and cfg.model.name != "lightcnn9":
+    raise config_error(
+      "model.num_groups", groups, f"4 with model.name={cfg.model.name!r} (fewer: lightcnn9 only)"
+    )
   for sec in ("idnet", "sampler", "gen"):
     check_number(cfg, f"{sec}.num_steps", low=0 if sec == "idnet" else 1, integer=True)
     check_number(cfg, f"{sec}.batch_size", low=2, integer=True)
@@ -220,6 +244,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   check_number(cfg, "gen.width", low=1, integer=True)
   check_number(cfg, "gen.disc_width", low=1, integer=True)
   check_numbers(cfg, "gen.style_hidden", low=1, integer=True)
+  check_number(cfg, "gen.mid_res_blocks", low=0, integer=True)
+  check_number(cfg, "gen.last_res_blocks", low=0, integer=True)
   for key in ("w_ort", "w_pix", "w_swap", "w_fake", "w_ip", "w_pair", "w_kl", "w_adv"):
     check_number(cfg, f"gen.{key}", low=0)
   check_number(cfg, "sample.num_pairs", low=1, integer=True)

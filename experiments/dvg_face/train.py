@@ -37,6 +37,11 @@ def stage_config(cfg, num_steps: int, **sections) -> ml_collections.ConfigDict:
   return c
 
 
+def with_init(cfg, task):
+  """``task`` with the parameter initialisation of ``cfg.param_init`` (`hfr.param_init`)."""
+  return hfr.param_init(task, str(cfg.get("param_init", "flax")), int(cfg.seed))
+
+
 def _stage(*args, **kwargs):
   """``train_and_evaluate`` that raises `Preempted` (the launcher prints the resume command)
   instead of letting the next stage start on a stopped one."""
@@ -150,11 +155,15 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
     )
   mc = cfg.model
   photos = _subset(train, train["modality"] == 1)
+  # LightCNN-9 with fewer MFM groups (smoke); the full nets take no such field
+  depth = {} if int(mc.get("num_groups", 4)) == 4 else {"num_groups": int(mc.num_groups)}
 
   # 1. identity network (frozen in the generator stage; initialises recognition)
-  id_model = get_model(mc.name, num_classes=k, dropout_rate=mc.dropout_rate, conv_impl=mc.conv_impl)
+  id_model = get_model(
+    mc.name, num_classes=k, dropout_rate=mc.dropout_rate, conv_impl=mc.conv_impl, **depth
+  )
   if cfg.idnet.checkpoint:
-    id_model = get_model(mc.name, num_classes=None, conv_impl=mc.conv_impl)
+    id_model = get_model(mc.name, num_classes=None, conv_impl=mc.conv_impl, **depth)
     id_params = hfr.load_params(
       cfg.idnet.checkpoint,
       id_model,
@@ -163,8 +172,11 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
       ignore=("fc2",),
     )
   else:
-    task = classification_task(
-      id_model, num_classes=k, preprocess=lambda x: image_to_float(x, 0.0, 1.0)
+    task = with_init(
+      cfg,
+      classification_task(
+        id_model, num_classes=k, preprocess=lambda x: image_to_float(x, 0.0, 1.0)
+      ),
     )
     src = vdata.ArraySource({"image": photos["image"], "label": photos["label"]})
     stream = vdata.train_dataset(src, global_batch_size=cfg.idnet.batch_size, seed=cfg.seed)
@@ -188,7 +200,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
   s_summary, state = _stage(
     stage_config(cfg, sc.num_steps, optim=sc.optim),
     os.path.join(workdir, "sampler"),
-    hfr.sampler_task(sampler, kl_weight=sc.kl_weight),
+    with_init(cfg, hfr.sampler_task(sampler, kl_weight=sc.kl_weight)),
     stream,
     progress=progress,
     return_state=True,
@@ -205,6 +217,8 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
     style_hidden=tuple(gc.style_hidden),
     variational=gc.variational,
     conv_impl=mc.conv_impl,
+    mid_res_blocks=int(gc.mid_res_blocks),
+    last_res_blocks=int(gc.last_res_blocks),
   )
   weights = hfr.GeneratorWeights(
     ort=gc.w_ort, pix=gc.w_pix, swap=gc.w_swap, fake=gc.w_fake, ip=gc.w_ip, pair=gc.w_pair,
@@ -222,6 +236,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
     weights=weights,
     disc=disc,
   )
+  g_task = with_init(cfg, g_task)
   sections = {"optim_g": gc.optim_g}
   if disc is not None:
     sections["optim_d"] = gc.optim_d
@@ -259,7 +274,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
   # 5. recognition: stage I (fc2 only, shared) then stage II per method
   rc = cfg.recog
   rec_model = get_model(
-    mc.name, num_classes=k, dropout_rate=mc.dropout_rate, conv_impl=mc.conv_impl
+    mc.name, num_classes=k, dropout_rate=mc.dropout_rate, conv_impl=mc.conv_impl, **depth
   )
   real_src = vdata.ArraySource({"image": train["image"], "label": train["label"]})
   real = vdata.train_dataset(real_src, global_batch_size=rc.batch_size, seed=cfg.seed)
@@ -280,8 +295,11 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
   s1, state = _stage(
     stage_config(cfg, rc.stage1_steps, optim_head=rc.optim_head),
     os.path.join(workdir, "recog_stage1"),
-    hfr.recognition_task(
-      rec_model, init_params=init, reset_head=True, head_only=True, summarize=summarize
+    with_init(
+      cfg,
+      hfr.recognition_task(
+        rec_model, init_params=init, reset_head=True, head_only=True, summarize=summarize
+      ),
     ),
     Zip(real=real),
     eval_data,
@@ -310,6 +328,7 @@ def pipeline(cfg, data: dict, workdir: str, *, progress: bool = True) -> dict:
       negative_weight=rc.negative_weight,
       summarize=summarize,
     )
+    task = with_init(cfg, task)
     return train_and_evaluate(
       stage_config(cfg, rc.stage2_steps, optim=rc.optim),
       run_workdir,

@@ -33,9 +33,8 @@ The DR-GAN-style variant alone (``--config.methods=drgan --config.seeds='(0,)'``
 CPU-min): 0.586 at |yaw| >= 60 (seed 0 of the two rows above: 0.656 / 0.647).
 
 Presets:
-  smoke    tiny sizes, a few steps per stage, one device, all three methods (run by tests;
-           compile-bound: about 100 CPU-seconds for tests/experiments/test_m2fpa_smoke.py on
-           2 cores)
+  smoke    tiny sizes, shallow nets, a few steps per stage, one device, all three methods (run
+           by tests; compile-bound: about 47 CPU-seconds on 2 cores, docs/m2fpa.md)
   default  the embedded setting above
   paper    M2FPA at 128 px (GPU): --config.paper.root=/data/M2FPA (the image tree of
            `vision_jax.data.m2fpa`, with camera_poses.csv) and --config.paper.parsing_dir=DIR
@@ -63,6 +62,9 @@ def _optim(**kw):
 def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg = ml_collections.ConfigDict()
   cfg.seed = 0  # data, split and recognition net
+  # flax: the modules' initialisers; host: random kernels drawn with NumPy (smoke: no threefry
+  # kernels to compile in the init programs; see vision_jax.hfr.host_param_init)
+  cfg.param_init = "flax"
   cfg.seeds = (0, 1, 2)  # one GAN per (method, seed)
   cfg.methods = "baseline,parsing"  # any of METHODS; drgan = the DR-GAN-style variant
   cfg.setting = "embedded"  # embedded | m2fpa | multipie
@@ -81,6 +83,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   cfg.recog = ml_collections.ConfigDict(
     dict(
       model="lightcnn9",
+      num_groups=4,  # MFM groups of LightCNN-9 (4 = the full net; fewer: lightcnn9 only, smoke)
       dropout_rate=0.0,
       # near-frontal (yaw, pitch) views x lights of each train identity
       views="0:0,-5:0,5:0,0:-5,0:5,-8:4,8:-4",
@@ -97,6 +100,8 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
       code_dim=128,
       disc_width=16,
       parsing_n_down=2,
+      res_blocks=1,  # residual blocks per encoder level of both generators
+      conv_impl="auto",  # of G and D (vision_jax.models.conv2d; smoke: xla, cheaper to compile)
       adversarial="nonsaturating",  # nonsaturating | hinge (TP-GAN-like G's global / parsing D)
       drgan_noise_dim=0,  # N_z of the DR-GAN-style generator (method drgan)
       num_steps=150,
@@ -130,6 +135,7 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
   if preset == "smoke":
     cfg.seeds = (0,)
     cfg.methods = ",".join(METHODS)
+    cfg.param_init = "host"
     cfg.data.image_size = 16
     cfg.data.supersample = 1
     cfg.data.num_identities = 6
@@ -141,9 +147,13 @@ def get_config(preset: str = "default") -> ml_collections.ConfigDict:
     cfg.recog.num_steps = 3
     cfg.recog.batch_size = 8
     cfg.recog.optim.warmup_steps = 1
+    cfg.recog.num_groups = 1
     cfg.gen.width = 4
     cfg.gen.code_dim = 8
     cfg.gen.disc_width = 4
+    cfg.gen.parsing_n_down = 1
+    cfg.gen.res_blocks = 0
+    cfg.gen.conv_impl = "xla"
     cfg.gen.num_steps = 2
     cfg.gen.batch_size = 8
     cfg.grid.identities = 1
@@ -192,6 +202,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   check_choices(cfg, "methods", METHODS)
   check_numbers(cfg, "seeds", integer=True)
   check_choice(cfg, "setting", ("embedded", "m2fpa", "multipie"))
+  check_choice(cfg, "param_init", ("flax", "host"))
   check_number(cfg, "data.image_size", low=8, integer=True)
   check_number(cfg, "data.supersample", low=1, integer=True)
   n = check_number(cfg, "data.num_identities", low=2, integer=True)
@@ -204,6 +215,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   from vision_jax.models.registry import MODEL_NAMES
 
   check_choice(cfg, "recog.model", MODEL_NAMES)
+  groups = check_number(cfg, "recog.num_groups", low=1, high=4, integer=True)
+  if groups != 4 and cfg.recog.model != "lightcnn9":
+    raise config_error(
+      "recog.num_groups", groups, f"4 with recog.model={cfg.recog.model!r} (fewer: lightcnn9 only)"
+    )
   check_number(cfg, "recog.dropout_rate", low=0, high=1, high_open=True)
   for sec in ("recog", "gen"):
     check_number(cfg, f"{sec}.num_steps", low=1, integer=True)
@@ -211,6 +227,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   for key in ("width", "code_dim", "disc_width", "parsing_n_down"):
     check_number(cfg, f"gen.{key}", low=1, integer=True)
   check_number(cfg, "gen.drgan_noise_dim", low=0, integer=True)
+  check_number(cfg, "gen.res_blocks", low=0, integer=True)
+  check_choice(cfg, "gen.conv_impl", ("auto", "xla", "einsum"))
   check_choice(cfg, "gen.adversarial", ("nonsaturating", "hinge"))
   for key in ("w_pixel", "w_identity", "w_adv", "w_parsing_adv", "w_tv", "w_sym"):
     check_number(cfg, f"gen.{key}", low=0)

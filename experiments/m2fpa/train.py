@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.dvg_face.train import _stage, stage_config
+from experiments.dvg_face.train import _stage, stage_config, with_init
 from experiments.m2fpa import data as md
 from experiments.m2fpa.config import GENERATORS, METHODS
 from vision_jax import data as vdata
@@ -93,16 +93,23 @@ def load_data(cfg, need_parsing: bool) -> dict:
   raise ValueError(f"cfg.setting={cfg.setting!r}; expected 'embedded', 'm2fpa' or 'multipie'")
 
 
+def _depth(rc) -> dict:
+  """LightCNN-9 with fewer MFM groups (``recog.num_groups``; the full nets take no such field)."""
+  g = int(rc.get("num_groups", 4))
+  return {} if g == 4 else {"num_groups": g}
+
+
 def train_recognition(cfg, data: dict, workdir: str, *, progress: bool):
   """``(model, params)`` of the recognition net (trained on ``data["recog"]``, or loaded)."""
   rc, size, k = cfg.recog, int(cfg.data.image_size), int(data["num_train_ids"])
   if rc.checkpoint:
-    model = get_model(rc.model, num_classes=None)
+    model = get_model(rc.model, num_classes=None, **_depth(rc))
     params = load_params(rc.checkpoint, model, jnp.zeros((1, size, size, 1)),
                          what=f"recognition net {rc.model} at {size} px", ignore=("fc2",))  # fmt: skip
     return model, params
-  model = get_model(rc.model, num_classes=k, dropout_rate=rc.dropout_rate)
+  model = get_model(rc.model, num_classes=k, dropout_rate=rc.dropout_rate, **_depth(rc))
   task = classification_task(model, num_classes=k, preprocess=lambda x: image_to_float(x, 0.0, 1.0))
+  task = with_init(cfg, task)
   stream = vdata.train_dataset(
     vdata.ArraySource(data["recog"]), global_batch_size=rc.batch_size, seed=cfg.seed,
     transform=vdata.random_horizontal_flip,
@@ -118,6 +125,18 @@ def train_recognition(cfg, data: dict, workdir: str, *, progress: bool):
   return model, state.params
 
 
+def _res(gc) -> dict:
+  """The generators' encoder residual blocks when not the default 1 (``gen.res_blocks``) and
+  the conv implementation of G and D when not ``"auto"`` (``gen.conv_impl``)."""
+  n = int(gc.get("res_blocks", 1))
+  return ({} if n == 1 else {"res_blocks": n}) | _impl(gc)
+
+
+def _impl(gc) -> dict:
+  impl = str(gc.get("conv_impl", "auto"))
+  return {} if impl == "auto" else {"conv_impl": impl}
+
+
 def make_models(cfg, method: str, data: dict) -> dict:
   """``{"gen", "global_disc", "parsing_disc", "drgan_disc"}`` of ``method`` (absent D: None)."""
   gc, size = cfg.gen, int(cfg.data.image_size)
@@ -125,14 +144,15 @@ def make_models(cfg, method: str, data: dict) -> dict:
     n_poses = len(data["gan_poses"])
     gen = fr.DrGanGenerator(image_size=size, channels=1, width=gc.width, code_dim=gc.code_dim,
                             num_poses=n_poses, target_pose=int(data["frontal_pose"]),
-                            noise_dim=int(gc.drgan_noise_dim))  # fmt: skip
+                            noise_dim=int(gc.drgan_noise_dim), **_res(gc))  # fmt: skip
     dd = fr.DrGanDiscriminator(num_identities=int(data["num_train_ids"]), num_poses=n_poses,
-                               width=gc.disc_width)  # fmt: skip
+                               width=gc.disc_width, **_impl(gc))  # fmt: skip
     return dict(gen=gen, global_disc=None, parsing_disc=None, drgan_disc=dd)
-  gen = fr.FrontalGenerator(image_size=size, channels=1, width=gc.width, code_dim=gc.code_dim)
-  gd = fr.GlobalDiscriminator(width=gc.disc_width)
+  gen = fr.FrontalGenerator(image_size=size, channels=1, width=gc.width, code_dim=gc.code_dim,
+                            **_res(gc))  # fmt: skip
+  gd = fr.GlobalDiscriminator(width=gc.disc_width, **_impl(gc))
   pd = (
-    fr.ParsingDiscriminator(width=gc.disc_width, n_down=gc.parsing_n_down)
+    fr.ParsingDiscriminator(width=gc.disc_width, n_down=gc.parsing_n_down, **_impl(gc))
     if method == "parsing"
     else None
   )
@@ -231,6 +251,7 @@ def run(cfg, workdir: str, *, progress: bool = True) -> dict:
       id_net=id_model, id_params=id_params, weights=weights, adversarial=gc.adversarial,
       summarize=summarize, **models,
     )  # fmt: skip
+    task = with_init(cfg, task)
     path = os.path.join(run_dir, GENERATOR_FILE)
 
     def finalize(state):

@@ -53,3 +53,35 @@ def test_sketch_filter_is_a_line_drawing():
   assert s.min() >= 0.0 and s.max() <= 1.0
   assert s[:, 12].mean() == 1.0  # flat bright region -> white paper
   assert s[:, 7].mean() < 0.2  # the dark side of the edge -> a dark stroke
+
+
+@pytest.mark.parametrize(
+  "overrides,match",
+  [
+    ({"model.num_groups": "0"}, r"--config.model.num_groups=0 is invalid"),
+    ({"model.num_groups": "5"}, r"--config.model.num_groups=5 is invalid"),
+    (
+      {"model.name": "lightcnn29v2", "model.num_groups": "1"},
+      r"--config.model.num_groups=1 is invalid: expected 4 with model.name='lightcnn29v2'",
+    ),
+    ({"gen.mid_res_blocks": "-1"}, r"--config.gen.mid_res_blocks=-1 is invalid"),
+    ({"gen.last_res_blocks": "-1"}, r"--config.gen.last_res_blocks=-1 is invalid"),
+    ({"param_init": "numpy"}, r"--config.param_init='numpy' is invalid.*'flax', 'host'"),
+    ({"model.conv_impl": "fft"}, r"--config.model.conv_impl='fft' is invalid"),
+  ],
+)
+def test_smoke_size_keys_are_validated(overrides, match):
+  from vision_jax.utils import ConfigError, load_config
+
+  with pytest.raises(ConfigError, match=match):
+    load_config("dvg_face", "smoke", overrides)
+
+
+def test_default_and_paper_presets_keep_the_full_architecture():
+  from experiments.dvg_face import config as dc
+
+  for preset in ("default", "paper"):
+    cfg = dc.get_config(preset)
+    assert cfg.param_init == "flax" and cfg.model.num_groups == 4
+    assert (cfg.gen.mid_res_blocks, cfg.gen.last_res_blocks) == (1, 2)
+    assert cfg.model.conv_impl == "auto" and "data" not in cfg.mesh

@@ -191,3 +191,30 @@ def test_multipie_tree_bad_input_names_the_file(tmp_path):
   Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(bad)
   with pytest.raises(ValueError, match=r"'001_01_01_051_7\.png'.*does not parse"):
     md.multipie_tree_data(_multipie_cfg(tmp_path / "m2"), need_parsing=False)
+
+
+@pytest.mark.parametrize(
+  "overrides,match",
+  [
+    ({"recog.num_groups": "0"}, r"--config.recog.num_groups=0 is invalid"),
+    (
+      {"recog.model": "lightcnn29v2", "recog.num_groups": "2"},
+      r"--config.recog.num_groups=2 is invalid: expected 4 with recog.model='lightcnn29v2'",
+    ),
+    ({"gen.res_blocks": "-1"}, r"--config.gen.res_blocks=-1 is invalid"),
+    ({"gen.conv_impl": "fft"}, r"--config.gen.conv_impl='fft' is invalid"),
+    ({"param_init": "numpy"}, r"--config.param_init='numpy' is invalid.*'flax', 'host'"),
+  ],
+)
+def test_smoke_size_keys_are_validated(overrides, match):
+  from vision_jax.utils import ConfigError, load_config
+
+  with pytest.raises(ConfigError, match=match):
+    load_config("m2fpa", "smoke", overrides)
+
+
+def test_default_and_paper_presets_keep_the_full_architecture():
+  for preset in ("default", "paper"):
+    cfg = mc.get_config(preset)
+    assert cfg.param_init == "flax" and cfg.recog.num_groups == 4
+    assert cfg.gen.res_blocks == 1 and cfg.gen.conv_impl == "auto"

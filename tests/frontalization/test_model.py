@@ -59,3 +59,18 @@ def test_global_discriminator_one_logit_per_image():
   d = fr.GlobalDiscriminator(width=4)
   x = jnp.zeros((3, 32, 32, 1))
   assert d.apply(d.init(jax.random.PRNGKey(0), x), x).shape == (3,)
+
+
+def test_encoder_res_blocks_option():
+  x = jnp.zeros((2, 16, 16, 1))
+  for cls, kw in ((fr.FrontalGenerator, {}), (fr.DrGanGenerator, dict(num_poses=3))):
+
+    def names(**more):
+      m = cls(image_size=16, width=4, code_dim=8, **kw, **more)
+      return set(jax.eval_shape(m.init, jax.random.PRNGKey(0), x)["params"])
+
+    assert {"enc_res0", "enc_res1"} <= names()  # default: one block per level
+    assert not any(n.startswith("enc_res") for n in names(res_blocks=0))
+    assert {"enc_res0", "enc_res0_1", "enc_res1_1"} <= names(res_blocks=2)
+    with pytest.raises(ValueError, match="res_blocks=-1"):
+      names(res_blocks=-1)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vision_jax import frontalization as fr
+from vision_jax.hfr import host_param_init
 from vision_jax.train import mesh as mesh_lib
 from vision_jax.train.step import create_train_state, make_task_optimizers, make_train_step
 
@@ -33,12 +34,16 @@ def _batch(b=8, seed=0):
   }
 
 
-def _parts(parsing=True):
-  gen = fr.FrontalGenerator(image_size=S, width=4, code_dim=8)
+def _parts(parsing=True, shallow=False):
+  """``shallow``: no encoder residual blocks, one-conv region towers, the stock conv backward
+  (fewer layers to compile; the same D-then-G structure)."""
+  kw = dict(conv_impl="xla") if shallow else {}
+  gen = fr.FrontalGenerator(image_size=S, width=4, code_dim=8, **kw, **(
+    dict(res_blocks=0) if shallow else {}))  # fmt: skip
   idm = TinyId()
   idp = idm.init(jax.random.PRNGKey(5), jnp.zeros((1, S, S, 1)), train=False)["params"]
-  gd = fr.GlobalDiscriminator(width=4)
-  pd = fr.ParsingDiscriminator(width=4) if parsing else None
+  gd = fr.GlobalDiscriminator(width=4, **kw)
+  pd = fr.ParsingDiscriminator(width=4, n_down=1 if shallow else 2, **kw) if parsing else None
   return gen, idm, idp, gd, pd
 
 
@@ -48,13 +53,14 @@ def _cfg(lr):
 
 
 def test_d_then_g_in_one_step_matches_hand_applied_sgd():
-  gen, idm, idp, gd, pd = _parts()
+  gen, idm, idp, gd, pd = _parts(shallow=True)
   w = fr.FrontalizationWeights(adv=0.5, parsing_adv=0.5)
   task = fr.frontalization_task(gen, idm, id_params=idp, global_disc=gd, parsing_disc=pd, weights=w)
   assert [(u.name, u.params, u.optim) for u in task.updates] == [
     ("d", "disc", "optim_d"),
     ("g", "gen", "optim"),
   ]
+  task = host_param_init(task, 0)  # initial params from the host: no threefry to compile
   lr, batch = 0.05, _batch()
   tx, sched = make_task_optimizers(task, _cfg(lr), 10)
   mesh = mesh_lib.make_mesh(devices=jax.devices()[:1])

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vision_jax.frontalization.model import _lrelu, _Res, _tower, num_levels
+from vision_jax.frontalization.model import _lrelu, _tower, encoder_res_blocks, num_levels
 from vision_jax.hfr.model import instance_norm
 from vision_jax.models.conv import Conv, lecun_normal_hwio
 
@@ -60,6 +60,7 @@ class DrGanGenerator(nn.Module):
     num_poses: ``N_p``, the size of the one-hot pose code. target_pose: the pose index the
       generator renders when ``pose`` is not given (the frontal pose).
     noise_dim: ``N_z`` (0: no noise).
+    res_blocks: residual blocks after each encoder level's strided conv (1; 0: shallower).
   """
 
   image_size: int = 32
@@ -70,6 +71,7 @@ class DrGanGenerator(nn.Module):
   target_pose: int = 0
   noise_dim: int = 0
   conv_impl: str = "auto"
+  res_blocks: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, pose: jax.Array | None = None, noise: jax.Array | None = None):
@@ -92,7 +94,7 @@ class DrGanGenerator(nn.Module):
     h = _lrelu(Conv(self.width, (3, 3), conv_impl=ci, name="stem")(x.astype(jnp.float32)))
     for i, c in enumerate(widths):
       h = _lrelu(instance_norm(Conv(c, (3, 3), strides=(2, 2), conv_impl=ci, name=f"down{i}")(h)))
-      h = _Res(ci, name=f"enc_res{i}")(h)
+      h = encoder_res_blocks(h, self.res_blocks, ci, i)
     side = h.shape[1]
     f = Conv(self.code_dim, (3, 3), conv_impl=ci, name="feature")(h).mean(axis=(1, 2))
     pose = jnp.full((b,), self.target_pose, jnp.int32) if pose is None else pose

@@ -81,6 +81,8 @@ class FrontalGenerator(nn.Module):
     channels: ``C`` of input and output (1 grey, 3 RGB).
     width: channels of the first encoder level (doubling per level, capped at ``8 * width``).
     code_dim: the maxout bottleneck code size (TP-GAN: 256).
+    res_blocks: residual blocks after each encoder level's strided conv (1; 0 gives a shallower
+      test-size generator).
   """
 
   image_size: int = 32
@@ -88,6 +90,7 @@ class FrontalGenerator(nn.Module):
   width: int = 32
   code_dim: int = 256
   conv_impl: str = "auto"
+  res_blocks: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -104,7 +107,7 @@ class FrontalGenerator(nn.Module):
     skips = [h]
     for i, c in enumerate(widths):
       h = _lrelu(instance_norm(Conv(c, (3, 3), strides=(2, 2), conv_impl=ci, name=f"down{i}")(h)))
-      h = _Res(ci, name=f"enc_res{i}")(h)
+      h = encoder_res_blocks(h, self.res_blocks, ci, i)
       skips.append(h)
     b, side = h.shape[0], h.shape[1]
     code = max_feature_map(nn.Dense(2 * self.code_dim, name="fc_code")(h.reshape(b, -1)))
@@ -120,6 +123,19 @@ class FrontalGenerator(nn.Module):
       h = _lrelu(instance_norm(Conv(c, (3, 3), conv_impl=ci, name=f"dec{i}")(h)))
     out = Conv(self.channels, (3, 3), conv_impl=ci, name="out")(h)
     return jax.nn.sigmoid(out.astype(jnp.float32))
+
+
+def encoder_res_blocks(h, n: int, conv_impl: str, level: int):
+  """``n`` residual blocks of encoder level ``level`` (the first named ``enc_res<level>``).
+
+  Raises:
+    ValueError: ``n < 0``.
+  """
+  if int(n) < 0:
+    raise ValueError(f"res_blocks={n}: expected >= 0")
+  for j in range(int(n)):
+    h = _Res(conv_impl, name=f"enc_res{level}" if j == 0 else f"enc_res{level}_{j}")(h)
+  return h
 
 
 def _tower(x, width: int, n_down: int, conv_impl: str, prefix: str):

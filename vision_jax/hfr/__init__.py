@@ -36,12 +36,15 @@ from vision_jax.hfr.model import (
   l2_normalize,
 )
 from vision_jax.hfr.tasks import (
+  PARAM_INITS,
   check_params_like,
   generate_pairs,
   generator_task,
+  host_param_init,
   identity_embedding,
   load_params,
   make_pair_sampler,
+  param_init,
   recognition_task,
   sample_identities,
   sampler_task,
@@ -52,6 +55,7 @@ from vision_jax.hfr.tasks import (
 
 __all__ = [
   "MODALITIES",
+  "PARAM_INITS",
   "AttributeEncoder",
   "DualGenerator",
   "GeneratorWeights",
@@ -70,6 +74,7 @@ __all__ = [
   "generator_terms",
   "generator_total",
   "hfr_contrastive",
+  "host_param_init",
   "identity_embedding",
   "instance_norm",
   "l1",
@@ -77,6 +82,7 @@ __all__ = [
   "load_params",
   "make_pair_sampler",
   "orthogonality",
+  "param_init",
   "random_derangement",
   "recognition_task",
   "sample_identities",

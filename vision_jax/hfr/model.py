@@ -15,6 +15,9 @@ the decoder's last stage), ``D`` the shared decoder and ``H_m`` a 1x1 conv head.
 Choice: sizes follow the official generator (BradyFU/DVG-Face ``network/G_net.py``, 128 px, ndf 32)
 but scale with ``image_size``: the encoder halves the map until 4x4, the decoder doubles from 4x4;
 the last decoder stage (one up-conv, two residual blocks, two convs = 7 AdaIN layers) is AdaIN.
+The residual blocks per decoder stage (``mid_res_blocks = 1`` per intermediate stage,
+``last_res_blocks = 2`` in the last one, the official layout) can be lowered for a shallower
+test-size generator; the last stage then has ``3 + 2 * last_res_blocks`` AdaIN layers.
 
 References:
   C. Fu, X. Wu, Y. Hu, H. Huang, R. He. "DVG-Face: Dual Variational Generation for Heterogeneous
@@ -33,7 +36,12 @@ import jax.numpy as jnp
 from vision_jax.models.conv import Conv
 
 MODALITIES = ("a", "b")
-_ADAIN_LAYERS = 7
+_ADAIN_LAYERS = 7  # of the official last decoder stage (two residual blocks)
+
+
+def adain_layers(last_res_blocks: int = 2) -> int:
+  """AdaIN layers of the decoder's last stage: up-conv, ``2 x last_res_blocks``, two convs."""
+  return 3 + 2 * int(last_res_blocks)
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -158,17 +166,25 @@ class SharedDecoder(nn.Module):
     image_size: output side; channels: output channels (1 grey, 3 RGB).
     widths: channels per stage from 4x4 upward (default: halve from ``8 * width`` to ``width``).
     width: channels of the last stage (must match the encoders' AdaIN size).
+    mid_res_blocks: residual blocks after each intermediate up-conv (official: 1).
+    last_res_blocks: residual blocks of the last (AdaIN) stage (official: 2); the style then
+      holds ``adain_layers(last_res_blocks) x 2 x width`` values.
   """
 
   image_size: int = 128
   channels: int = 3
   width: int = 32
   conv_impl: str = "auto"
+  mid_res_blocks: int = 1
+  last_res_blocks: int = 2
 
   @nn.compact
   def __call__(self, identity, z, style, modality: str):
     if modality not in MODALITIES:
       raise ValueError(f"modality={modality!r}; expected one of {MODALITIES}")
+    for key in ("mid_res_blocks", "last_res_blocks"):
+      if int(getattr(self, key)) < 0:
+        raise ValueError(f"SharedDecoder({key}={getattr(self, key)}): expected >= 0")
     n_up = _num_down(self.image_size)
     c0 = 4 * self.width
     h = _lrelu(nn.Dense(16 * c0, name="fc")(jnp.concatenate([identity, z], -1)))
@@ -179,24 +195,24 @@ class SharedDecoder(nn.Module):
     for i in range(n_up - 1):
       h = nn.ConvTranspose(widths[i], (2, 2), strides=(2, 2), name=f"up{i}")(h)
       h = _lrelu(instance_norm(h))
-      h = _ResBlock(ci, name=f"res{i}")(h, (instance_norm, instance_norm))
-    # Last stage: AdaIN everywhere; style [B, 7 * 2 * width] -> 7 (mean, std) pairs.
-    c = self.width
-    if style.shape[-1] != _ADAIN_LAYERS * 2 * c:
+      for j in range(self.mid_res_blocks):  # official: one block, named res{i}
+        name = f"res{i}" if j == 0 else f"res{i}_{j}"
+        h = _ResBlock(ci, name=name)(h, (instance_norm, instance_norm))
+    # Last stage: AdaIN everywhere; style [B, n * 2 * width] -> n (mean, std) pairs (n = 7).
+    c, n_ada = self.width, adain_layers(self.last_res_blocks)
+    if style.shape[-1] != n_ada * 2 * c:
       raise ValueError(
         f"style has {style.shape[-1]} values; the decoder's last stage needs "
-        f"{_ADAIN_LAYERS} x 2 x {c} = {_ADAIN_LAYERS * 2 * c} (encoder style_dim vs decoder width)"
+        f"{n_ada} x 2 x {c} = {n_ada * 2 * c} (encoder style_dim vs decoder width)"
       )
-    params = style.reshape(style.shape[0], _ADAIN_LAYERS, 2, c)
-    norms = [
-      (lambda x, k=k: adain(x, params[:, k, 0], params[:, k, 1])) for k in range(_ADAIN_LAYERS)
-    ]
+    params = style.reshape(style.shape[0], n_ada, 2, c)
+    norms = [(lambda x, k=k: adain(x, params[:, k, 0], params[:, k, 1])) for k in range(n_ada)]
     h = nn.ConvTranspose(c, (2, 2), strides=(2, 2), name=f"up{n_up - 1}")(h)
     h = _lrelu(norms[0](h))
-    h = _ResBlock(ci, name="res_last0")(h, norms[1:3])
-    h = _ResBlock(ci, name="res_last1")(h, norms[3:5])
-    h = _lrelu(norms[5](Conv(c, (3, 3), conv_impl=ci, name="conv_last0")(h)))
-    h = _lrelu(norms[6](Conv(c, (3, 3), conv_impl=ci, name="conv_last1")(h)))
+    for j in range(self.last_res_blocks):
+      h = _ResBlock(ci, name=f"res_last{j}")(h, norms[1 + 2 * j : 3 + 2 * j])
+    h = _lrelu(norms[-2](Conv(c, (3, 3), conv_impl=ci, name="conv_last0")(h)))
+    h = _lrelu(norms[-1](Conv(c, (3, 3), conv_impl=ci, name="conv_last1")(h)))
     heads = {m: nn.Conv(self.channels, (1, 1), name=f"head_{m}") for m in MODALITIES}
     if self.is_initializing():
       for m in MODALITIES:  # create both heads' params whichever modality init decodes
@@ -210,6 +226,8 @@ class DualGenerator(nn.Module):
   Use through ``apply(..., method=...)``: :meth:`encode` ``(x, modality, rng=None) -> {"z",
   "style", ("mu", "logvar")}``, :meth:`style` ``(z, modality)`` and :meth:`decode` ``(identity,
   z, style, modality)``; ``__call__`` (used for init) reconstructs both modalities.
+  ``mid_res_blocks`` / ``last_res_blocks``: the decoder's residual blocks (see `SharedDecoder`);
+  the style MLPs' output size follows ``last_res_blocks``.
   """
 
   image_size: int = 128
@@ -219,6 +237,8 @@ class DualGenerator(nn.Module):
   style_hidden: Sequence[int] = (1024, 2048)
   variational: bool = False
   conv_impl: str = "auto"
+  mid_res_blocks: int = 1
+  last_res_blocks: int = 2
 
   def setup(self):
     kw = dict(
@@ -229,10 +249,17 @@ class DualGenerator(nn.Module):
     )
     self.enc_a = AttributeEncoder(**kw)
     self.enc_b = AttributeEncoder(**kw)
-    sd = _ADAIN_LAYERS * 2 * self.width
+    sd = adain_layers(self.last_res_blocks) * 2 * self.width
     self.style_a = StyleMLP(sd, tuple(self.style_hidden))
     self.style_b = StyleMLP(sd, tuple(self.style_hidden))
-    self.dec = SharedDecoder(self.image_size, self.channels, self.width, self.conv_impl)
+    self.dec = SharedDecoder(
+      self.image_size,
+      self.channels,
+      self.width,
+      self.conv_impl,
+      mid_res_blocks=self.mid_res_blocks,
+      last_res_blocks=self.last_res_blocks,
+    )
 
   def _check(self, modality):
     if modality not in MODALITIES:
@@ -335,6 +362,7 @@ __all__ = [
   "PairDiscriminator",
   "SharedDecoder",
   "adain",
+  "adain_layers",
   "instance_norm",
   "l2_normalize",
 ]

@@ -148,6 +148,77 @@ def _check_pair_batch(batch, where: str):
     )
 
 
+# --------------------------------------------------------------------------- host init
+PARAM_INITS = ("flax", "host")
+
+
+def _rng_dependent_outputs(fn, *args) -> list[bool]:
+  """For each flat output of ``fn(rng, *rest)``: does it depend on ``rng`` (the first argument)?
+
+  Conservative data-flow over the jaxpr: any equation with a dependent input makes all of its
+  outputs dependent (nested calls included).
+  """
+  from jax.extend.core import Literal
+
+  spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), args)
+  closed = jax.make_jaxpr(fn)(*spec)
+  jaxpr = closed.jaxpr
+  n_rng = len(jax.tree.leaves(spec[0]))
+  dep = set(jaxpr.invars[:n_rng])
+  for eqn in jaxpr.eqns:
+    if any(not isinstance(v, Literal) and v in dep for v in eqn.invars):
+      dep.update(eqn.outvars)
+  return [not isinstance(v, Literal) and v in dep for v in jaxpr.outvars]
+
+
+def host_param_init(task: Task, seed: int) -> Task:
+  """``task`` whose init draws its random parameters on the host with NumPy instead of in XLA.
+
+  Every leaf of ``task.init(rng, batch)`` that depends on ``rng`` (a randomly initialised
+  kernel) is replaced by a seeded NumPy draw ``N(0, 1 / fan_in)`` (``fan_in = prod(shape[:-1])``,
+  LeCun-normal scale; 1-D leaves: zeros), a constant of the init program; every other leaf
+  (zero biases, given checkpoints, frozen networks in ``extra``) keeps its value. XLA drops the
+  unused random draws, so the compiled init holds no per-parameter threefry kernel (each costs
+  about 0.5 s of XLA CPU compile time). Values differ from flax's initialisers: meant for smoke
+  runs (``--config.param_init=host``), not for results.
+  """
+  import dataclasses
+
+  orig = task.init
+
+  def init(rng, batch):
+    out = orig(rng, batch)
+    leaves, tree = jax.tree.flatten(out)
+    dep = _rng_dependent_outputs(orig, rng, batch)
+    if len(dep) != len(leaves):
+      raise ValueError(f"host_param_init: {len(dep)} traced outputs vs {len(leaves)} leaves")
+    new = []
+    for i, (leaf, d) in enumerate(zip(leaves, dep)):
+      if not d:
+        new.append(leaf)
+        continue
+      shape, dtype = tuple(leaf.shape), leaf.dtype
+      if len(shape) >= 2 and jnp.issubdtype(dtype, jnp.floating):
+        fan_in = int(np.prod(shape[:-1]))
+        r = np.random.default_rng([int(seed), i])
+        val = r.standard_normal(shape, np.float32) / np.sqrt(max(fan_in, 1))
+      else:
+        val = np.zeros(shape, dtype)
+      new.append(jnp.asarray(val, dtype))
+    return jax.tree.unflatten(tree, new)
+
+  return dataclasses.replace(task, init=init)
+
+
+def param_init(task: Task, how: str, seed: int) -> Task:
+  """``task`` as is (``how="flax"``) or with `host_param_init` (``"host"``)."""
+  if how == "flax":
+    return task
+  if how == "host":
+    return host_param_init(task, seed)
+  raise ValueError(f"param_init={how!r}; expected one of {PARAM_INITS}")
+
+
 # --------------------------------------------------------------------------- identity sampler
 def sampler_task(sampler: IdentitySampler, *, kl_weight: float = 1e-3) -> Task:
   """The identity sampler VAE (`vision_jax.hfr.sampler_loss`) on ``batch["feature"] [B, D]``."""
@@ -443,12 +514,15 @@ def recognition_task(
 
 
 __all__ = [
+  "PARAM_INITS",
   "check_params_like",
   "generate_pairs",
   "generator_task",
+  "host_param_init",
   "identity_embedding",
   "load_params",
   "make_pair_sampler",
+  "param_init",
   "read_msgpack",
   "recognition_task",
   "sample_identities",

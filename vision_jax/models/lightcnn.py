@@ -92,6 +92,9 @@ class LightCNN9(nn.Module):
       ``rngs={"dropout": key}`` in ``apply`` when > 0 and ``train=True``.
     dtype: compute dtype; params float32, outputs float32.
     conv_impl: ``"xla"`` | ``"einsum"`` | ``"auto"``.
+    num_groups: how many of the four MFM groups to keep (4: LightCNN-9; fewer keeps
+      ``group1..group<n>`` with their pools, a shallower net for tests, e.g. 1: ``MFM5x5``, pool,
+      ``group1``, pool, ``MFM-fc``).
 
   Choice: ``dropout_rate`` defaults to 0 so that ``apply`` needs no rng (the train loop's model
     contract); the reference recipe sets 0.5. The flattened map is in NHWC (H, W, C) order, not
@@ -102,16 +105,21 @@ class LightCNN9(nn.Module):
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
+  num_groups: int = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool):
     check_nhwc(x, "LightCNN9")
+    if not 1 <= self.num_groups <= 4:
+      raise ValueError(f"LightCNN9(num_groups={self.num_groups!r}): expected 1, 2, 3 or 4")
     x = x.astype(self.dtype)
     x = max_pool(MFMConv(48, 5, 2, self.dtype, self.conv_impl, name="conv1")(x))
-    x = max_pool(MFMGroup(96, self.dtype, self.conv_impl, name="group1")(x))
-    x = max_pool(MFMGroup(192, self.dtype, self.conv_impl, name="group2")(x))
-    x = MFMGroup(128, self.dtype, self.conv_impl, name="group3")(x)
-    x = max_pool(MFMGroup(128, self.dtype, self.conv_impl, name="group4")(x))
+    # (features, pool after) of group1..group4
+    for i, (c, pool) in enumerate(((96, True), (192, True), (128, False), (128, True))):
+      if i >= self.num_groups:
+        break
+      x = MFMGroup(c, self.dtype, self.conv_impl, name=f"group{i + 1}")(x)
+      x = max_pool(x) if pool else x
     feat = x
     x = x.reshape(x.shape[0], -1)
     emb = max_feature_map(nn.Dense(2 * 256, dtype=self.dtype, name="fc1")(x)).astype(jnp.float32)
