@@ -25,6 +25,7 @@ spans its own applications.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import jax
@@ -88,7 +89,8 @@ def search_task(
   Returns:
     A :class:`~vision_jax.train.Task`; ``params = {"net", "arch"}``, ``extra = {"widths",
     "masks", "target_ms"}``. The target is state, not a compile-time constant, so searches for
-    different targets lower to the same program (a persistent compilation cache serves them all).
+    different targets lower to the same program; its ``program_key`` names everything else the
+    steps read, so in one process the trainer compiles the search step once for all targets.
 
   Raises:
     ValueError: non-positive target, steps or weights.
@@ -198,11 +200,30 @@ def search_task(
       extra = jax.lax.cond(do, rescale, lambda p, e: e, params, extra)
     return state.replace(params=params, extra=extra)
 
+  # Everything the steps read besides the state: searches for different targets share one step.
+  program_key = (
+    "vision_jax.nas.search_task",
+    space,
+    float(base_ms),
+    curve.shape,
+    hashlib.sha1(np.ascontiguousarray(curve, np.float32).tobytes()).hexdigest(),
+    steps_per_epoch,
+    warmup_epochs,
+    float(lat_weight),
+    float(tau0),
+    float(tau_decay),
+    arch_every,
+    bool(elastic),
+    dw_impl,
+    preprocess,
+    phase,
+  )
   weights = Update("weights", weight_loss, params="net", optim="optim", batch_key="train")
   if phase == "warmup":
-    return Task(init=init, updates=(weights,), post_update=post_update)
+    return Task(init=init, updates=(weights,), post_update=post_update, program_key=program_key)
   return Task(
     init=init,
+    program_key=program_key,
     updates=(
       weights,
       Update(

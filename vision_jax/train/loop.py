@@ -50,10 +50,9 @@ from vision_jax.train.checkpoint import Checkpointer, abstract_with_shardings
 from vision_jax.train.step import (
   Task,
   batch_shardings,
+  cached_steps,
   create_train_state,
-  make_eval_step,
   make_task_optimizers,
-  make_train_step,
   split_update_metrics,
 )
 from vision_jax.train.workdir import guard_run
@@ -248,7 +247,7 @@ def train_and_evaluate(
         )
       devices = jax.devices()[: data_axis * model_axis]
     mesh = mesh_lib.make_mesh(data=data_axis, model=model_axis, devices=devices)
-  tx, schedule = make_task_optimizers(task, cfg, num_steps)
+  tx, _ = make_task_optimizers(task, cfg, num_steps)
   rng = jax.random.PRNGKey(int(cfg.seed))
 
   first_local = train_data[0]
@@ -269,8 +268,7 @@ def train_and_evaluate(
       print(f"Resumed from {ckpt.directory} at step {int(state.step)}")
   start = int(state.step)
 
-  train_step = make_train_step(task, tx, schedule, mesh, shardings, batch_sh)
-  eval_step = make_eval_step(task, mesh, shardings) if task.eval_fn is not None else None
+  train_step, eval_step = cached_steps(task, cfg, num_steps, mesh, shardings, batch_sh)
   writer = MetricWriter(workdir, resume_step=start, enabled=is_main)
   log_every = int(tcfg.get("log_every", 50))
   eval_every = int(tcfg.get("eval_every", 0))

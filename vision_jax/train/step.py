@@ -125,6 +125,12 @@ class Task:
       device count).
     finalize: optional ``finalize(state) -> dict`` of end-of-run results (arrays allowed), merged
       by the loop into ``summary.json`` (e.g. IR-Softmax's weight–centre angles).
+    program_key: optional hashable promise that every Task with this key has the same train and
+      eval steps up to state: the same functions of ``(params, model_state, extra, batch, rng,
+      step)`` — whatever differs between them (a NAS search's target latency) lives in the state
+      that ``init`` returns. Runs of such Tasks in one process with equal optimiser sections,
+      ``train.num_steps``, mesh and shardings reuse one jitted step
+      (:func:`cached_steps`): no second trace, lowering or compile. ``None``: a new step per run.
   """
 
   init: Callable[..., Any]
@@ -136,8 +142,16 @@ class Task:
   updates: tuple[Update, ...] = ()
   batch_partition: Callable[[Any], Any] | None = None
   finalize: Callable[[TrainState], dict[str, Any]] | None = None
+  program_key: Any = None
 
   def __post_init__(self):
+    if self.program_key is not None:
+      try:
+        hash(self.program_key)
+      except TypeError:
+        raise TypeError(
+          f"Task.program_key={self.program_key!r} must be hashable (a tuple of plain values)"
+        ) from None
     updates = tuple(self.updates or ())
     object.__setattr__(self, "updates", updates)
     if (self.loss_fn is None) == (not updates):
@@ -456,3 +470,62 @@ __all__: Sequence[str] = (
   "split_update_metrics",
   "state_shardings",
 )
+
+
+# (program_key, optimiser sections, num_steps, mesh, shardings) -> (train_step, eval_step); the
+# most recent few, so a process running many Tasks does not keep every executable alive.
+_STEP_CACHE: dict[Any, tuple[Callable, Callable | None]] = {}
+_STEP_CACHE_SIZE = 4
+
+
+def _optim_sections(task: Task, cfg: ml_collections.ConfigDict) -> tuple:
+  names = ["optim"] if not task.multi_update else sorted({u.optim for u in task.updates})
+  out = []
+  for n in names:
+    section = cfg[n]
+    out.append(
+      (n, repr(sorted(section.to_dict().items()) if hasattr(section, "to_dict") else section))
+    )
+  return tuple(out)
+
+
+def cached_steps(
+  task: Task,
+  cfg: ml_collections.ConfigDict,
+  num_steps: int,
+  mesh: Mesh,
+  state_sharding,
+  batch_sharding,
+) -> tuple[Callable, Callable | None]:
+  """``(train_step, eval_step)`` for ``task``; with ``task.program_key`` set, the pair built for
+  an earlier Task of the same key and settings is returned (see :attr:`Task.program_key`), so
+  its compiled executables serve this run too. ``eval_step`` is ``None`` without ``eval_fn``.
+  """
+
+  def build():
+    tx, schedule = make_task_optimizers(task, cfg, num_steps)
+    train_step = make_train_step(task, tx, schedule, mesh, state_sharding, batch_sharding)
+    eval_step = make_eval_step(task, mesh, state_sharding) if task.eval_fn is not None else None
+    return train_step, eval_step
+
+  if task.program_key is None:
+    return build()
+  s_leaves, s_def = jax.tree.flatten(state_sharding)
+  b_leaves, b_def = jax.tree.flatten(batch_sharding)
+  key = (
+    task.program_key,
+    _optim_sections(task, cfg),
+    int(num_steps),
+    mesh,
+    s_def,
+    tuple(s_leaves),
+    b_def,
+    tuple(b_leaves),
+  )
+  hit = _STEP_CACHE.pop(key, None)
+  if hit is None:
+    hit = build()
+  _STEP_CACHE[key] = hit  # most recent last
+  while len(_STEP_CACHE) > _STEP_CACHE_SIZE:
+    _STEP_CACHE.pop(next(iter(_STEP_CACHE)))
+  return hit
