@@ -247,7 +247,7 @@ def train_and_evaluate(
         )
       devices = jax.devices()[: data_axis * model_axis]
     mesh = mesh_lib.make_mesh(data=data_axis, model=model_axis, devices=devices)
-  tx, _ = make_task_optimizers(task, cfg, num_steps)
+  tx, schedule = make_task_optimizers(task, cfg, num_steps)
   rng = jax.random.PRNGKey(int(cfg.seed))
 
   first_local = train_data[0]
@@ -268,7 +268,9 @@ def train_and_evaluate(
       print(f"Resumed from {ckpt.directory} at step {int(state.step)}")
   start = int(state.step)
 
-  train_step, eval_step = cached_steps(task, cfg, num_steps, mesh, shardings, batch_sh)
+  train_step, eval_step = cached_steps(
+    task, tx, schedule, cfg, num_steps, mesh, shardings, batch_sh
+  )
   writer = MetricWriter(workdir, resume_step=start, enabled=is_main)
   log_every = int(tcfg.get("log_every", 50))
   eval_every = int(tcfg.get("eval_every", 0))

@@ -463,6 +463,7 @@ __all__: Sequence[str] = (
   "Task",
   "Update",
   "batch_shardings",
+  "cached_steps",
   "create_train_state",
   "make_eval_step",
   "make_task_optimizers",
@@ -491,6 +492,8 @@ def _optim_sections(task: Task, cfg: ml_collections.ConfigDict) -> tuple:
 
 def cached_steps(
   task: Task,
+  tx: Optimizers,
+  schedule: Schedules,
   cfg: ml_collections.ConfigDict,
   num_steps: int,
   mesh: Mesh,
@@ -499,11 +502,12 @@ def cached_steps(
 ) -> tuple[Callable, Callable | None]:
   """``(train_step, eval_step)`` for ``task``; with ``task.program_key`` set, the pair built for
   an earlier Task of the same key and settings is returned (see :attr:`Task.program_key`), so
-  its compiled executables serve this run too. ``eval_step`` is ``None`` without ``eval_fn``.
+  its compiled executables serve this run too. ``tx`` / ``schedule`` as built from ``cfg`` by
+  :func:`make_task_optimizers` (``cfg``'s optimiser sections are part of the key).
+  ``eval_step`` is ``None`` without ``eval_fn``.
   """
 
   def build():
-    tx, schedule = make_task_optimizers(task, cfg, num_steps)
     train_step = make_train_step(task, tx, schedule, mesh, state_sharding, batch_sharding)
     eval_step = make_eval_step(task, mesh, state_sharding) if task.eval_fn is not None else None
     return train_step, eval_step
